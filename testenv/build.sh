@@ -1,0 +1,170 @@
+#!/usr/bin/env bash
+# Build (or reuse) kube-apiserver, kubectl and etcd for Strata's tests.
+set -euo pipefail
+
+usage() {
+	cat <<'EOF'
+Usage: testenv/build.sh [--help] [--versions]
+
+Builds kube-apiserver, kubectl and etcd from the Go module proxy at the
+versions pinned in testenv/go.mod, unless a cached build already exists:
+
+  <tools>/kube-apiserver-<k8s version>/{kube-apiserver,kubectl}
+  <tools>/etcd-<etcd version>/etcd
+  <tools>/testenv-<k8s version>/{kube-apiserver,kubectl,etcd}   (symlinks)
+
+where <tools> is $STRATA_TOOLS_DIR, by default
+${XDG_CACHE_HOME:-$HOME/.cache}/strata/tools. Only the first run on a machine
+builds; concurrent runs wait for each other (flock).
+
+The last line on stdout is the directory holding the three binaries
+(<tools>/testenv-<k8s version>); progress goes to stderr.
+
+Options:
+  --versions   print "KUBERNETES_VERSION=..." and "ETCD_VERSION=..." and exit
+
+Environment:
+  STRATA_TOOLS_DIR        cache root (see above)
+  STRATA_TESTENV_REBUILD  set to 1 to rebuild even when a cached build exists
+EOF
+}
+
+print_versions=0
+for arg in "$@"; do
+	case "$arg" in
+	-h | --help)
+		usage
+		exit 0
+		;;
+	--versions) print_versions=1 ;;
+	*)
+		echo "build.sh: unknown argument '$arg'" >&2
+		usage >&2
+		exit 2
+		;;
+	esac
+done
+
+log() { echo "testenv/build.sh: $*" >&2; }
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+kube_version="$(awk '$1 == "k8s.io/kubernetes" && $2 ~ /^v1\./ { print $2; exit }' "$here/go.mod")"
+etcd_version="$(awk '$1 == "go.etcd.io/etcd/server/v3" && $2 ~ /^v3\./ { print $2; exit }' "$here/go.mod")"
+if [[ ! "$kube_version" =~ ^v([0-9]+)\.([0-9]+)\.[0-9]+$ || -z "$etcd_version" ]]; then
+	log "cannot read the pinned versions from testenv/go.mod"
+	exit 1
+fi
+kube_major="${BASH_REMATCH[1]}"
+kube_minor="${BASH_REMATCH[2]}"
+
+if [[ $print_versions -eq 1 ]]; then
+	echo "KUBERNETES_VERSION=$kube_version"
+	echo "ETCD_VERSION=$etcd_version"
+	exit 0
+fi
+
+command -v go >/dev/null || {
+	log "go is not installed; install Go >= $(awk '$1 == "go" { print $2; exit }' "$here/go.mod") (Debian: apt-get install golang-go, or the official tarball)"
+	exit 1
+}
+
+tools="${STRATA_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/strata/tools}"
+kube_dir="$tools/kube-apiserver-$kube_version"
+etcd_dir="$tools/etcd-$etcd_version"
+bin_dir="$tools/testenv-$kube_version"
+
+# Both trees are fully determined by go.mod, go.sum and the flags below; a
+# stamp of those decides whether a cached binary may be reused.
+version_flags=()
+for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+	version_flags+=(
+		"-X $pkg.gitVersion=$kube_version"
+		"-X $pkg.gitMajor=$kube_major"
+		"-X $pkg.gitMinor=$kube_minor"
+		"-X $pkg.gitTreeState=clean"
+	)
+done
+ldflags="-s -w ${version_flags[*]}"
+build_env=(GOTOOLCHAIN=local GOFLAGS=-mod=readonly CGO_ENABLED=0)
+stamp="$(cat "$here/go.mod" "$here/go.sum" <(echo "$ldflags ${build_env[*]} -trimpath") | sha256sum | cut -d' ' -f1)"
+
+cached() {
+	[[ "${STRATA_TESTENV_REBUILD:-0}" != 1 ]] &&
+		[[ -x "$kube_dir/kube-apiserver" && -x "$kube_dir/kubectl" && -x "$etcd_dir/etcd" ]] &&
+		[[ "$(cat "$kube_dir/.stamp" 2>/dev/null)" == "$stamp" ]] &&
+		[[ "$(cat "$etcd_dir/.stamp" 2>/dev/null)" == "$stamp" ]]
+}
+
+link_bin_dir() {
+	mkdir -p "$bin_dir"
+	ln -sfn "$kube_dir/kube-apiserver" "$bin_dir/kube-apiserver"
+	ln -sfn "$kube_dir/kubectl" "$bin_dir/kubectl"
+	ln -sfn "$etcd_dir/etcd" "$bin_dir/etcd"
+}
+
+if cached; then
+	log "reusing kube-apiserver $kube_version and etcd $etcd_version from $tools"
+	link_bin_dir
+	echo "$bin_dir"
+	exit 0
+fi
+
+mkdir -p "$tools"
+exec 9>"$tools/.testenv-build.lock"
+if ! flock -n 9; then
+	log "another build is running; waiting for it"
+	flock 9
+fi
+# The build we waited for may have produced what we need.
+if cached; then
+	log "reusing kube-apiserver $kube_version and etcd $etcd_version from $tools"
+	link_bin_dir
+	echo "$bin_dir"
+	exit 0
+fi
+
+work="$(mktemp -d "$tools/.build.XXXXXX")"
+trap 'rm -rf "$work"' EXIT
+
+log "building kube-apiserver, kubectl $kube_version and etcd $etcd_version (cold builds take minutes; see docs/testenv.md)"
+started=$SECONDS
+(
+	cd "$here"
+	env "${build_env[@]}" go build -trimpath -ldflags "$ldflags" -o "$work/" \
+		k8s.io/kubernetes/cmd/kube-apiserver \
+		k8s.io/kubernetes/cmd/kubectl \
+		go.etcd.io/etcd/server/v3
+)
+# The etcd main package is its module root, go.etcd.io/etcd/server/v3, so go
+# names the binary after the element before the major-version suffix.
+mv "$work/server" "$work/etcd"
+log "go build finished in $((SECONDS - started)) s"
+
+# Refuse binaries that do not report the pinned versions.
+got="$("$work/kube-apiserver" --version)"
+if [[ "$got" != "Kubernetes $kube_version" ]]; then
+	log "kube-apiserver reports '$got', expected 'Kubernetes $kube_version'"
+	exit 1
+fi
+got="$("$work/etcd" --version | awk -F': ' '/^etcd Version/ { print $2 }')"
+if [[ "v$got" != "$etcd_version" ]]; then
+	log "etcd reports version '$got', expected '$etcd_version'"
+	exit 1
+fi
+
+install_tree() { # dir binaries...
+	local dir="$1"
+	shift
+	local fresh="$dir.new.$$"
+	rm -rf "$fresh"
+	mkdir -p "$fresh"
+	for b in "$@"; do mv "$work/$b" "$fresh/$b"; done
+	echo "$stamp" >"$fresh/.stamp"
+	rm -rf "$dir"
+	mv "$fresh" "$dir"
+}
+install_tree "$kube_dir" kube-apiserver kubectl
+install_tree "$etcd_dir" etcd
+link_bin_dir
+log "installed into $kube_dir and $etcd_dir"
+echo "$bin_dir"
