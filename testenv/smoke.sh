@@ -60,7 +60,14 @@ kubectl="$bin_dir/kubectl"
 
 dir="$(mktemp -d "${TMPDIR:-/tmp}/strata-testenv-smoke.XXXXXX")"
 stopped=0
+owner=""
 finish() {
+	if [[ -n "$owner" ]]; then
+		kill "$owner" 2>/dev/null || true
+	fi
+	if [[ -d "$dir/second" ]]; then
+		"$here/stop.sh" --dir "$dir/second" >/dev/null 2>&1 || true
+	fi
 	if [[ $stopped -eq 0 ]]; then
 		"$here/stop.sh" --dir "$dir" >/dev/null 2>&1 || true
 	fi
@@ -106,6 +113,8 @@ expect_failure() {
 		fail "$name" "failed without matching /$pattern/:"$'\n'"$got"
 	fi
 }
+# running PID: the process exists and is not a zombie awaiting its reaper.
+running() { [[ -d "/proc/$1" && "$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null)" != Z ]]; }
 as_user() { "$kubectl" --context "$STRATA_TESTENV_USER_CONTEXT" "$@"; }
 
 # --- version ------------------------------------------------------------------
@@ -233,6 +242,35 @@ expect "a RoleBinding lets the user list StatefulSets" "statefulset.apps/db" \
 expect_failure "but not delete them" "Forbidden|forbidden" \
 	as_user delete statefulset db
 
+# --- a second environment, tied to an owner process -------------------------------
+# Tests run in parallel, each with its own environment; a fixture passes its
+# own pid as --owner-pid so that a killed test run leaves nothing behind.
+sleep 600 &
+owner=$!
+dir2="$dir/second"
+if "$here/start.sh" --dir "$dir2" --bin-dir "$bin_dir" --owner-pid "$owner" >"$dir/start2.out" 2>&1; then
+	pass "a second environment starts beside the first"
+	expect_failure "the second environment has its own etcd (no CRD there)" "NotFound" \
+		"$kubectl" --kubeconfig "$dir2/kubeconfig" get crd smokewidgets.testenv.strata.dev
+	api2="$(cat "$dir2/kube-apiserver.pid")"
+	etcd2="$(cat "$dir2/etcd.pid")"
+	kill "$owner"
+	wait "$owner" 2>/dev/null || true
+	gone_by=$((SECONDS + 30))
+	while [[ -f "$dir2/kube-apiserver.pid" || -f "$dir2/etcd.pid" ]] && ((SECONDS < gone_by)); do
+		sleep 0.2
+	done
+	if [[ ! -f "$dir2/kube-apiserver.pid" && ! -f "$dir2/etcd.pid" ]] && ! running "$api2" && ! running "$etcd2"; then
+		pass "the second environment stops by itself when its owner process exits"
+	else
+		fail "the second environment stops by itself when its owner process exits" "$(cat "$dir2/watchdog.log" 2>/dev/null)"
+		"$here/stop.sh" --dir "$dir2" >/dev/null 2>&1 || true
+	fi
+else
+	fail "a second environment starts beside the first" "$(cat "$dir/start2.out")"
+	kill "$owner" 2>/dev/null || true
+fi
+
 # --- stop ---------------------------------------------------------------------------
 if "$here/stop.sh" --dir "$dir" 2>/dev/null; then
 	stopped=1
@@ -242,7 +280,7 @@ else
 fi
 left=""
 for pid in "$STRATA_TESTENV_APISERVER_PID" "$STRATA_TESTENV_ETCD_PID"; do
-	if [[ -d "/proc/$pid" ]] && [[ "$(awk '{ print $3 }' "/proc/$pid/stat" 2>/dev/null)" != Z ]]; then
+	if running "$pid"; then
 		left+="$pid: $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)"$'\n'
 	fi
 done
