@@ -1,0 +1,4 @@
+terraform {
+  # Renders text only: no provider is needed.
+  required_version = ">= 1.6.0"
+}
