@@ -1,0 +1,79 @@
+//! Strata's REST API: routes, authentication, problem+json errors, metrics and
+//! the OpenAPI document generated from the handlers.
+
+pub mod auth;
+pub mod bootstrap;
+pub mod error;
+mod extract;
+pub mod metrics;
+mod openapi;
+mod routes;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{HeaderName, Request};
+use strata_core::{InstanceRuntime, Secret};
+use strata_store::Store;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+pub use openapi::openapi;
+
+/// Everything a handler may use.
+#[derive(Clone)]
+pub struct AppState {
+    pub runtime: Arc<dyn InstanceRuntime>,
+    pub store: Store,
+    pub auth: Arc<auth::Auth>,
+    pub metrics: Arc<metrics::HttpMetrics>,
+    /// Interval between keep-alive comments on event streams.
+    pub sse_keepalive: Duration,
+}
+
+/// A random URL-safe token of `bytes` random bytes, from the OS CSPRNG.
+pub fn random_token(bytes: usize) -> Secret {
+    use base64::Engine;
+    use rand::RngCore;
+    let mut buf = vec![0u8; bytes];
+    rand::rngs::OsRng.fill_bytes(&mut buf);
+    Secret::new(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf))
+}
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The public router: `/v1`, discovery, health, OpenAPI and its docs page.
+pub fn router(state: AppState) -> Router {
+    let (api, doc) = routes::api().split_for_parts();
+    let docs = utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", doc);
+    Router::new()
+        .merge(api)
+        .merge(docs)
+        .fallback(routes::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+                let id = req
+                    .headers()
+                    .get(&REQUEST_ID)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+            }),
+        )
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .with_state(state)
+}
+
+/// The admin router: `/metrics` and health, on its own listener.
+pub fn admin_router(state: AppState, registry: Arc<prometheus_client::registry::Registry>) -> Router {
+    Router::new()
+        .route("/metrics", axum::routing::get(metrics::scrape))
+        .route("/healthz", axum::routing::get(routes::meta::healthz))
+        .with_state((state, registry))
+}

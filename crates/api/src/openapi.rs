@@ -1,0 +1,45 @@
+//! The OpenAPI document's frame; paths and schemas come from the handlers.
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Strata API",
+        version = "1",
+        description = "Managed PostgreSQL: instances, credentials, service events. \
+                       Errors are application/problem+json (RFC 9457).",
+        license(name = "Apache-2.0", identifier = "Apache-2.0")
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "auth", description = "Tokens and the issuer's discovery documents"),
+        (name = "catalog", description = "What can be ordered: versions and plans"),
+        (name = "instances", description = "PostgreSQL instances, their credentials and service events"),
+        (name = "health", description = "Liveness and readiness"),
+    )
+)]
+pub(crate) struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The complete OpenAPI document (what `/openapi.json` serves).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    crate::routes::api().split_for_parts().1
+}

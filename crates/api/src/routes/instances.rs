@@ -1,0 +1,315 @@
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use strata_core::instance::parse_label_selector;
+use strata_core::{
+    CreateInstance, Credentials, Instance, PageRequest, ProjectName, RuntimeError, UpdateInstance,
+};
+use utoipa::ToSchema;
+
+use super::{instance_name, project};
+use crate::AppState;
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::extract::{self, QueryParams};
+
+#[derive(Serialize, ToSchema)]
+pub struct InstanceList {
+    pub items: Vec<Instance>,
+    /// Pass as `page_token` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_page_token: Option<String>,
+}
+
+const DEFAULT_PAGE: u32 = 100;
+const MAX_PAGE: u32 = 500;
+
+/// Reads `page_size` and `page_token`.
+pub(crate) fn page(q: &QueryParams) -> ApiResult<PageRequest> {
+    let size = q
+        .parse::<u32>("page_size", "a number from 1 to 500")?
+        .unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&size) {
+        return Err(ApiError::field(StatusCode::BAD_REQUEST, "page_size", "must be from 1 to 500"));
+    }
+    let token = q
+        .get("page_token")
+        .map(|t| {
+            URL_SAFE_NO_PAD
+                .decode(t)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| ApiError::field(StatusCode::BAD_REQUEST, "page_token", "is not a token this API issued"))
+        })
+        .transpose()?;
+    Ok(PageRequest { size, token })
+}
+
+fn accepted(project: &ProjectName, instance: &Instance) -> Response {
+    let location = format!("/v1/projects/{project}/instances/{}", instance.name);
+    let mut res = (StatusCode::ACCEPTED, Json(instance)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        res.headers_mut().insert(header::LOCATION, v);
+    }
+    res
+}
+
+/// Lists a project's instances, by name.
+#[utoipa::path(get, path = "/v1/projects/{project}/instances", tag = "instances",
+    security(("bearer" = [])),
+    params(
+        ("project" = String, Path, description = "Project name"),
+        ("label" = Option<String>, Query, description = "Only instances with this label, as key=value; repeat to require several"),
+        ("page_size" = Option<u32>, Query, description = "1 to 500, default 100"),
+        ("page_token" = Option<String>, Query, description = "From the previous page's next_page_token"),
+    ),
+    responses(
+        (status = 200, body = InstanceList),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(project_name): Path<String>,
+    q: QueryParams,
+) -> ApiResult<Json<InstanceList>> {
+    q.only(&["label", "page_size", "page_token"])?;
+    let project = project(&st, &caller, &project_name).await?;
+    let labels = q
+        .all("label")
+        .map(parse_label_selector)
+        .collect::<Result<Vec<_>, _>>()?;
+    let page = st.runtime.list(&project, &labels, page(&q)?).await?;
+    Ok(Json(InstanceList {
+        items: page.items,
+        next_page_token: page.next_page_token.map(|t| URL_SAFE_NO_PAD.encode(t)),
+    }))
+}
+
+fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
+    let Some(v) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let bad = || ApiError::field(StatusCode::BAD_REQUEST, "Idempotency-Key", "must be 1 to 255 visible ASCII characters");
+    let s = v.to_str().map_err(|_| bad())?;
+    if s.is_empty() || s.len() > 255 || !s.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(bad());
+    }
+    Ok(Some(s.to_owned()))
+}
+
+/// The stored response to `key`, if this request repeats an earlier one.
+async fn replay(st: &AppState, project: &ProjectName, key: &str, fingerprint: &str) -> ApiResult<Option<Response>> {
+    let Some((stored, status, body)) = st.store.idempotent_response(project.as_str(), key).await? else {
+        return Ok(None);
+    };
+    if stored != fingerprint {
+        return Err(ApiError::field(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Idempotency-Key",
+            "was already used with a different request; use a new key",
+        ));
+    }
+    let mut res = (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+        [(header::CONTENT_TYPE, "application/json")],
+        body.clone(),
+    )
+        .into_response();
+    res.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+    if let Ok(instance) = serde_json::from_str::<Instance>(&body) {
+        if let Ok(v) = HeaderValue::from_str(&format!("/v1/projects/{project}/instances/{}", instance.name)) {
+            res.headers_mut().insert(header::LOCATION, v);
+        }
+    }
+    Ok(Some(res))
+}
+
+/// Orders a new instance. Returns at once (202) with phase `Provisioning`;
+/// poll the instance or follow its events until it is `Ready`.
+#[utoipa::path(post, path = "/v1/projects/{project}/instances", tag = "instances",
+    security(("bearer" = [])),
+    params(
+        ("project" = String, Path, description = "Project name"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key and body return the first result"),
+    ),
+    request_body = CreateInstance,
+    responses(
+        (status = 202, body = Instance, description = "Accepted; Location names the instance"),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json", description = "The name is taken"),
+        (status = 413, body = Problem, content_type = "application/problem+json"),
+        (status = 415, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json", description = "Idempotency-Key reused with another body"),
+    ))]
+pub async fn create(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(project_name): Path<String>,
+    headers: HeaderMap,
+    body: extract::Json<CreateInstance>,
+) -> ApiResult<Response> {
+    let project = project(&st, &caller, &project_name).await?;
+    let key = idempotency_key(&headers)?;
+    let fingerprint = hex(&Sha256::digest(&body.raw));
+    if let Some(key) = &key {
+        if let Some(res) = replay(&st, &project, key, &fingerprint).await? {
+            return Ok(res);
+        }
+    }
+    let spec = body.value.validate(st.runtime.plans(), st.runtime.versions())?;
+    match st.runtime.create(&project, spec).await {
+        Ok(instance) => {
+            if let Some(key) = &key {
+                let json = serde_json::to_string(&instance).map_err(ApiError::internal)?;
+                let mut tx = st.store.begin().await?;
+                match tx.insert_idempotent_response(project.as_str(), key, &fingerprint, 202, &json).await {
+                    Ok(()) => tx.commit().await?,
+                    Err(strata_store::StoreError::Conflict(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Ok(accepted(&project, &instance))
+        }
+        Err(RuntimeError::Conflict(m)) => {
+            // A concurrent request with the same key may have won the race.
+            if let Some(key) = &key {
+                if let Some(res) = replay(&st, &project, key, &fingerprint).await? {
+                    return Ok(res);
+                }
+            }
+            Err(RuntimeError::Conflict(m).into())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// One instance.
+#[utoipa::path(get, path = "/v1/projects/{project}/instances/{name}", tag = "instances",
+    security(("bearer" = [])),
+    params(("project" = String, Path), ("name" = String, Path)),
+    responses(
+        (status = 200, body = Instance),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path((project_name, name)): Path<(String, String)>,
+) -> ApiResult<Json<Instance>> {
+    let project = project(&st, &caller, &project_name).await?;
+    Ok(Json(st.runtime.get(&project, &instance_name(&name)?).await?))
+}
+
+/// Changes plan, storage (grow only), ACL or labels. Returns 202 with phase
+/// `Updating` while the change is applied.
+#[utoipa::path(patch, path = "/v1/projects/{project}/instances/{name}", tag = "instances",
+    security(("bearer" = [])),
+    params(("project" = String, Path), ("name" = String, Path)),
+    request_body = UpdateInstance,
+    responses(
+        (status = 202, body = Instance),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json", description = "The instance is provisioning or being deleted"),
+    ))]
+pub async fn update(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path((project_name, name)): Path<(String, String)>,
+    body: extract::Json<UpdateInstance>,
+) -> ApiResult<Response> {
+    let project = project(&st, &caller, &project_name).await?;
+    let name = instance_name(&name)?;
+    let instance = st.runtime.update(&project, &name, body.value).await?;
+    Ok(accepted(&project, &instance))
+}
+
+/// Deletes an instance and its data. Returns 202 with phase `Deleting`; the
+/// instance is gone (404) once its server has stopped and its data is removed.
+#[utoipa::path(delete, path = "/v1/projects/{project}/instances/{name}", tag = "instances",
+    security(("bearer" = [])),
+    params(("project" = String, Path), ("name" = String, Path)),
+    responses(
+        (status = 202, body = Instance),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn delete(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path((project_name, name)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let project = project(&st, &caller, &project_name).await?;
+    let instance = st.runtime.delete(&project, &instance_name(&name)?).await?;
+    Ok(accepted(&project, &instance))
+}
+
+fn no_store(creds: Credentials) -> Response {
+    let mut res = Json(creds).into_response();
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+/// Connection data of the instance's application role.
+#[utoipa::path(get, path = "/v1/projects/{project}/instances/{name}/credentials", tag = "instances",
+    security(("bearer" = [])),
+    params(("project" = String, Path), ("name" = String, Path)),
+    responses(
+        (status = 200, body = Credentials),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json", description = "Still provisioning"),
+    ))]
+pub async fn credentials(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path((project_name, name)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let project = project(&st, &caller, &project_name).await?;
+    Ok(no_store(st.runtime.credentials(&project, &instance_name(&name)?).await?))
+}
+
+/// Sets a new password; the old one stops working before this returns.
+#[utoipa::path(post, path = "/v1/projects/{project}/instances/{name}/credentials/rotate", tag = "instances",
+    security(("bearer" = [])),
+    params(("project" = String, Path), ("name" = String, Path)),
+    responses(
+        (status = 200, body = Credentials),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json", description = "Not Ready"),
+        (status = 503, body = Problem, content_type = "application/problem+json", description = "The server is not reachable"),
+    ))]
+pub async fn rotate(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path((project_name, name)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let project = project(&st, &caller, &project_name).await?;
+    Ok(no_store(
+        st.runtime
+            .rotate_credentials(&project, &instance_name(&name)?)
+            .await?,
+    ))
+}

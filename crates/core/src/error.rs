@@ -1,0 +1,74 @@
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// One problem with one field of a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct FieldError {
+    /// The field, as a JSON path relative to the request body (`acl[1]`, `labels.team`).
+    pub field: String,
+    pub message: String,
+}
+
+/// A request that breaks one or more rules. Names every field at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid request: {}", summary(.errors))]
+pub struct ValidationError {
+    pub errors: Vec<FieldError>,
+}
+
+fn summary(errors: &[FieldError]) -> String {
+    errors
+        .iter()
+        .map(|e| format!("{}: {}", e.field, e.message))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl ValidationError {
+    pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            errors: vec![FieldError {
+                field: field.into(),
+                message: message.into(),
+            }],
+        }
+    }
+}
+
+/// Collects field errors while a request is checked, so that one response
+/// names every problem at once.
+#[derive(Debug, Default)]
+pub struct Errors(Vec<FieldError>);
+
+impl Errors {
+    pub fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push(FieldError {
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+
+    /// Keeps the value when `result` is ok, records the error under `field` otherwise.
+    pub fn check<T>(&mut self, field: &str, result: Result<T, ValidationError>) -> Option<T> {
+        match result {
+            Ok(v) => Some(v),
+            Err(e) => {
+                for mut fe in e.errors {
+                    if fe.field.is_empty() {
+                        fe.field = field.to_owned();
+                    }
+                    self.0.push(fe);
+                }
+                None
+            }
+        }
+    }
+
+    pub fn finish(self) -> Result<(), ValidationError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ValidationError { errors: self.0 })
+        }
+    }
+}

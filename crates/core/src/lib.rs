@@ -1,0 +1,25 @@
+//! Strata's domain: the names, plans, versions, ACLs, phases and events that
+//! every runtime and every client agree on. Nothing in here performs I/O.
+
+pub mod acl;
+pub mod error;
+pub mod events;
+pub mod instance;
+pub mod names;
+pub mod plans;
+pub mod runtime;
+pub mod secret;
+pub mod versions;
+
+pub use acl::Acl;
+pub use error::{FieldError, ValidationError};
+pub use events::{EventKind, ServiceEvent, Severity};
+pub use instance::{
+    Condition, ConditionStatus, CreateInstance, Endpoint, Instance, InstanceSpec, InstanceStatus,
+    Phase, UpdateInstance,
+};
+pub use names::{InstanceName, ProjectName, Username};
+pub use plans::{Plan, PlanCatalog};
+pub use secret::Secret;
+pub use versions::{Version, VersionCatalog};
+pub use runtime::{Credentials, InstanceRuntime, Page, PageRequest, RuntimeError, RuntimeResult};

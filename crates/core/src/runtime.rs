@@ -1,0 +1,136 @@
+//! The one interface the API talks to, whichever runtime runs the databases:
+//! the local supervisor or Kubernetes.
+
+use async_trait::async_trait;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::error::ValidationError;
+use crate::events::{PublishedEvent, ServiceEvent};
+use crate::instance::{Instance, InstanceSpec, UpdateInstance};
+use crate::names::{InstanceName, ProjectName};
+use crate::plans::PlanCatalog;
+use crate::secret::Secret;
+use crate::versions::VersionCatalog;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Connection data for an instance's application role.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Credentials {
+    pub username: String,
+    #[schema(value_type = String)]
+    pub password: Secret,
+    pub database: String,
+    pub host: String,
+    pub port: u16,
+    /// Always `require` or stricter: instances only accept TLS.
+    pub sslmode: String,
+    /// A libpq URI with every part of the above.
+    #[schema(value_type = String)]
+    pub uri: Secret,
+    /// PEM of the CA that signed the server certificate (`sslrootcert`).
+    pub ca_certificate: String,
+}
+
+impl Credentials {
+    pub fn new(
+        username: &str,
+        password: Secret,
+        database: &str,
+        host: &str,
+        port: u16,
+        ca_certificate: String,
+    ) -> Self {
+        let uri = Secret::new(format!(
+            "postgresql://{username}:{}@{host}:{port}/{database}?sslmode=require",
+            password.expose()
+        ));
+        Self {
+            username: username.to_owned(),
+            password,
+            database: database.to_owned(),
+            host: host.to_owned(),
+            port,
+            sslmode: "require".to_owned(),
+            uri,
+            ca_certificate,
+        }
+    }
+}
+
+/// One page of a list.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_page_token: Option<String>,
+}
+
+/// Which part of a list to return.
+#[derive(Debug, Clone, Default)]
+pub struct PageRequest {
+    pub size: u32,
+    /// Opaque token from a previous page.
+    pub token: Option<String>,
+}
+
+pub type RuntimeResult<T> = Result<T, RuntimeError>;
+
+/// What the API needs from whatever runs the databases.
+#[async_trait]
+pub trait InstanceRuntime: Send + Sync + 'static {
+    fn plans(&self) -> &PlanCatalog;
+    fn versions(&self) -> &VersionCatalog;
+
+    /// Records the instance (phase `Provisioning`) and starts provisioning in
+    /// the background. A duplicate name is a `Conflict`.
+    async fn create(&self, project: &ProjectName, spec: InstanceSpec) -> RuntimeResult<Instance>;
+    async fn get(&self, project: &ProjectName, name: &InstanceName) -> RuntimeResult<Instance>;
+    async fn list(
+        &self,
+        project: &ProjectName,
+        labels: &[(String, String)],
+        page: PageRequest,
+    ) -> RuntimeResult<Page<Instance>>;
+    async fn update(
+        &self,
+        project: &ProjectName,
+        name: &InstanceName,
+        change: UpdateInstance,
+    ) -> RuntimeResult<Instance>;
+    /// Marks the instance `Deleting` and removes it in the background.
+    async fn delete(&self, project: &ProjectName, name: &InstanceName) -> RuntimeResult<Instance>;
+    async fn credentials(
+        &self,
+        project: &ProjectName,
+        name: &InstanceName,
+    ) -> RuntimeResult<Credentials>;
+    /// A new password; the old one stops working before this returns.
+    async fn rotate_credentials(
+        &self,
+        project: &ProjectName,
+        name: &InstanceName,
+    ) -> RuntimeResult<Credentials>;
+    /// The instance's service events after `after` (an event id), oldest first.
+    async fn events(
+        &self,
+        project: &ProjectName,
+        name: &InstanceName,
+        after: Option<uuid::Uuid>,
+        limit: u32,
+    ) -> RuntimeResult<Vec<ServiceEvent>>;
+    /// Every new service event, as it is recorded.
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<PublishedEvent>;
+}

@@ -1,0 +1,681 @@
+//! The local runtime: real PostgreSQL servers on this machine, one per
+//! instance, each under a supervisor task. State lives in the store.
+//!
+//! Layout under the data directory:
+//! `pg/templates/<major>/` (an initialised cluster, copied for each create),
+//! `pg/instances/<id>/{data,run,postgres.log}`, `tls/ca.{crt,key}`.
+
+mod binaries;
+mod config;
+mod os;
+mod server;
+mod sql;
+mod supervisor;
+mod tls;
+
+use std::collections::HashMap;
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use strata_core::events::NewServiceEvent;
+use strata_core::{
+    Credentials, EventKind, Instance, InstanceName, InstanceRuntime, InstanceSpec, InstanceStatus,
+    Page, PageRequest, Phase, PlanCatalog, ProjectName, RuntimeError, RuntimeResult, ServiceEvent,
+    UpdateInstance, VersionCatalog,
+};
+use strata_store::{InstanceRecord, Store, StoreError};
+use time::OffsetDateTime;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use uuid::Uuid;
+
+pub use binaries::Installations;
+pub use os::RunAs;
+use supervisor::Command;
+
+/// How the local runtime places its servers.
+#[derive(Debug, Clone)]
+pub struct LocalConfig {
+    /// Strata's data directory; the runtime uses `pg/` and `tls/` in it.
+    pub data_dir: PathBuf,
+    /// Address the servers listen on, and the host in credentials.
+    pub listen: String,
+    pub ports: RangeInclusive<u16>,
+    /// The OS user PostgreSQL runs as when Strata runs as root.
+    pub postgres_user: String,
+    /// More directories with PostgreSQL binaries, searched first.
+    pub extra_bindirs: Vec<PathBuf>,
+    /// How often each instance's disk usage is measured.
+    pub quota_interval: Duration,
+}
+
+impl LocalConfig {
+    pub fn new(data_dir: PathBuf) -> Self {
+        Self {
+            data_dir,
+            listen: "127.0.0.1".into(),
+            ports: 15432..=16431,
+            postgres_user: "postgres".into(),
+            extra_bindirs: Vec::new(),
+            quota_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Tls(#[from] tls::TlsError),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error(
+        "no PostgreSQL server binaries found (looked in /usr/lib/postgresql/*/bin and pg_config --bindir); \
+         install them with: apt-get install -y postgresql"
+    )]
+    NoPostgres,
+}
+
+pub(crate) struct Metrics {
+    pub restarts: Counter,
+    pub provision_failures: Counter,
+    pub provision_seconds: Histogram,
+}
+
+impl Metrics {
+    fn register(registry: &mut Registry) -> Self {
+        let m = Self {
+            restarts: Counter::default(),
+            provision_failures: Counter::default(),
+            provision_seconds: Histogram::new(exponential_buckets(0.05, 2.0, 10)),
+        };
+        registry.register(
+            "server_restarts",
+            "PostgreSQL servers restarted after they stopped unexpectedly",
+            m.restarts.clone(),
+        );
+        registry.register(
+            "provision_failures",
+            "Provisioning attempts that failed",
+            m.provision_failures.clone(),
+        );
+        registry.register(
+            "provision_duration_seconds",
+            "Time from the start of provisioning to Ready",
+            m.provision_seconds.clone(),
+        );
+        m
+    }
+}
+
+struct SupervisorHandle {
+    tx: mpsc::UnboundedSender<Command>,
+    cancel: CancellationToken,
+}
+
+pub(crate) struct Inner {
+    cfg: LocalConfig,
+    root: PathBuf,
+    store: Store,
+    plans: PlanCatalog,
+    versions: VersionCatalog,
+    installs: Installations,
+    run_as: RunAs,
+    ca: tls::CertificateAuthority,
+    template_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    supervisors: Mutex<HashMap<Uuid, SupervisorHandle>>,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+    metrics: Metrics,
+}
+
+/// The local runtime; cheap to clone.
+#[derive(Clone)]
+pub struct LocalRuntime {
+    inner: Arc<Inner>,
+}
+
+pub(crate) fn port_free(host: &str, port: u16) -> bool {
+    std::net::TcpListener::bind((host, port)).is_ok()
+}
+
+fn store_err(e: StoreError) -> RuntimeError {
+    match e {
+        StoreError::Conflict(m) => RuntimeError::Conflict(m),
+        other => RuntimeError::Internal(other.to_string()),
+    }
+}
+
+impl Inner {
+    fn forget_supervisor(&self, id: Uuid) {
+        self.supervisors
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&id);
+    }
+
+    /// An initialised cluster for `version`, made once (`initdb`) and copied for each instance.
+    async fn ensure_template(&self, version: &str) -> Result<PathBuf, String> {
+        let lock = self
+            .template_locks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(version.to_owned())
+            .or_default()
+            .clone();
+        let _guard = lock.lock().await;
+        let dir = self.root.join("templates").join(version);
+        if dir.join("PG_VERSION").is_file() {
+            return Ok(dir);
+        }
+        let bindir = self
+            .installs
+            .bindir(version)
+            .ok_or_else(|| format!("PostgreSQL {version} is not installed"))?;
+        let tmp = self.root.join("templates").join(format!("{version}.tmp"));
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).map_err(|e| e.to_string())?;
+        }
+        self.run_as.own_dir(&tmp, 0o700).map_err(|e| e.to_string())?;
+        let mut cmd = tokio::process::Command::new(bindir.join("initdb"));
+        cmd.arg("-D")
+            .arg(&tmp)
+            .args(["-U", "postgres", "--auth-local=trust", "--auth-host=reject"])
+            .args(["-E", "UTF8", "--no-locale", "--no-sync"])
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("LC_ALL", "C.UTF-8")
+            .kill_on_drop(true);
+        if self.run_as.drop_privileges {
+            cmd.uid(self.run_as.uid).gid(self.run_as.gid);
+        }
+        let out = cmd.output().await.map_err(|e| format!("running initdb: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "initdb failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        let conf = tmp.join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf).map_err(|e| e.to_string())?;
+        text.push_str("\n# Strata's settings for this instance.\ninclude_if_exists = 'strata.conf'\n");
+        std::fs::write(&conf, text).map_err(|e| e.to_string())?;
+        std::fs::rename(&tmp, &dir).map_err(|e| e.to_string())?;
+        Ok(dir)
+    }
+
+    /// Copies a cluster, keeping owners and modes.
+    async fn copy_cluster(&self, from: &Path, to: &Path) -> Result<(), String> {
+        let out = tokio::process::Command::new("cp")
+            .arg("-a")
+            .arg(from)
+            .arg(to)
+            .kill_on_drop(true)
+            .output()
+            .await
+            .map_err(|e| format!("copying the template: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "copying the template: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(())
+    }
+
+    /// A free port: in range, held by no instance, bindable now.
+    async fn free_port(&self) -> Result<u16, RuntimeError> {
+        let used: std::collections::HashSet<u16> = self
+            .store
+            .used_ports()
+            .await
+            .map_err(store_err)?
+            .into_iter()
+            .collect();
+        self.cfg
+            .ports
+            .clone()
+            .find(|p| !used.contains(p) && port_free(&self.cfg.listen, *p))
+            .ok_or_else(|| {
+                RuntimeError::Unavailable(format!(
+                    "no free port left in {}-{}",
+                    self.cfg.ports.start(),
+                    self.cfg.ports.end()
+                ))
+            })
+    }
+
+    async fn move_port(&self, id: Uuid) -> Result<u16, String> {
+        for _ in 0..10 {
+            let port = self.free_port().await.map_err(|e| e.to_string())?;
+            let result = async {
+                let mut tx = self.store.begin().await?;
+                tx.set_port(id, port).await?;
+                tx.commit().await
+            }
+            .await;
+            match result {
+                Ok(()) => return Ok(port),
+                Err(StoreError::Conflict(_)) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Err("could not find a free port".into())
+    }
+}
+
+impl LocalRuntime {
+    /// Prepares the runtime and starts a supervisor for every recorded
+    /// instance: running servers are adopted, stopped ones started,
+    /// interrupted creates finished, interrupted deletes completed.
+    pub async fn start(
+        cfg: LocalConfig,
+        store: Store,
+        registry: &mut Registry,
+    ) -> Result<Self, StartError> {
+        let installs = Installations::discover(&cfg.extra_bindirs);
+        if installs.majors().is_empty() {
+            return Err(StartError::NoPostgres);
+        }
+        let run_as = RunAs::detect(&cfg.postgres_user)?;
+        let root = cfg.data_dir.join("pg");
+        for dir in [&root, &root.join("templates"), &root.join("instances")] {
+            std::fs::create_dir_all(dir)?;
+            if run_as.drop_privileges {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711))?;
+            }
+        }
+        run_as.check_traversable(&root.join("instances"))?;
+        let ca = tls::CertificateAuthority::load_or_create(&cfg.data_dir.join("tls"))?;
+        let versions = VersionCatalog::from_majors(installs.majors());
+        let inner = Arc::new(Inner {
+            cfg,
+            root,
+            store,
+            plans: PlanCatalog::default(),
+            versions,
+            installs,
+            run_as,
+            ca,
+            template_locks: Mutex::default(),
+            supervisors: Mutex::default(),
+            tracker: TaskTracker::new(),
+            shutdown: CancellationToken::new(),
+            metrics: Metrics::register(registry),
+        });
+        let rt = Self { inner };
+        for rec in rt.inner.store.all_instances().await? {
+            rt.supervise(rec.instance.id);
+        }
+        // Make the first create fast too.
+        if let Some(v) = rt.inner.versions.default_version().map(|v| v.version.clone()) {
+            let inner = rt.inner.clone();
+            rt.inner.tracker.spawn(async move {
+                if let Err(e) = inner.ensure_template(&v).await {
+                    tracing::warn!(error = %e, "cannot prepare the PostgreSQL template");
+                }
+            });
+        }
+        Ok(rt)
+    }
+
+    /// Stops every server cleanly and waits for the supervisors to end.
+    pub async fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+        self.inner.tracker.close();
+        self.inner.tracker.wait().await;
+    }
+
+    fn supervise(&self, id: Uuid) {
+        let mut map = self
+            .inner
+            .supervisors
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if map.contains_key(&id) || self.inner.shutdown.is_cancelled() {
+            return;
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let cancel = CancellationToken::new();
+        map.insert(
+            id,
+            SupervisorHandle {
+                tx,
+                cancel: cancel.clone(),
+            },
+        );
+        self.inner
+            .tracker
+            .spawn(supervisor::run(self.inner.clone(), id, rx, cancel));
+    }
+
+    fn notify(&self, id: Uuid, cmd: Command) {
+        let delete = matches!(cmd, Command::Delete);
+        let sent = {
+            let map = self
+                .inner
+                .supervisors
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            map.get(&id).is_some_and(|h| {
+                if delete {
+                    h.cancel.cancel();
+                }
+                h.tx.send(cmd).is_ok()
+            })
+        };
+        if !sent {
+            // No supervisor (it ended): a new one reads the phase and acts on it.
+            self.supervise(id);
+        }
+    }
+
+    fn view(&self, rec: InstanceRecord) -> Instance {
+        let mut i = rec.instance;
+        if i.status.has_endpoint() {
+            i.status.endpoint = Some(strata_core::Endpoint {
+                host: self.inner.cfg.listen.clone(),
+                port: rec.port,
+            });
+        }
+        i
+    }
+
+    async fn record(&self, project: &ProjectName, name: &InstanceName) -> RuntimeResult<InstanceRecord> {
+        self.inner
+            .store
+            .instance(project.as_str(), name.as_str())
+            .await
+            .map_err(store_err)?
+            .ok_or_else(|| RuntimeError::NotFound(format!("instance {name}")))
+    }
+
+    fn credentials_of(&self, rec: &InstanceRecord) -> Credentials {
+        Credentials::new(
+            &rec.instance.name,
+            rec.password.clone(),
+            &rec.instance.name,
+            &self.inner.cfg.listen,
+            rec.port,
+            self.inner.ca.cert_pem().to_owned(),
+        )
+    }
+
+    /// The supervisor's data directory of an instance (for tests and operators).
+    pub fn instance_dir(&self, id: Uuid) -> PathBuf {
+        supervisor::Paths::new(&self.inner.root, id).dir
+    }
+}
+
+#[async_trait]
+impl InstanceRuntime for LocalRuntime {
+    fn plans(&self) -> &PlanCatalog {
+        &self.inner.plans
+    }
+
+    fn versions(&self) -> &VersionCatalog {
+        &self.inner.versions
+    }
+
+    async fn create(&self, project: &ProjectName, spec: InstanceSpec) -> RuntimeResult<Instance> {
+        let now = OffsetDateTime::now_utc();
+        let instance = Instance {
+            id: Uuid::now_v7(),
+            name: spec.name.to_string(),
+            project: project.to_string(),
+            engine: strata_core::instance::ENGINE.into(),
+            version: spec.version,
+            plan: spec.plan,
+            storage_gb: spec.storage_gb,
+            acl: spec.acl.to_strings(),
+            labels: spec.labels,
+            status: InstanceStatus::provisioning(now),
+            created_at: now,
+            updated_at: now,
+        };
+        let mut last = None;
+        for _ in 0..10 {
+            let rec = InstanceRecord {
+                instance: instance.clone(),
+                port: self.inner.free_port().await?,
+                password: supervisor::generate_password(),
+                generation: 1,
+            };
+            let result = async {
+                let mut tx = self.inner.store.begin().await?;
+                tx.insert_instance(&rec).await?;
+                tx.add_event(
+                    &rec.instance,
+                    NewServiceEvent::phase(None, Phase::Provisioning, "instance requested"),
+                )
+                .await?;
+                tx.commit().await
+            }
+            .await;
+            match result {
+                Ok(()) => {
+                    self.supervise(rec.instance.id);
+                    return Ok(self.view(rec));
+                }
+                // Another create took the port first: pick again.
+                Err(StoreError::Conflict(what)) if what == "port" => last = Some(what),
+                Err(StoreError::Conflict(_)) => {
+                    return Err(RuntimeError::Conflict(format!(
+                        "instance {} already exists in project {project}",
+                        instance.name
+                    )));
+                }
+                Err(e) => return Err(store_err(e)),
+            }
+        }
+        Err(RuntimeError::Unavailable(format!(
+            "could not allocate a port ({})",
+            last.unwrap_or_default()
+        )))
+    }
+
+    async fn get(&self, project: &ProjectName, name: &InstanceName) -> RuntimeResult<Instance> {
+        Ok(self.view(self.record(project, name).await?))
+    }
+
+    async fn list(
+        &self,
+        project: &ProjectName,
+        labels: &[(String, String)],
+        page: PageRequest,
+    ) -> RuntimeResult<Page<Instance>> {
+        let mut items = Vec::new();
+        let mut after = page.token.clone();
+        let size = page.size.clamp(1, 500) as usize;
+        // Label filters are applied here; keep reading until the page is full.
+        loop {
+            let batch = self
+                .inner
+                .store
+                .list_instances(project.as_str(), after.as_deref(), 500)
+                .await
+                .map_err(store_err)?;
+            let exhausted = batch.len() < 500;
+            for rec in batch {
+                after = Some(rec.instance.name.clone());
+                if rec.instance.matches_labels(labels) {
+                    items.push(self.view(rec));
+                    if items.len() == size {
+                        return Ok(Page {
+                            items,
+                            next_page_token: after,
+                        });
+                    }
+                }
+            }
+            if exhausted {
+                return Ok(Page {
+                    items,
+                    next_page_token: None,
+                });
+            }
+        }
+    }
+
+    async fn update(
+        &self,
+        project: &ProjectName,
+        name: &InstanceName,
+        change: UpdateInstance,
+    ) -> RuntimeResult<Instance> {
+        let mut rec = self.record(project, name).await?;
+        let current = rec.instance.spec()?;
+        let next = change.apply(&current, &self.inner.plans)?;
+        if next == current {
+            return Ok(self.view(rec));
+        }
+        let phase = rec.instance.status.phase;
+        if !phase.accepts_update() {
+            return Err(RuntimeError::Conflict(format!(
+                "instance {name} is {phase}; changes are accepted once it is Ready"
+            )));
+        }
+        let now = OffsetDateTime::now_utc();
+        rec.instance.plan = next.plan;
+        rec.instance.storage_gb = next.storage_gb;
+        rec.instance.acl = next.acl.to_strings();
+        rec.instance.labels = next.labels;
+        rec.instance.updated_at = now;
+        rec.instance
+            .status
+            .set_phase(Phase::Updating, "SpecChanged", "applying changes", now);
+        rec.generation += 1;
+        let mut tx = self.inner.store.begin().await.map_err(store_err)?;
+        if !tx.update_spec(&rec).await.map_err(store_err)? {
+            return Err(RuntimeError::Conflict(format!(
+                "instance {name} changed phase meanwhile; retry"
+            )));
+        }
+        tx.add_event(
+            &rec.instance,
+            NewServiceEvent::info(EventKind::Updated, "change requested"),
+        )
+        .await
+        .map_err(store_err)?;
+        if phase != Phase::Updating {
+            tx.add_event(
+                &rec.instance,
+                NewServiceEvent::phase(Some(phase), Phase::Updating, "applying changes"),
+            )
+            .await
+            .map_err(store_err)?;
+        }
+        tx.commit().await.map_err(store_err)?;
+        self.notify(rec.instance.id, Command::Apply);
+        Ok(self.view(rec))
+    }
+
+    async fn delete(&self, project: &ProjectName, name: &InstanceName) -> RuntimeResult<Instance> {
+        let mut rec = self.record(project, name).await?;
+        let before = rec.instance.status.phase;
+        if before != Phase::Deleting {
+            let now = OffsetDateTime::now_utc();
+            rec.instance
+                .status
+                .set_phase(Phase::Deleting, "DeleteRequested", "deleting", now);
+            rec.instance.updated_at = now;
+            let mut tx = self.inner.store.begin().await.map_err(store_err)?;
+            tx.mark_deleting(rec.instance.id, &rec.instance.status, now)
+                .await
+                .map_err(store_err)?;
+            tx.add_event(
+                &rec.instance,
+                NewServiceEvent::phase(Some(before), Phase::Deleting, "deletion requested"),
+            )
+            .await
+            .map_err(store_err)?;
+            tx.commit().await.map_err(store_err)?;
+        }
+        self.notify(rec.instance.id, Command::Delete);
+        Ok(self.view(rec))
+    }
+
+    async fn credentials(
+        &self,
+        project: &ProjectName,
+        name: &InstanceName,
+    ) -> RuntimeResult<Credentials> {
+        let rec = self.record(project, name).await?;
+        match rec.instance.status.phase {
+            Phase::Provisioning => Err(RuntimeError::Conflict(format!(
+                "instance {name} is still provisioning; credentials are available once it is Ready"
+            ))),
+            Phase::Deleting => Err(RuntimeError::Conflict(format!("instance {name} is being deleted"))),
+            _ => Ok(self.credentials_of(&rec)),
+        }
+    }
+
+    async fn rotate_credentials(
+        &self,
+        project: &ProjectName,
+        name: &InstanceName,
+    ) -> RuntimeResult<Credentials> {
+        let rec = self.record(project, name).await?;
+        if !matches!(rec.instance.status.phase, Phase::Ready | Phase::Updating) {
+            return Err(RuntimeError::Conflict(format!(
+                "instance {name} is {}; credentials can be rotated once it is Ready",
+                rec.instance.status.phase
+            )));
+        }
+        let paths = supervisor::Paths::new(&self.inner.root, rec.instance.id);
+        let client = sql::connect(&paths.run, rec.port)
+            .await
+            .map_err(|e| RuntimeError::Unavailable(format!("instance {name} is not reachable: {e}")))?;
+        let password = supervisor::generate_password();
+        sql::set_password(&client, &rec.instance.name, &password)
+            .await
+            .map_err(|e| RuntimeError::Internal(format!("changing the password: {e}")))?;
+        let recorded = async {
+            let mut tx = self.inner.store.begin().await?;
+            tx.set_password(rec.instance.id, &password).await?;
+            tx.add_event(
+                &rec.instance,
+                NewServiceEvent::info(EventKind::CredentialsRotated, "password rotated; the previous one no longer works"),
+            )
+            .await?;
+            tx.commit().await
+        }
+        .await;
+        if let Err(e) = recorded {
+            // Keep server and store in agreement: put the old password back.
+            let _ = sql::set_password(&client, &rec.instance.name, &rec.password).await;
+            return Err(store_err(e));
+        }
+        let mut rec = rec;
+        rec.password = password;
+        Ok(self.credentials_of(&rec))
+    }
+
+    async fn events(
+        &self,
+        project: &ProjectName,
+        name: &InstanceName,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> RuntimeResult<Vec<ServiceEvent>> {
+        let rec = self.record(project, name).await?;
+        self.inner
+            .store
+            .events(rec.instance.id, after, limit)
+            .await
+            .map_err(store_err)
+    }
+
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<strata_core::events::PublishedEvent> {
+        self.inner.store.subscribe()
+    }
+}

@@ -1,0 +1,573 @@
+//! One supervisor task per instance: provisions it, keeps its server running
+//! (restarting with backoff), applies changes, watches its storage, deletes it.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use strata_core::events::NewServiceEvent;
+use strata_core::instance::ConditionStatus;
+use strata_core::{EventKind, InstanceStatus, Phase, Secret};
+use strata_store::InstanceRecord;
+use time::OffsetDateTime;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::config::{QuotaState, ServerConfig, quota_state, render_hba};
+use crate::server::{ExitReason, Server, stop_any, wait_accepting};
+use crate::{Inner, sql};
+
+/// What the API asks of a running supervisor.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// The spec changed: apply the newest generation.
+    Apply,
+    /// Stop and remove the instance.
+    Delete,
+}
+
+const STOP_GRACE: Duration = Duration::from_secs(30);
+const START_DEADLINE: Duration = Duration::from_secs(60);
+/// Failed restarts in a row before the phase turns `Failed`.
+const FAILED_AFTER: u32 = 3;
+
+fn backoff(attempt: u32) -> Duration {
+    let ms = 200u64.saturating_mul(1 << attempt.min(8));
+    Duration::from_millis(ms.min(30_000))
+}
+
+pub(crate) struct Paths {
+    pub dir: PathBuf,
+    pub data: PathBuf,
+    pub run: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Paths {
+    pub fn new(root: &std::path::Path, id: Uuid) -> Self {
+        let dir = root.join("instances").join(id.to_string());
+        Self {
+            data: dir.join("data"),
+            run: dir.join("run"),
+            log: dir.join("postgres.log"),
+            dir,
+        }
+    }
+}
+
+struct Supervisor {
+    rt: Arc<Inner>,
+    id: Uuid,
+    paths: Paths,
+    server: Option<Server>,
+    applied: Option<ServerConfig>,
+    quota: QuotaState,
+}
+
+pub(crate) async fn run(
+    rt: Arc<Inner>,
+    id: Uuid,
+    rx: mpsc::UnboundedReceiver<Command>,
+    cancel: CancellationToken,
+) {
+    let paths = Paths::new(&rt.root, id);
+    let mut s = Supervisor {
+        rt: rt.clone(),
+        id,
+        paths,
+        server: None,
+        applied: None,
+        quota: QuotaState::Within,
+    };
+    s.main(rx, cancel).await;
+    rt.forget_supervisor(id);
+}
+
+impl Supervisor {
+    async fn load(&self) -> Option<InstanceRecord> {
+        match self.rt.store.instance_by_id(self.id).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(instance_id = %self.id, error = %e, "cannot read instance");
+                None
+            }
+        }
+    }
+
+    /// Writes a new status (and events, plus a phase event when the phase
+    /// changes). False when the instance is being deleted or is gone.
+    async fn set_status(
+        &self,
+        change: impl FnOnce(&mut InstanceStatus, OffsetDateTime),
+        events: Vec<NewServiceEvent>,
+    ) -> bool {
+        let result: Result<bool, strata_store::StoreError> = async {
+            let Some(rec) = self.rt.store.instance_by_id(self.id).await? else {
+                return Ok(false);
+            };
+            let now = OffsetDateTime::now_utc();
+            let before = rec.instance.status.phase;
+            let mut status = rec.instance.status.clone();
+            change(&mut status, now);
+            let mut tx = self.rt.store.begin().await?;
+            if !tx.set_status(self.id, &status, now).await? {
+                return Ok(false);
+            }
+            for e in events {
+                tx.add_event(&rec.instance, e).await?;
+            }
+            if before != status.phase {
+                tx.add_event(
+                    &rec.instance,
+                    NewServiceEvent::phase(Some(before), status.phase, status.message.clone()),
+                )
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(true)
+        }
+        .await;
+        result.unwrap_or_else(|e| {
+            tracing::error!(instance_id = %self.id, error = %e, "cannot record status");
+            false
+        })
+    }
+
+    async fn step(&self, message: &str) -> bool {
+        let m = message.to_owned();
+        self.set_status(
+            move |s, _| s.message = m,
+            vec![NewServiceEvent::info(EventKind::ProvisioningStep, message)],
+        )
+        .await
+    }
+
+    async fn set_phase(&self, phase: Phase, reason: &str, message: &str, extra: Vec<NewServiceEvent>) -> bool {
+        let (r, m) = (reason.to_owned(), message.to_owned());
+        self.set_status(move |s, now| s.set_phase(phase, &r, &m, now), extra)
+            .await
+    }
+
+    async fn main(&mut self, mut rx: mpsc::UnboundedReceiver<Command>, cancel: CancellationToken) {
+        let Some(rec) = self.load().await else { return };
+        match rec.instance.status.phase {
+            Phase::Deleting => return self.teardown().await,
+            Phase::Provisioning => {
+                let mut attempt = 0;
+                loop {
+                    let started = Instant::now();
+                    let shutdown = self.rt.shutdown.clone();
+                    let outcome = tokio::select! {
+                        biased;
+                        () = cancel.cancelled() => None,
+                        () = shutdown.cancelled() => Some(Err(String::new())),
+                        r = self.provision() => Some(r),
+                    };
+                    if shutdown.is_cancelled() {
+                        // Left in Provisioning: the next start of Strata provisions again.
+                        self.stop_server().await;
+                        return;
+                    }
+                    match outcome {
+                        None => return self.teardown().await,
+                        Some(Ok(())) => {
+                            self.rt.metrics.provision_seconds.observe(started.elapsed().as_secs_f64());
+                            break;
+                        }
+                        Some(Err(reason)) => {
+                            self.rt.metrics.provision_failures.inc();
+                            tracing::warn!(instance_id = %self.id, %reason, "provisioning failed");
+                            self.stop_server().await;
+                            self.set_phase(
+                                Phase::Failed,
+                                "ProvisioningFailed",
+                                &reason,
+                                vec![NewServiceEvent::error(EventKind::Failed, reason.clone())],
+                            )
+                            .await;
+                            if !self.sleep(backoff(attempt + 3), &cancel).await {
+                                if cancel.is_cancelled() {
+                                    return self.teardown().await;
+                                }
+                                return;
+                            }
+                            attempt += 1;
+                            // Retry from the start, as Provisioning again.
+                            if !self
+                                .set_phase(Phase::Provisioning, "Retrying", "retrying provisioning", vec![])
+                                .await
+                            {
+                                return self.teardown().await;
+                            }
+                        }
+                    }
+                }
+            }
+            Phase::Ready | Phase::Updating | Phase::Failed => {
+                if let Err(reason) = self.resume(&rec).await {
+                    self.set_phase(
+                        Phase::Failed,
+                        "StartFailed",
+                        &reason,
+                        vec![NewServiceEvent::error(EventKind::Failed, reason.clone())],
+                    )
+                    .await;
+                    self.recover(None, &cancel).await;
+                }
+            }
+        }
+        let mut quota_tick = tokio::time::interval(self.rt.cfg.quota_interval);
+        let shutdown = self.rt.shutdown.clone();
+        loop {
+            let server = &mut self.server;
+            tokio::select! {
+                () = shutdown.cancelled() => {
+                    self.stop_server().await;
+                    return;
+                }
+                cmd = rx.recv() => match cmd {
+                    Some(Command::Apply) => self.apply(&cancel).await,
+                    Some(Command::Delete) | None => return self.teardown().await,
+                },
+                reason = async {
+                    match server {
+                        Some(s) => s.exited().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    self.server = None;
+                    self.recover(Some(reason), &cancel).await;
+                }
+                _ = quota_tick.tick() => self.check_quota().await,
+            }
+        }
+    }
+
+    /// Sleeps unless the instance is deleted or Strata stops; false if interrupted.
+    async fn sleep(&self, d: Duration, cancel: &CancellationToken) -> bool {
+        tokio::select! {
+            () = tokio::time::sleep(d) => true,
+            () = cancel.cancelled() => false,
+            () = self.rt.shutdown.cancelled() => false,
+        }
+    }
+
+    fn config(&self, rec: &InstanceRecord) -> Result<ServerConfig, String> {
+        let plan = self
+            .rt
+            .plans
+            .get(&rec.instance.plan)
+            .map_err(|e| e.to_string())?;
+        Ok(ServerConfig::new(plan, rec.port, &self.rt.cfg.listen, &self.paths.run))
+    }
+
+    fn write_config(&self, rec: &InstanceRecord) -> Result<ServerConfig, String> {
+        let cfg = self.config(rec)?;
+        let spec = rec.instance.spec().map_err(|e| e.to_string())?;
+        let io = |e: std::io::Error| format!("writing configuration: {e}");
+        self.rt
+            .run_as
+            .write_private(&self.paths.data.join("strata.conf"), cfg.render().as_bytes())
+            .map_err(io)?;
+        self.rt
+            .run_as
+            .write_private(
+                &self.paths.data.join("pg_hba.conf"),
+                render_hba(&rec.instance.name, &rec.instance.name, &spec.acl).as_bytes(),
+            )
+            .map_err(io)?;
+        Ok(cfg)
+    }
+
+    /// Starts the server and waits until it accepts connections.
+    async fn start_server(&mut self, rec: &InstanceRecord) -> Result<(), String> {
+        let bindir = self
+            .rt
+            .installs
+            .bindir(&rec.instance.version)
+            .ok_or_else(|| format!("PostgreSQL {} is not installed", rec.instance.version))?
+            .to_path_buf();
+        self.rt.run_as.own_dir(&self.paths.run, 0o700).map_err(|e| e.to_string())?;
+        // A stale pid file from a killed server is PostgreSQL's to handle.
+        let server = Server::start(&bindir, &self.paths.data, &self.paths.log, self.rt.run_as)
+            .map_err(|e| format!("starting PostgreSQL: {e}"))?;
+        let server = self.server.insert(server);
+        wait_accepting(server, &self.paths.run, rec.port, &self.paths.log, START_DEADLINE).await
+    }
+
+    async fn stop_server(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.stop(STOP_GRACE).await;
+        }
+        stop_any(&self.paths.data, STOP_GRACE).await;
+    }
+
+    async fn provision(&mut self) -> Result<(), String> {
+        let Some(mut rec) = self.load().await else {
+            return Err("instance vanished".into());
+        };
+        let version = rec.instance.version.clone();
+        // Start clean: whatever an interrupted attempt left goes.
+        self.stop_server().await;
+        if self.paths.dir.exists() {
+            std::fs::remove_dir_all(&self.paths.dir).map_err(|e| format!("cleaning up: {e}"))?;
+        }
+        let template = self.rt.ensure_template(&version).await?;
+        self.rt.run_as.own_dir(&self.paths.dir, 0o700).map_err(|e| e.to_string())?;
+        self.rt.copy_cluster(&template, &self.paths.data).await?;
+        if !self.step(&format!("data directory created from the PostgreSQL {version} template")).await {
+            return Err("deleted".into());
+        }
+
+        let cert = self
+            .rt
+            .ca
+            .issue_server(&rec.instance.name, &[&self.rt.cfg.listen, "localhost"])
+            .map_err(|e| e.to_string())?;
+        let io = |e: std::io::Error| e.to_string();
+        self.rt.run_as.write_private(&self.paths.data.join("server.crt"), cert.cert_pem.as_bytes()).map_err(io)?;
+        self.rt.run_as.write_private(&self.paths.data.join("server.key"), cert.key_pem.as_bytes()).map_err(io)?;
+
+        if !crate::port_free(&self.rt.cfg.listen, rec.port) {
+            let old = rec.port;
+            rec.port = self.rt.move_port(self.id).await?;
+            self.step(&format!("port {old} is taken by another process; moved to port {}", rec.port))
+                .await;
+        }
+        let cfg = self.write_config(&rec)?;
+        self.step("TLS certificate issued and configuration written").await;
+
+        self.start_server(&rec).await?;
+        self.applied = Some(cfg);
+        self.step(&format!("PostgreSQL accepting connections on port {}", rec.port))
+            .await;
+
+        let client = sql::connect(&self.paths.run, rec.port).await.map_err(|e| e.to_string())?;
+        sql::ensure_role_and_database(&client, &rec.instance.name, &rec.instance.name, &rec.password)
+            .await
+            .map_err(|e| format!("creating role and database: {e}"))?;
+        drop(client);
+        if !self.set_phase(
+            Phase::Ready,
+            "Ready",
+            "accepting connections",
+            vec![NewServiceEvent::info(EventKind::ProvisioningStep, "role and database created")],
+        )
+        .await
+        {
+            return Err("deleted".into());
+        }
+        Ok(())
+    }
+
+    /// After Strata restarts: adopt a server that still runs, or start it.
+    async fn resume(&mut self, rec: &InstanceRecord) -> Result<(), String> {
+        if !self.paths.data.join("PG_VERSION").is_file() {
+            return Err("the data directory is missing; the instance cannot be recovered".into());
+        }
+        let cfg = self.write_config(rec)?;
+        let how = if let Some(pid) = crate::os::running_postmaster(&self.paths.data) {
+            let server = Server::adopt(pid);
+            server.reload();
+            self.server = Some(server);
+            format!("adopted the running PostgreSQL server (pid {pid})")
+        } else {
+            self.start_server(rec).await?;
+            "started PostgreSQL after a Strata restart".to_owned()
+        };
+        self.applied = Some(cfg);
+        let phase = rec.instance.status.phase;
+        if phase == Phase::Ready {
+            self.step_kind(EventKind::Restarted, &how).await;
+        } else {
+            self.set_phase(
+                Phase::Ready,
+                "Ready",
+                "accepting connections",
+                vec![NewServiceEvent::info(EventKind::Restarted, how)],
+            )
+            .await;
+        }
+        Ok(())
+    }
+
+    async fn step_kind(&self, kind: EventKind, message: &str) {
+        self.set_status(|_, _| {}, vec![NewServiceEvent::info(kind, message)]).await;
+    }
+
+    /// The server died (or never started): restart it with backoff until it
+    /// runs, the instance is deleted, or Strata stops.
+    async fn recover(&mut self, reason: Option<ExitReason>, cancel: &CancellationToken) {
+        if let Some(reason) = &reason {
+            self.rt.metrics.restarts.inc();
+            tracing::warn!(instance_id = %self.id, reason = %reason.0, "PostgreSQL stopped unexpectedly");
+            self.set_status(
+                |_, _| {},
+                vec![NewServiceEvent::warning(
+                    EventKind::Restarted,
+                    format!("PostgreSQL {}; restarting", reason.0),
+                )],
+            )
+            .await;
+        }
+        let mut attempt = 0;
+        loop {
+            if !self.sleep(backoff(attempt), cancel).await {
+                return;
+            }
+            let Some(rec) = self.load().await else { return };
+            let result = match self.write_config(&rec) {
+                Ok(cfg) => self.start_server(&rec).await.map(|()| cfg),
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(cfg) => {
+                    self.applied = Some(cfg);
+                    let msg = format!("PostgreSQL restarted (attempt {})", attempt + 1);
+                    let current = rec.instance.status.phase;
+                    if current == Phase::Ready {
+                        self.step_kind(EventKind::Restarted, &msg).await;
+                    } else {
+                        self.set_phase(
+                            Phase::Ready,
+                            "Recovered",
+                            "accepting connections",
+                            vec![NewServiceEvent::info(EventKind::Restarted, msg)],
+                        )
+                        .await;
+                    }
+                    return;
+                }
+                Err(e) => {
+                    self.stop_server().await;
+                    attempt += 1;
+                    if attempt == FAILED_AFTER {
+                        self.set_phase(
+                            Phase::Failed,
+                            "RestartFailed",
+                            &e,
+                            vec![NewServiceEvent::error(EventKind::Failed, e.clone())],
+                        )
+                        .await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies the newest spec: reload, or restart when a setting needs it.
+    async fn apply(&mut self, cancel: &CancellationToken) {
+        let Some(rec) = self.load().await else { return };
+        if rec.instance.status.phase != Phase::Updating {
+            return;
+        }
+        let cfg = match self.write_config(&rec) {
+            Ok(c) => c,
+            Err(e) => {
+                self.set_phase(Phase::Failed, "ApplyFailed", &e, vec![NewServiceEvent::error(EventKind::Failed, e.clone())])
+                    .await;
+                return;
+            }
+        };
+        let restart = self.applied.as_ref().is_none_or(|a| a.needs_restart(&cfg)) || self.server.is_none();
+        let how = if restart {
+            self.stop_server().await;
+            if let Err(e) = self.start_server(&rec).await {
+                self.set_phase(Phase::Failed, "ApplyFailed", &e, vec![NewServiceEvent::error(EventKind::Failed, e.clone())])
+                    .await;
+                self.stop_server().await;
+                self.recover(None, cancel).await;
+                return;
+            }
+            "restarted"
+        } else {
+            self.server.as_ref().map(Server::reload);
+            "reloaded"
+        };
+        self.applied = Some(cfg);
+        // A newer change may have arrived meanwhile; its own Apply finishes the job.
+        let latest = self.load().await.map_or(rec.generation, |r| r.generation);
+        if latest == rec.generation {
+            self.set_phase(
+                Phase::Ready,
+                "Ready",
+                "accepting connections",
+                vec![NewServiceEvent::info(
+                    EventKind::Updated,
+                    format!(
+                        "applied plan {}, {} GiB, {} ACL entries; PostgreSQL {how}",
+                        rec.instance.plan,
+                        rec.instance.storage_gb,
+                        rec.instance.acl.len()
+                    ),
+                )],
+            )
+            .await;
+        }
+        // Storage quota may have changed.
+        self.check_quota().await;
+    }
+
+    async fn check_quota(&mut self) {
+        let data = self.paths.data.clone();
+        let Ok(used) = tokio::task::spawn_blocking(move || crate::os::disk_usage(&data)).await else {
+            return;
+        };
+        let Some(rec) = self.load().await else { return };
+        let state = quota_state(used, rec.instance.storage_gb);
+        let gb = rec.instance.storage_gb;
+        let mib = used / (1024 * 1024);
+        let changed = state != self.quota;
+        let old_used = rec.instance.status.storage_used_bytes.unwrap_or(0);
+        if !changed && old_used.abs_diff(used) < 1024 * 1024 {
+            return;
+        }
+        self.quota = state;
+        let (status, reason, event) = match state {
+            QuotaState::Within => (ConditionStatus::True, "WithinQuota", NewServiceEvent::info(EventKind::StorageQuota, format!("storage back within quota: {mib} MiB of {gb} GiB"))),
+            QuotaState::Near => (ConditionStatus::True, "NearQuota", NewServiceEvent::warning(EventKind::StorageQuota, format!("storage at 90 % of quota or more: {mib} MiB of {gb} GiB"))),
+            QuotaState::Over => (ConditionStatus::False, "OverQuota", NewServiceEvent::error(EventKind::StorageQuota, format!("storage over quota: {mib} MiB of {gb} GiB; grow storage_gb or delete data"))),
+        };
+        let message = format!("{mib} MiB of {gb} GiB used");
+        let events = if changed { vec![event] } else { vec![] };
+        self.set_status(
+            move |s, now| {
+                s.storage_used_bytes = Some(used);
+                strata_core::instance::set_condition(&mut s.conditions, "StorageWithinQuota", status, reason, &message, now);
+            },
+            events,
+        )
+        .await;
+    }
+
+    async fn teardown(&mut self) {
+        self.stop_server().await;
+        if let Err(e) = std::fs::remove_dir_all(&self.paths.dir) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::error!(instance_id = %self.id, error = %e, "cannot remove the data directory");
+            }
+        }
+        let result: Result<(), strata_store::StoreError> = async {
+            let mut tx = self.rt.store.begin().await?;
+            tx.delete_instance(self.id).await?;
+            tx.commit().await
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::error!(instance_id = %self.id, error = %e, "cannot remove the instance record");
+        }
+    }
+}
+
+/// A fresh password: 40 characters from the operating system's CSPRNG.
+pub(crate) fn generate_password() -> Secret {
+    use rand::Rng;
+    use rand::distributions::Alphanumeric;
+    let s: String = rand::rngs::OsRng
+        .sample_iter(&Alphanumeric)
+        .take(40)
+        .map(char::from)
+        .collect();
+    Secret::new(s)
+}
