@@ -191,7 +191,7 @@ as_root() { "${sudo_cmd[@]}" "$@"; }
 
 # --- The stack user -------------------------------------------------------------
 if ! id stack >/dev/null 2>&1; then
-  as_root useradd --system --shell /bin/bash --home-dir "$dest" --create-home stack
+  as_root useradd --shell /bin/bash --home-dir "$dest" --create-home stack
 fi
 as_root mkdir -p "$dest"
 as_root chown stack:stack "$dest"

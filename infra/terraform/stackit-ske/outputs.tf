@@ -87,6 +87,21 @@ output "backend_config" {
   }
 }
 
+output "backend_hcl" {
+  description = "The same settings as a backend.hcl file for terraform init -backend-config=backend.hcl (add a key line)."
+  value       = <<-HCL
+    bucket                      = "${stackit_objectstorage_bucket.state.name}"
+    region                      = "${var.region}"
+    endpoints                   = { s3 = "${local.s3_endpoint}" }
+    use_path_style              = true
+    use_lockfile                = true
+    skip_credentials_validation = true
+    skip_region_validation      = true
+    skip_requesting_account_id  = true
+    skip_s3_checksum            = true
+  HCL
+}
+
 output "gitops_bootstrap" {
   description = "Non-secret values the GitOps bootstrap needs (secrets: kubeconfig and backup_credentials outputs)."
   value = {
