@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
@@ -111,7 +111,8 @@ impl Auth {
         let mut verifying = HashMap::new();
         let mut keys = Vec::new();
         for row in &rows {
-            let key = DecodingKey::from_ed_components(&row.public_key).map_err(ApiError::internal)?;
+            let key =
+                DecodingKey::from_ed_components(&row.public_key).map_err(ApiError::internal)?;
             verifying.insert(row.kid.clone(), VerifyKey { key });
             keys.push(serde_json::json!({
                 "kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "use": "sig",
@@ -167,23 +168,26 @@ impl Auth {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| ApiError::unauthorized("the bearer token is malformed"))?;
         if header.alg != Algorithm::EdDSA {
-            return Err(ApiError::unauthorized("the token's algorithm is not accepted"));
+            return Err(ApiError::unauthorized(
+                "the token's algorithm is not accepted",
+            ));
         }
         let key = header
             .kid
             .as_deref()
             .and_then(|kid| self.verifying.get(kid))
             .ok_or_else(|| ApiError::unauthorized("the token was not signed by a known key"))?;
-        let data = jsonwebtoken::decode::<Claims>(token, &key.key, &self.validation).map_err(|e| {
-            use jsonwebtoken::errors::ErrorKind;
-            ApiError::unauthorized(match e.kind() {
-                ErrorKind::ExpiredSignature => "the token has expired",
-                ErrorKind::ImmatureSignature => "the token is not valid yet",
-                ErrorKind::InvalidIssuer => "the token's issuer is not accepted",
-                ErrorKind::InvalidAudience => "the token's audience is not accepted",
-                _ => "the token is invalid",
-            })
-        })?;
+        let data =
+            jsonwebtoken::decode::<Claims>(token, &key.key, &self.validation).map_err(|e| {
+                use jsonwebtoken::errors::ErrorKind;
+                ApiError::unauthorized(match e.kind() {
+                    ErrorKind::ExpiredSignature => "the token has expired",
+                    ErrorKind::ImmatureSignature => "the token is not valid yet",
+                    ErrorKind::InvalidIssuer => "the token's issuer is not accepted",
+                    ErrorKind::InvalidAudience => "the token's audience is not accepted",
+                    _ => "the token is invalid",
+                })
+            })?;
         Ok(Caller {
             user_id: data.claims.sub,
             username: data.claims.name,
@@ -199,9 +203,10 @@ impl Auth {
         password: Secret,
     ) -> Result<Option<strata_store::UserRow>, ApiError> {
         let user = store.user_by_name(username).await?;
-        let hash = user
-            .as_ref()
-            .map_or_else(|| self.dummy_hash.clone(), |u| u.password_hash.expose().to_owned());
+        let hash = user.as_ref().map_or_else(
+            || self.dummy_hash.clone(),
+            |u| u.password_hash.expose().to_owned(),
+        );
         let ok = tokio::task::spawn_blocking(move || verify_password(password.expose(), &hash))
             .await
             .map_err(ApiError::internal)?;
@@ -212,7 +217,10 @@ impl Auth {
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let header = parts
             .headers
             .get(AUTHORIZATION)
@@ -223,7 +231,9 @@ impl FromRequestParts<AppState> for Caller {
         let token = value
             .strip_prefix("Bearer ")
             .or_else(|| value.strip_prefix("bearer "))
-            .ok_or_else(|| ApiError::unauthorized("the Authorization header must be Bearer <token>"))?;
+            .ok_or_else(|| {
+                ApiError::unauthorized("the Authorization header must be Bearer <token>")
+            })?;
         state.auth.verify(token.trim())
     }
 }

@@ -44,15 +44,21 @@ pub async fn bootstrap(
             Some(p) => p,
             None => {
                 let p = crate::random_token(32);
-                write_private(&data_dir.join("admin-password"), &format!("{}\n", p.expose()))
-                    .map_err(ApiError::internal)?;
+                write_private(
+                    &data_dir.join("admin-password"),
+                    &format!("{}\n", p.expose()),
+                )
+                .map_err(ApiError::internal)?;
                 out.generated_admin_password = Some(p.clone());
                 p
             }
         };
         let hash = hash_password(password.expose())?;
         let mut tx = store.begin().await?;
-        tx.insert_user(ADMIN_USER, &hash, true).await.map(|_| ()).or_else(|e| ignore_conflict(Err(e)))?;
+        tx.insert_user(ADMIN_USER, &hash, true)
+            .await
+            .map(|_| ())
+            .or_else(|e| ignore_conflict(Err(e)))?;
         tx.commit().await?;
     }
     if store.signing_keys().await?.is_empty() {

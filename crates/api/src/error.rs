@@ -60,7 +60,11 @@ impl ApiError {
     }
 
     pub fn not_found(what: impl std::fmt::Display) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not-found", format!("{what} not found"))
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            format!("{what} not found"),
+        )
     }
 
     pub fn internal(e: impl std::fmt::Display) -> Self {
@@ -105,9 +109,11 @@ impl From<RuntimeError> for ApiError {
 impl From<strata_store::StoreError> for ApiError {
     fn from(e: strata_store::StoreError) -> Self {
         match e {
-            strata_store::StoreError::Conflict(m) => {
-                Self::new(StatusCode::CONFLICT, "conflict", format!("{m} already exists"))
-            }
+            strata_store::StoreError::Conflict(m) => Self::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!("{m} already exists"),
+            ),
             other => Self::internal(other),
         }
     }
@@ -117,11 +123,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let problem = Problem {
             kind: format!("urn:strata:problem:{}", self.slug),
-            title: self
-                .status
-                .canonical_reason()
-                .unwrap_or("Error")
-                .to_owned(),
+            title: self.status.canonical_reason().unwrap_or("Error").to_owned(),
             status: self.status.as_u16(),
             detail: self.detail,
             errors: self.errors,

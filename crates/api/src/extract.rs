@@ -60,11 +60,12 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
             let message = inner.to_string();
             let field = if inner.is_syntax() || inner.is_eof() {
                 "body".to_owned()
-            } else if message.starts_with("unknown field") || message.starts_with("missing field")
-            {
+            } else if message.starts_with("unknown field") || message.starts_with("missing field") {
                 let name = field_of_message(&message).unwrap_or("body");
                 if path == "." {
                     name.to_owned()
+                } else if path == name || path.ends_with(&format!(".{name}")) {
+                    path
                 } else {
                     format!("{path}.{name}")
                 }
@@ -115,15 +116,26 @@ impl QueryParams {
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn all(&self, name: &str) -> impl Iterator<Item = &str> {
-        self.0.iter().filter(move |(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .filter(move |(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// Parses `name` when present; the error names it.
-    pub fn parse<T: std::str::FromStr>(&self, name: &str, what: &str) -> Result<Option<T>, ApiError> {
+    pub fn parse<T: std::str::FromStr>(
+        &self,
+        name: &str,
+        what: &str,
+    ) -> Result<Option<T>, ApiError> {
         self.get(name)
             .map(|v| {
                 v.parse().map_err(|_| {

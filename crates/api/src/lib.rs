@@ -30,6 +30,8 @@ pub struct AppState {
     pub metrics: Arc<metrics::HttpMetrics>,
     /// Interval between keep-alive comments on event streams.
     pub sse_keepalive: Duration,
+    /// Cancelled when the server shuts down: long-lived streams end with it.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 /// A random URL-safe token of `bytes` random bytes, from the OS CSPRNG.
@@ -71,7 +73,10 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// The admin router: `/metrics` and health, on its own listener.
-pub fn admin_router(state: AppState, registry: Arc<prometheus_client::registry::Registry>) -> Router {
+pub fn admin_router(
+    state: AppState,
+    registry: Arc<prometheus_client::registry::Registry>,
+) -> Router {
     Router::new()
         .route("/metrics", axum::routing::get(metrics::scrape))
         .route("/healthz", axum::routing::get(routes::meta::healthz))

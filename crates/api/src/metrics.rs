@@ -62,11 +62,7 @@ impl HttpMetrics {
             "HTTP request latency by method and route",
             m.latency.clone(),
         );
-        registry.register(
-            "instances",
-            "Instances by phase",
-            m.instances.clone(),
-        );
+        registry.register("instances", "Instances by phase", m.instances.clone());
         m
     }
 }
@@ -102,7 +98,10 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
 pub async fn scrape(State((state, registry)): State<(AppState, Arc<Registry>)>) -> Response {
     if let Ok(counts) = state.store.count_by_phase().await {
         for phase in Phase::ALL {
-            let n = counts.iter().find(|(p, _)| *p == phase).map_or(0, |(_, n)| *n);
+            let n = counts
+                .iter()
+                .find(|(p, _)| *p == phase)
+                .map_or(0, |(_, n)| *n);
             state
                 .metrics
                 .instances

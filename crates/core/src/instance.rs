@@ -19,7 +19,7 @@ pub const LABELS_MAX: usize = 32;
 pub const ENGINE: &str = "postgresql";
 
 /// Body of `POST /v1/projects/{project}/instances`.
-#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateInstance {
     /// DNS label, at most 40 characters, unique in the project, immutable.
@@ -27,27 +27,36 @@ pub struct CreateInstance {
     pub name: String,
     /// PostgreSQL major version; the default version when omitted.
     #[schema(example = "15")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
     /// Plan id (see `GET /v1/plans`); the smallest plan when omitted.
     #[schema(example = "small")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub plan: Option<String>,
     /// Storage quota in GiB, within the plan's range; the plan's minimum when omitted.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub storage_gb: Option<u32>,
     /// Client networks (CIDR) allowed to connect; everyone (TLS and password still
     /// required) when omitted.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub acl: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub labels: Option<BTreeMap<String, String>>,
 }
 
 /// Body of `PATCH /v1/projects/{project}/instances/{name}`: every field optional.
-#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateInstance {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub plan: Option<String>,
     /// Grow only.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub storage_gb: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub acl: Option<Vec<String>>,
     /// Replaces all labels.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub labels: Option<BTreeMap<String, String>>,
 }
 
@@ -74,8 +83,14 @@ fn check_label_part(value: &str, allow_empty: bool) -> Result<(), String> {
         return Err("must be at most 63 characters".into());
     }
     let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
-    let first = value.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
-    let last = value.chars().last().is_some_and(|c| c.is_ascii_alphanumeric());
+    let first = value
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric());
+    let last = value
+        .chars()
+        .last()
+        .is_some_and(|c| c.is_ascii_alphanumeric());
     if !(first && last && value.chars().all(ok_char)) {
         return Err(
             "must be letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
@@ -122,7 +137,10 @@ impl CreateInstance {
             None => match versions.default_version() {
                 Some(v) => Some(v.version.clone()),
                 None => {
-                    errors.push("version", "no PostgreSQL version is available on this platform");
+                    errors.push(
+                        "version",
+                        "no PostgreSQL version is available on this platform",
+                    );
                     None
                 }
             },
@@ -133,7 +151,10 @@ impl CreateInstance {
         };
         let storage_gb = plan.and_then(|plan| {
             let gb = self.storage_gb.unwrap_or(plan.storage_gb_min);
-            errors.check("storage_gb", PlanCatalog::check_storage(plan, gb).map(|()| gb))
+            errors.check(
+                "storage_gb",
+                PlanCatalog::check_storage(plan, gb).map(|()| gb),
+            )
         });
         let acl = match &self.acl {
             Some(entries) => errors.check("acl", prefixed("acl", Acl::parse(entries))),
@@ -147,7 +168,7 @@ impl CreateInstance {
                 Ok(InstanceSpec {
                     name,
                     version,
-                    plan: plan.id.to_owned(),
+                    plan: plan.id.clone(),
                     storage_gb,
                     acl,
                     labels,
@@ -185,8 +206,13 @@ impl UpdateInstance {
             next.storage_gb = gb;
         }
         if let Some(plan) = plan {
-            next.plan = plan.id.to_owned();
-            if errors.check("storage_gb", PlanCatalog::check_storage(plan, next.storage_gb)).is_none()
+            next.plan.clone_from(&plan.id);
+            if errors
+                .check(
+                    "storage_gb",
+                    PlanCatalog::check_storage(plan, next.storage_gb),
+                )
+                .is_none()
                 && self.storage_gb.is_none()
             {
                 // The old size does not fit the new plan: say what to send.
@@ -350,13 +376,22 @@ impl InstanceStatus {
             ConditionStatus::False
         };
         set_condition(&mut self.conditions, "Ready", ready, reason, message, now);
-        let progressing = if matches!(phase, Phase::Provisioning | Phase::Updating | Phase::Deleting)
-        {
+        let progressing = if matches!(
+            phase,
+            Phase::Provisioning | Phase::Updating | Phase::Deleting
+        ) {
             ConditionStatus::True
         } else {
             ConditionStatus::False
         };
-        set_condition(&mut self.conditions, "Progressing", progressing, reason, message, now);
+        set_condition(
+            &mut self.conditions,
+            "Progressing",
+            progressing,
+            reason,
+            message,
+            now,
+        );
     }
 
     /// Whether clients can be given an endpoint to connect to.
@@ -425,7 +460,10 @@ mod tests {
     use super::*;
 
     fn catalogs() -> (PlanCatalog, VersionCatalog) {
-        (PlanCatalog::default(), VersionCatalog::from_majors(vec![15]))
+        (
+            PlanCatalog::default(),
+            VersionCatalog::from_majors(vec![15]),
+        )
     }
 
     fn create(name: &str) -> CreateInstance {
@@ -458,7 +496,10 @@ mod tests {
         };
         let err = req.validate(&p, &v).unwrap_err();
         let fields: Vec<_> = err.errors.iter().map(|e| e.field.as_str()).collect();
-        assert_eq!(fields, vec!["name", "version", "plan", "acl[1]", "labels.-bad"]);
+        assert_eq!(
+            fields,
+            vec!["name", "version", "plan", "acl[1]", "labels.-bad"]
+        );
     }
 
     #[test]
@@ -485,7 +526,10 @@ mod tests {
             storage_gb: Some(2),
             ..UpdateInstance::default()
         };
-        assert_eq!(shrink.apply(&spec, &p).unwrap_err().errors[0].field, "storage_gb");
+        assert_eq!(
+            shrink.apply(&spec, &p).unwrap_err().errors[0].field,
+            "storage_gb"
+        );
         let grow = UpdateInstance {
             storage_gb: Some(8),
             labels: Some(BTreeMap::from([("team".into(), "a".into())])),
@@ -523,7 +567,14 @@ mod tests {
         let t1 = t0 + time::Duration::seconds(10);
         let mut cs = Vec::new();
         set_condition(&mut cs, "Ready", ConditionStatus::False, "Starting", "", t0);
-        set_condition(&mut cs, "Ready", ConditionStatus::False, "Starting", "more", t1);
+        set_condition(
+            &mut cs,
+            "Ready",
+            ConditionStatus::False,
+            "Starting",
+            "more",
+            t1,
+        );
         assert_eq!(cs[0].last_transition_time, t0);
         set_condition(&mut cs, "Ready", ConditionStatus::True, "Ready", "", t1);
         assert_eq!(cs[0].last_transition_time, t1);

@@ -20,6 +20,6 @@ pub use instance::{
 };
 pub use names::{InstanceName, ProjectName, Username};
 pub use plans::{Plan, PlanCatalog};
+pub use runtime::{Credentials, InstanceRuntime, Page, PageRequest, RuntimeError, RuntimeResult};
 pub use secret::Secret;
 pub use versions::{Version, VersionCatalog};
-pub use runtime::{Credentials, InstanceRuntime, Page, PageRequest, RuntimeError, RuntimeResult};

@@ -1,17 +1,17 @@
 //! Plans (flavors): how much CPU, memory and connections an instance gets, and
 //! the PostgreSQL settings that follow from them.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::ValidationError;
 
 /// A plan offered to tenants.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Plan {
     /// Identifier used in requests (`small`).
-    pub id: &'static str,
-    pub description: &'static str,
+    pub id: String,
+    pub description: String,
     /// CPU cores (a limit on Kubernetes; informational on the local runtime).
     pub cpu: u32,
     pub memory_mb: u32,
@@ -30,7 +30,10 @@ impl Plan {
         vec![
             ("max_connections", self.max_connections.to_string()),
             ("shared_buffers", format!("{shared}MB")),
-            ("effective_cache_size", format!("{}MB", self.memory_mb * 3 / 4)),
+            (
+                "effective_cache_size",
+                format!("{}MB", self.memory_mb * 3 / 4),
+            ),
             ("work_mem", format!("{work_mem_kb}kB")),
             (
                 "maintenance_work_mem",
@@ -54,8 +57,8 @@ impl Default for PlanCatalog {
         Self {
             plans: vec![
                 Plan {
-                    id: "micro",
-                    description: "development and tests",
+                    id: "micro".into(),
+                    description: "development and tests".into(),
                     cpu: 1,
                     memory_mb: 256,
                     max_connections: 25,
@@ -63,8 +66,8 @@ impl Default for PlanCatalog {
                     storage_gb_max: 10,
                 },
                 Plan {
-                    id: "small",
-                    description: "small production workloads",
+                    id: "small".into(),
+                    description: "small production workloads".into(),
                     cpu: 1,
                     memory_mb: 1024,
                     max_connections: 100,
@@ -72,8 +75,8 @@ impl Default for PlanCatalog {
                     storage_gb_max: 100,
                 },
                 Plan {
-                    id: "medium",
-                    description: "busy applications",
+                    id: "medium".into(),
+                    description: "busy applications".into(),
                     cpu: 2,
                     memory_mb: 4096,
                     max_connections: 200,
@@ -81,8 +84,8 @@ impl Default for PlanCatalog {
                     storage_gb_max: 500,
                 },
                 Plan {
-                    id: "large",
-                    description: "large databases",
+                    id: "large".into(),
+                    description: "large databases".into(),
                     cpu: 4,
                     memory_mb: 16384,
                     max_connections: 400,
@@ -105,7 +108,11 @@ impl PlanCatalog {
                 "",
                 format!(
                     "unknown plan {id:?}; offered: {}",
-                    self.plans.iter().map(|p| p.id).collect::<Vec<_>>().join(", ")
+                    self.plans
+                        .iter()
+                        .map(|p| p.id.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             )
         })

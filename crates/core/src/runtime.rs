@@ -2,7 +2,7 @@
 //! the local supervisor or Kubernetes.
 
 use async_trait::async_trait;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::ValidationError;
@@ -28,7 +28,7 @@ pub enum RuntimeError {
 }
 
 /// Connection data for an instance's application role.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Credentials {
     pub username: String,
     #[schema(value_type = String)]

@@ -1,7 +1,7 @@
 //! PostgreSQL major versions. Which ones are offered depends on what the
 //! runtime can run (installed binaries, images); the rules live here.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::ValidationError;
@@ -10,7 +10,7 @@ use crate::error::ValidationError;
 const DEPRECATED: &[u32] = &[12, 13];
 
 /// A PostgreSQL major version on offer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Version {
     /// The major version (`"16"`).
     pub version: String,

@@ -11,7 +11,10 @@ pub struct Installations {
 }
 
 fn major_of(bindir: &Path) -> Option<u32> {
-    let out = Command::new(bindir.join("postgres")).arg("--version").output().ok()?;
+    let out = Command::new(bindir.join("postgres"))
+        .arg("--version")
+        .output()
+        .ok()?;
     // "postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"
     let text = String::from_utf8_lossy(&out.stdout);
     let version = text.split_whitespace().nth(2)?;

@@ -58,7 +58,12 @@ impl ServerConfig {
             return true;
         }
         Plan::RESTART_SETTINGS.iter().any(|name| {
-            let get = |c: &ServerConfig| c.settings.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+            let get = |c: &ServerConfig| {
+                c.settings
+                    .iter()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.clone())
+            };
             get(self) != get(next)
         })
     }
@@ -110,7 +115,12 @@ mod tests {
     #[test]
     fn renders_plan_and_placement() {
         let plans = PlanCatalog::default();
-        let c = ServerConfig::new(plans.get("small").unwrap(), 15433, "127.0.0.1", Path::new("/x/run"));
+        let c = ServerConfig::new(
+            plans.get("small").unwrap(),
+            15433,
+            "127.0.0.1",
+            Path::new("/x/run"),
+        );
         let text = c.render();
         assert!(text.contains("port = 15433\n"));
         assert!(text.contains("shared_buffers = '256MB'\n"));
@@ -122,7 +132,12 @@ mod tests {
     fn restart_only_when_needed() {
         let plans = PlanCatalog::default();
         let small = ServerConfig::new(plans.get("small").unwrap(), 1, "127.0.0.1", Path::new("/r"));
-        let medium = ServerConfig::new(plans.get("medium").unwrap(), 1, "127.0.0.1", Path::new("/r"));
+        let medium = ServerConfig::new(
+            plans.get("medium").unwrap(),
+            1,
+            "127.0.0.1",
+            Path::new("/r"),
+        );
         assert!(small.needs_restart(&medium));
         assert!(!small.needs_restart(&small.clone()));
     }

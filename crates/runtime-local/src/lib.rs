@@ -184,7 +184,9 @@ impl Inner {
         if tmp.exists() {
             std::fs::remove_dir_all(&tmp).map_err(|e| e.to_string())?;
         }
-        self.run_as.own_dir(&tmp, 0o700).map_err(|e| e.to_string())?;
+        self.run_as
+            .own_dir(&tmp, 0o700)
+            .map_err(|e| e.to_string())?;
         let mut cmd = tokio::process::Command::new(bindir.join("initdb"));
         cmd.arg("-D")
             .arg(&tmp)
@@ -197,7 +199,10 @@ impl Inner {
         if self.run_as.drop_privileges {
             cmd.uid(self.run_as.uid).gid(self.run_as.gid);
         }
-        let out = cmd.output().await.map_err(|e| format!("running initdb: {e}"))?;
+        let out = cmd
+            .output()
+            .await
+            .map_err(|e| format!("running initdb: {e}"))?;
         if !out.status.success() {
             return Err(format!(
                 "initdb failed: {}",
@@ -206,7 +211,9 @@ impl Inner {
         }
         let conf = tmp.join("postgresql.conf");
         let mut text = std::fs::read_to_string(&conf).map_err(|e| e.to_string())?;
-        text.push_str("\n# Strata's settings for this instance.\ninclude_if_exists = 'strata.conf'\n");
+        text.push_str(
+            "\n# Strata's settings for this instance.\ninclude_if_exists = 'strata.conf'\n",
+        );
         std::fs::write(&conf, text).map_err(|e| e.to_string())?;
         std::fs::rename(&tmp, &dir).map_err(|e| e.to_string())?;
         Ok(dir)
@@ -317,7 +324,12 @@ impl LocalRuntime {
             rt.supervise(rec.instance.id);
         }
         // Make the first create fast too.
-        if let Some(v) = rt.inner.versions.default_version().map(|v| v.version.clone()) {
+        if let Some(v) = rt
+            .inner
+            .versions
+            .default_version()
+            .map(|v| v.version.clone())
+        {
             let inner = rt.inner.clone();
             rt.inner.tracker.spawn(async move {
                 if let Err(e) = inner.ensure_template(&v).await {
@@ -390,7 +402,11 @@ impl LocalRuntime {
         i
     }
 
-    async fn record(&self, project: &ProjectName, name: &InstanceName) -> RuntimeResult<InstanceRecord> {
+    async fn record(
+        &self,
+        project: &ProjectName,
+        name: &InstanceName,
+    ) -> RuntimeResult<InstanceRecord> {
         self.inner
             .store
             .instance(project.as_str(), name.as_str())
@@ -505,16 +521,18 @@ impl InstanceRuntime for LocalRuntime {
                 .await
                 .map_err(store_err)?;
             let exhausted = batch.len() < 500;
+            after = batch.last().map(|r| r.instance.name.clone());
             for rec in batch {
-                after = Some(rec.instance.name.clone());
                 if rec.instance.matches_labels(labels) {
-                    items.push(self.view(rec));
                     if items.len() == size {
+                        // One more matches: the page is full and another follows.
+                        let last = items.last().map(|i: &Instance| i.name.clone());
                         return Ok(Page {
                             items,
-                            next_page_token: after,
+                            next_page_token: last,
                         });
                     }
+                    items.push(self.view(rec));
                 }
             }
             if exhausted {
@@ -614,7 +632,9 @@ impl InstanceRuntime for LocalRuntime {
             Phase::Provisioning => Err(RuntimeError::Conflict(format!(
                 "instance {name} is still provisioning; credentials are available once it is Ready"
             ))),
-            Phase::Deleting => Err(RuntimeError::Conflict(format!("instance {name} is being deleted"))),
+            Phase::Deleting => Err(RuntimeError::Conflict(format!(
+                "instance {name} is being deleted"
+            ))),
             _ => Ok(self.credentials_of(&rec)),
         }
     }
@@ -632,9 +652,9 @@ impl InstanceRuntime for LocalRuntime {
             )));
         }
         let paths = supervisor::Paths::new(&self.inner.root, rec.instance.id);
-        let client = sql::connect(&paths.run, rec.port)
-            .await
-            .map_err(|e| RuntimeError::Unavailable(format!("instance {name} is not reachable: {e}")))?;
+        let client = sql::connect(&paths.run, rec.port).await.map_err(|e| {
+            RuntimeError::Unavailable(format!("instance {name} is not reachable: {e}"))
+        })?;
         let password = supervisor::generate_password();
         sql::set_password(&client, &rec.instance.name, &password)
             .await
@@ -644,7 +664,10 @@ impl InstanceRuntime for LocalRuntime {
             tx.set_password(rec.instance.id, &password).await?;
             tx.add_event(
                 &rec.instance,
-                NewServiceEvent::info(EventKind::CredentialsRotated, "password rotated; the previous one no longer works"),
+                NewServiceEvent::info(
+                    EventKind::CredentialsRotated,
+                    "password rotated; the previous one no longer works",
+                ),
             )
             .await?;
             tx.commit().await

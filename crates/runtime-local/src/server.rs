@@ -22,7 +22,10 @@ pub struct ExitReason(pub String);
 impl Server {
     /// Starts `postgres -D data`, its output appended to `log`.
     pub fn start(bindir: &Path, data: &Path, log: &Path, run_as: RunAs) -> std::io::Result<Self> {
-        let log_file = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)?;
         let mut cmd = Command::new(bindir.join("postgres"));
         cmd.arg("-D")
             .arg(data)
@@ -110,7 +113,9 @@ fn describe(status: std::process::ExitStatus) -> String {
         (Some(code), _) => format!("exited with status {code}"),
         (None, Some(sig)) => format!(
             "killed by signal {sig}{}",
-            Signal::try_from(sig).map(|s| format!(" ({s})")).unwrap_or_default()
+            Signal::try_from(sig)
+                .map(|s| format!(" ({s})"))
+                .unwrap_or_default()
         ),
         _ => "exited".into(),
     }

@@ -143,7 +143,13 @@ impl Supervisor {
         .await
     }
 
-    async fn set_phase(&self, phase: Phase, reason: &str, message: &str, extra: Vec<NewServiceEvent>) -> bool {
+    async fn set_phase(
+        &self,
+        phase: Phase,
+        reason: &str,
+        message: &str,
+        extra: Vec<NewServiceEvent>,
+    ) -> bool {
         let (r, m) = (reason.to_owned(), message.to_owned());
         self.set_status(move |s, now| s.set_phase(phase, &r, &m, now), extra)
             .await
@@ -172,7 +178,10 @@ impl Supervisor {
                     match outcome {
                         None => return self.teardown().await,
                         Some(Ok(())) => {
-                            self.rt.metrics.provision_seconds.observe(started.elapsed().as_secs_f64());
+                            self.rt
+                                .metrics
+                                .provision_seconds
+                                .observe(started.elapsed().as_secs_f64());
                             break;
                         }
                         Some(Err(reason)) => {
@@ -195,7 +204,12 @@ impl Supervisor {
                             attempt += 1;
                             // Retry from the start, as Provisioning again.
                             if !self
-                                .set_phase(Phase::Provisioning, "Retrying", "retrying provisioning", vec![])
+                                .set_phase(
+                                    Phase::Provisioning,
+                                    "Retrying",
+                                    "retrying provisioning",
+                                    vec![],
+                                )
                                 .await
                             {
                                 return self.teardown().await;
@@ -259,7 +273,12 @@ impl Supervisor {
             .plans
             .get(&rec.instance.plan)
             .map_err(|e| e.to_string())?;
-        Ok(ServerConfig::new(plan, rec.port, &self.rt.cfg.listen, &self.paths.run))
+        Ok(ServerConfig::new(
+            plan,
+            rec.port,
+            &self.rt.cfg.listen,
+            &self.paths.run,
+        ))
     }
 
     fn write_config(&self, rec: &InstanceRecord) -> Result<ServerConfig, String> {
@@ -268,7 +287,10 @@ impl Supervisor {
         let io = |e: std::io::Error| format!("writing configuration: {e}");
         self.rt
             .run_as
-            .write_private(&self.paths.data.join("strata.conf"), cfg.render().as_bytes())
+            .write_private(
+                &self.paths.data.join("strata.conf"),
+                cfg.render().as_bytes(),
+            )
             .map_err(io)?;
         self.rt
             .run_as
@@ -288,12 +310,22 @@ impl Supervisor {
             .bindir(&rec.instance.version)
             .ok_or_else(|| format!("PostgreSQL {} is not installed", rec.instance.version))?
             .to_path_buf();
-        self.rt.run_as.own_dir(&self.paths.run, 0o700).map_err(|e| e.to_string())?;
+        self.rt
+            .run_as
+            .own_dir(&self.paths.run, 0o700)
+            .map_err(|e| e.to_string())?;
         // A stale pid file from a killed server is PostgreSQL's to handle.
         let server = Server::start(&bindir, &self.paths.data, &self.paths.log, self.rt.run_as)
             .map_err(|e| format!("starting PostgreSQL: {e}"))?;
         let server = self.server.insert(server);
-        wait_accepting(server, &self.paths.run, rec.port, &self.paths.log, START_DEADLINE).await
+        wait_accepting(
+            server,
+            &self.paths.run,
+            rec.port,
+            &self.paths.log,
+            START_DEADLINE,
+        )
+        .await
     }
 
     async fn stop_server(&mut self) {
@@ -314,9 +346,17 @@ impl Supervisor {
             std::fs::remove_dir_all(&self.paths.dir).map_err(|e| format!("cleaning up: {e}"))?;
         }
         let template = self.rt.ensure_template(&version).await?;
-        self.rt.run_as.own_dir(&self.paths.dir, 0o700).map_err(|e| e.to_string())?;
+        self.rt
+            .run_as
+            .own_dir(&self.paths.dir, 0o700)
+            .map_err(|e| e.to_string())?;
         self.rt.copy_cluster(&template, &self.paths.data).await?;
-        if !self.step(&format!("data directory created from the PostgreSQL {version} template")).await {
+        if !self
+            .step(&format!(
+                "data directory created from the PostgreSQL {version} template"
+            ))
+            .await
+        {
             return Err("deleted".into());
         }
 
@@ -326,35 +366,62 @@ impl Supervisor {
             .issue_server(&rec.instance.name, &[&self.rt.cfg.listen, "localhost"])
             .map_err(|e| e.to_string())?;
         let io = |e: std::io::Error| e.to_string();
-        self.rt.run_as.write_private(&self.paths.data.join("server.crt"), cert.cert_pem.as_bytes()).map_err(io)?;
-        self.rt.run_as.write_private(&self.paths.data.join("server.key"), cert.key_pem.as_bytes()).map_err(io)?;
+        self.rt
+            .run_as
+            .write_private(
+                &self.paths.data.join("server.crt"),
+                cert.cert_pem.as_bytes(),
+            )
+            .map_err(io)?;
+        self.rt
+            .run_as
+            .write_private(&self.paths.data.join("server.key"), cert.key_pem.as_bytes())
+            .map_err(io)?;
 
         if !crate::port_free(&self.rt.cfg.listen, rec.port) {
             let old = rec.port;
             rec.port = self.rt.move_port(self.id).await?;
-            self.step(&format!("port {old} is taken by another process; moved to port {}", rec.port))
-                .await;
+            self.step(&format!(
+                "port {old} is taken by another process; moved to port {}",
+                rec.port
+            ))
+            .await;
         }
         let cfg = self.write_config(&rec)?;
-        self.step("TLS certificate issued and configuration written").await;
+        self.step("TLS certificate issued and configuration written")
+            .await;
 
         self.start_server(&rec).await?;
         self.applied = Some(cfg);
-        self.step(&format!("PostgreSQL accepting connections on port {}", rec.port))
-            .await;
+        self.step(&format!(
+            "PostgreSQL accepting connections on port {}",
+            rec.port
+        ))
+        .await;
 
-        let client = sql::connect(&self.paths.run, rec.port).await.map_err(|e| e.to_string())?;
-        sql::ensure_role_and_database(&client, &rec.instance.name, &rec.instance.name, &rec.password)
+        let client = sql::connect(&self.paths.run, rec.port)
             .await
-            .map_err(|e| format!("creating role and database: {e}"))?;
-        drop(client);
-        if !self.set_phase(
-            Phase::Ready,
-            "Ready",
-            "accepting connections",
-            vec![NewServiceEvent::info(EventKind::ProvisioningStep, "role and database created")],
+            .map_err(|e| e.to_string())?;
+        sql::ensure_role_and_database(
+            &client,
+            &rec.instance.name,
+            &rec.instance.name,
+            &rec.password,
         )
         .await
+        .map_err(|e| format!("creating role and database: {e}"))?;
+        drop(client);
+        if !self
+            .set_phase(
+                Phase::Ready,
+                "Ready",
+                "accepting connections",
+                vec![NewServiceEvent::info(
+                    EventKind::ProvisioningStep,
+                    "role and database created",
+                )],
+            )
+            .await
         {
             return Err("deleted".into());
         }
@@ -393,7 +460,8 @@ impl Supervisor {
     }
 
     async fn step_kind(&self, kind: EventKind, message: &str) {
-        self.set_status(|_, _| {}, vec![NewServiceEvent::info(kind, message)]).await;
+        self.set_status(|_, _| {}, vec![NewServiceEvent::info(kind, message)])
+            .await;
     }
 
     /// The server died (or never started): restart it with backoff until it
@@ -465,17 +533,28 @@ impl Supervisor {
         let cfg = match self.write_config(&rec) {
             Ok(c) => c,
             Err(e) => {
-                self.set_phase(Phase::Failed, "ApplyFailed", &e, vec![NewServiceEvent::error(EventKind::Failed, e.clone())])
-                    .await;
+                self.set_phase(
+                    Phase::Failed,
+                    "ApplyFailed",
+                    &e,
+                    vec![NewServiceEvent::error(EventKind::Failed, e.clone())],
+                )
+                .await;
                 return;
             }
         };
-        let restart = self.applied.as_ref().is_none_or(|a| a.needs_restart(&cfg)) || self.server.is_none();
+        let restart =
+            self.applied.as_ref().is_none_or(|a| a.needs_restart(&cfg)) || self.server.is_none();
         let how = if restart {
             self.stop_server().await;
             if let Err(e) = self.start_server(&rec).await {
-                self.set_phase(Phase::Failed, "ApplyFailed", &e, vec![NewServiceEvent::error(EventKind::Failed, e.clone())])
-                    .await;
+                self.set_phase(
+                    Phase::Failed,
+                    "ApplyFailed",
+                    &e,
+                    vec![NewServiceEvent::error(EventKind::Failed, e.clone())],
+                )
+                .await;
                 self.stop_server().await;
                 self.recover(None, cancel).await;
                 return;
@@ -511,7 +590,8 @@ impl Supervisor {
 
     async fn check_quota(&mut self) {
         let data = self.paths.data.clone();
-        let Ok(used) = tokio::task::spawn_blocking(move || crate::os::disk_usage(&data)).await else {
+        let Ok(used) = tokio::task::spawn_blocking(move || crate::os::disk_usage(&data)).await
+        else {
             return;
         };
         let Some(rec) = self.load().await else { return };
@@ -525,16 +605,46 @@ impl Supervisor {
         }
         self.quota = state;
         let (status, reason, event) = match state {
-            QuotaState::Within => (ConditionStatus::True, "WithinQuota", NewServiceEvent::info(EventKind::StorageQuota, format!("storage back within quota: {mib} MiB of {gb} GiB"))),
-            QuotaState::Near => (ConditionStatus::True, "NearQuota", NewServiceEvent::warning(EventKind::StorageQuota, format!("storage at 90 % of quota or more: {mib} MiB of {gb} GiB"))),
-            QuotaState::Over => (ConditionStatus::False, "OverQuota", NewServiceEvent::error(EventKind::StorageQuota, format!("storage over quota: {mib} MiB of {gb} GiB; grow storage_gb or delete data"))),
+            QuotaState::Within => (
+                ConditionStatus::True,
+                "WithinQuota",
+                NewServiceEvent::info(
+                    EventKind::StorageQuota,
+                    format!("storage back within quota: {mib} MiB of {gb} GiB"),
+                ),
+            ),
+            QuotaState::Near => (
+                ConditionStatus::True,
+                "NearQuota",
+                NewServiceEvent::warning(
+                    EventKind::StorageQuota,
+                    format!("storage at 90 % of quota or more: {mib} MiB of {gb} GiB"),
+                ),
+            ),
+            QuotaState::Over => (
+                ConditionStatus::False,
+                "OverQuota",
+                NewServiceEvent::error(
+                    EventKind::StorageQuota,
+                    format!(
+                        "storage over quota: {mib} MiB of {gb} GiB; grow storage_gb or delete data"
+                    ),
+                ),
+            ),
         };
         let message = format!("{mib} MiB of {gb} GiB used");
         let events = if changed { vec![event] } else { vec![] };
         self.set_status(
             move |s, now| {
                 s.storage_used_bytes = Some(used);
-                strata_core::instance::set_condition(&mut s.conditions, "StorageWithinQuota", status, reason, &message, now);
+                strata_core::instance::set_condition(
+                    &mut s.conditions,
+                    "StorageWithinQuota",
+                    status,
+                    reason,
+                    &message,
+                    now,
+                );
             },
             events,
         )

@@ -87,7 +87,9 @@ impl CertificateAuthority {
         let issuer = Issuer::from_params(&params_of_ca, ca_key);
         let key_pair = KeyPair::generate()?;
         let mut params = CertificateParams::default();
-        params.distinguished_name.push(DnType::CommonName, common_name);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
         params.subject_alt_names = hosts
             .iter()
             .map(|h| match h.parse::<std::net::IpAddr>() {

@@ -86,10 +86,18 @@ impl Store {
         if backend == Backend::Sqlite {
             options = options.after_connect(|conn, _meta| {
                 Box::pin(async move {
-                    sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
-                    sqlx::query("PRAGMA busy_timeout = 10000").execute(&mut *conn).await?;
-                    sqlx::query("PRAGMA foreign_keys = ON").execute(&mut *conn).await?;
-                    sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
+                    sqlx::query("PRAGMA journal_mode = WAL")
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("PRAGMA busy_timeout = 10000")
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("PRAGMA foreign_keys = ON")
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("PRAGMA synchronous = NORMAL")
+                        .execute(&mut *conn)
+                        .await?;
                     Ok(())
                 })
             });
@@ -325,7 +333,12 @@ impl Tx {
         Ok(())
     }
 
-    pub async fn insert_user(&mut self, username: &str, password_hash: &str, admin: bool) -> Result<Uuid> {
+    pub async fn insert_user(
+        &mut self,
+        username: &str,
+        password_hash: &str,
+        admin: bool,
+    ) -> Result<Uuid> {
         let id = Uuid::new_v4();
         sqlx::query("INSERT INTO users (id, username, password_hash, is_admin, created_at) VALUES ($1, $2, $3, $4, $5)")
             .bind(id.to_string())
@@ -404,7 +417,12 @@ impl Tx {
 
     /// Writes the status of an instance that is not being deleted. False when
     /// it is (deletion wins over every other phase) or is gone.
-    pub async fn set_status(&mut self, id: Uuid, status: &InstanceStatus, at: OffsetDateTime) -> Result<bool> {
+    pub async fn set_status(
+        &mut self,
+        id: Uuid,
+        status: &InstanceStatus,
+        at: OffsetDateTime,
+    ) -> Result<bool> {
         let done = sqlx::query("UPDATE instances SET phase = $1, message = $2, conditions = $3, storage_used_bytes = $4, updated_at = $5 WHERE id = $6 AND phase <> 'Deleting'")
             .bind(status.phase.as_str())
             .bind(&status.message)
@@ -418,7 +436,12 @@ impl Tx {
     }
 
     /// Marks an instance `Deleting`, whatever its phase.
-    pub async fn mark_deleting(&mut self, id: Uuid, status: &InstanceStatus, at: OffsetDateTime) -> Result<()> {
+    pub async fn mark_deleting(
+        &mut self,
+        id: Uuid,
+        status: &InstanceStatus,
+        at: OffsetDateTime,
+    ) -> Result<()> {
         sqlx::query("UPDATE instances SET phase = $1, message = $2, conditions = $3, updated_at = $4 WHERE id = $5")
             .bind(status.phase.as_str())
             .bind(&status.message)
@@ -469,7 +492,11 @@ impl Tx {
     }
 
     /// Appends a service event for `instance`.
-    pub async fn add_event(&mut self, instance: &Instance, event: NewServiceEvent) -> Result<ServiceEvent> {
+    pub async fn add_event(
+        &mut self,
+        instance: &Instance,
+        event: NewServiceEvent,
+    ) -> Result<ServiceEvent> {
         let e = ServiceEvent {
             id: Uuid::now_v7(),
             time: OffsetDateTime::now_utc(),

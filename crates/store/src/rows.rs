@@ -79,7 +79,8 @@ pub(crate) fn event_from_row(r: &AnyRow) -> Result<ServiceEvent> {
         id: uuid(&r.try_get::<String, _>("id")?)?,
         time: parse_time(&r.try_get::<String, _>("time")?)?,
         instance: r.try_get("instance")?,
-        kind: EventKind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("kind {kind:?}")))?,
+        kind: EventKind::parse(&kind)
+            .ok_or_else(|| StoreError::Corrupt(format!("kind {kind:?}")))?,
         severity: Severity::parse(&severity)
             .ok_or_else(|| StoreError::Corrupt(format!("severity {severity:?}")))?,
         message: r.try_get("message")?,

@@ -49,9 +49,17 @@ pub struct ServeArgs {
 }
 
 fn parse_range(s: &str) -> Result<(u16, u16), String> {
-    let (a, b) = s.split_once('-').ok_or("expected FIRST-LAST, e.g. 15432-16431")?;
-    let a: u16 = a.trim().parse().map_err(|_| format!("{a:?} is not a port"))?;
-    let b: u16 = b.trim().parse().map_err(|_| format!("{b:?} is not a port"))?;
+    let (a, b) = s
+        .split_once('-')
+        .ok_or("expected FIRST-LAST, e.g. 15432-16431")?;
+    let a: u16 = a
+        .trim()
+        .parse()
+        .map_err(|_| format!("{a:?} is not a port"))?;
+    let b: u16 = b
+        .trim()
+        .parse()
+        .map_err(|_| format!("{b:?} is not a port"))?;
     if a == 0 || a > b {
         return Err("FIRST must be 1 or more and at most LAST".into());
     }
@@ -76,11 +84,17 @@ fn default_data_dir() -> PathBuf {
 fn init_logging(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_http=info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stdout);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stdout);
     if format == "text" {
         builder.init();
     } else {
-        builder.json().flatten_event(true).with_current_span(true).init();
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init();
     }
 }
 
@@ -119,7 +133,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("strata.db").display()));
     let store = Store::open(&url).await.context("opening the store")?;
 
-    let admin_password = std::env::var("STRATA_ADMIN_PASSWORD").ok().filter(|p| !p.is_empty()).map(Secret::new);
+    let admin_password = std::env::var("STRATA_ADMIN_PASSWORD")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .map(Secret::new);
     let boot = bootstrap::bootstrap(&store, &data_dir, admin_password)
         .await
         .map_err(|e| anyhow::anyhow!("bootstrap: {e:?}"))?;
@@ -137,19 +154,30 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     local.ports = args.port_range.0..=args.port_range.1;
     local.extra_bindirs.clone_from(&args.pg_bindirs);
     local.quota_interval = Duration::from_secs(args.quota_interval.max(1));
-    let runtime = LocalRuntime::start(local, store.clone(), registry.sub_registry_with_prefix("runtime"))
-        .await
-        .context("starting the local runtime")?;
+    let runtime = LocalRuntime::start(
+        local,
+        store.clone(),
+        registry.sub_registry_with_prefix("runtime"),
+    )
+    .await
+    .context("starting the local runtime")?;
 
-    let issuer = args.issuer.clone().unwrap_or_else(|| format!("http://{}", args.listen));
-    let auth = Auth::load(&store, issuer).await.map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let issuer = args
+        .issuer
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", args.listen));
+    let auth = Auth::load(&store, issuer)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let metrics = HttpMetrics::register(&mut registry);
+    let shutdown = tokio_util::sync::CancellationToken::new();
     let state = AppState {
         runtime: Arc::new(runtime.clone()),
         store: store.clone(),
         auth: Arc::new(auth),
         metrics: Arc::new(metrics),
         sse_keepalive: Duration::from_secs(15),
+        shutdown: shutdown.clone(),
     };
     let app = strata_api::router(state.clone());
     let admin = strata_api::admin_router(state, Arc::new(registry));
@@ -173,10 +201,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         admin_listener.local_addr()?
     );
 
-    let shutdown = tokio_util_shutdown();
-    let api = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+    let api = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let admin = axum::serve(admin_listener, admin)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    let admin = axum::serve(admin_listener, admin).with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let signal = async {
         shutdown_signal().await;
         tracing::info!("shutting down: stopping PostgreSQL servers");
@@ -189,8 +220,4 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     store.close().await;
     tracing::info!("stopped");
     Ok(())
-}
-
-fn tokio_util_shutdown() -> tokio_util::sync::CancellationToken {
-    tokio_util::sync::CancellationToken::new()
 }

@@ -39,17 +39,27 @@ pub async fn token(
 ) -> ApiResult<Json<TokenResponse>> {
     let req = body.value;
     if req.username.is_empty() || req.username.len() > 256 {
-        return Err(ApiError::field(StatusCode::BAD_REQUEST, "username", "must be 1 to 256 characters"));
+        return Err(ApiError::field(
+            StatusCode::BAD_REQUEST,
+            "username",
+            "must be 1 to 256 characters",
+        ));
     }
     if req.password.expose().len() > 1024 {
-        return Err(ApiError::field(StatusCode::BAD_REQUEST, "password", "must be at most 1024 characters"));
+        return Err(ApiError::field(
+            StatusCode::BAD_REQUEST,
+            "password",
+            "must be at most 1024 characters",
+        ));
     }
     let user = st
         .auth
         .check_password(&st.store, &req.username, req.password)
         .await?
         .ok_or_else(|| ApiError::unauthorized("wrong user name or password"))?;
-    let access_token = st.auth.issue(&user.id.to_string(), &user.username, user.is_admin)?;
+    let access_token = st
+        .auth
+        .issue(&user.id.to_string(), &user.username, user.is_admin)?;
     Ok(Json(TokenResponse {
         access_token,
         token_type: "Bearer".into(),

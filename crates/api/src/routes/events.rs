@@ -7,7 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use serde::Serialize;
 use strata_core::{InstanceName, InstanceRuntime, ProjectName, ServiceEvent};
 use tokio::sync::broadcast;
@@ -70,14 +70,19 @@ pub async fn list(
             .and_then(|v| v.to_str().ok())
             .is_some_and(|a| a.contains("text/event-stream")),
         Some(_) => {
-            return Err(ApiError::field(StatusCode::BAD_REQUEST, "follow", "must be true or false"));
+            return Err(ApiError::field(
+                StatusCode::BAD_REQUEST,
+                "follow",
+                "must be true or false",
+            ));
         }
     };
     if follow {
         // Subscribe first, so that nothing between backlog and live is lost.
         let rx = st.runtime.subscribe();
         let id = st.runtime.get(&project, &name).await?.id;
-        let stream = follow_stream(st.runtime.clone(), project, name, id, after, rx);
+        let stream = follow_stream(st.runtime.clone(), project, name, id, after, rx)
+            .take_until(st.shutdown.clone().cancelled_owned());
         return Ok(Sse::new(stream)
             .keep_alive(KeepAlive::new().interval(st.sse_keepalive))
             .into_response());
@@ -86,7 +91,11 @@ pub async fn list(
         .parse::<u32>("page_size", "a number from 1 to 500")?
         .unwrap_or(100);
     if !(1..=500).contains(&size) {
-        return Err(ApiError::field(StatusCode::BAD_REQUEST, "page_size", "must be from 1 to 500"));
+        return Err(ApiError::field(
+            StatusCode::BAD_REQUEST,
+            "page_size",
+            "must be from 1 to 500",
+        ));
     }
     let items = st.runtime.events(&project, &name, after, size).await?;
     let next_page_token = (items.len() == size as usize)

@@ -35,7 +35,11 @@ pub(crate) fn page(q: &QueryParams) -> ApiResult<PageRequest> {
         .parse::<u32>("page_size", "a number from 1 to 500")?
         .unwrap_or(DEFAULT_PAGE);
     if !(1..=MAX_PAGE).contains(&size) {
-        return Err(ApiError::field(StatusCode::BAD_REQUEST, "page_size", "must be from 1 to 500"));
+        return Err(ApiError::field(
+            StatusCode::BAD_REQUEST,
+            "page_size",
+            "must be from 1 to 500",
+        ));
     }
     let token = q
         .get("page_token")
@@ -44,7 +48,13 @@ pub(crate) fn page(q: &QueryParams) -> ApiResult<PageRequest> {
                 .decode(t)
                 .ok()
                 .and_then(|b| String::from_utf8(b).ok())
-                .ok_or_else(|| ApiError::field(StatusCode::BAD_REQUEST, "page_token", "is not a token this API issued"))
+                .ok_or_else(|| {
+                    ApiError::field(
+                        StatusCode::BAD_REQUEST,
+                        "page_token",
+                        "is not a token this API issued",
+                    )
+                })
         })
         .transpose()?;
     Ok(PageRequest { size, token })
@@ -97,7 +107,13 @@ fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
     let Some(v) = headers.get("idempotency-key") else {
         return Ok(None);
     };
-    let bad = || ApiError::field(StatusCode::BAD_REQUEST, "Idempotency-Key", "must be 1 to 255 visible ASCII characters");
+    let bad = || {
+        ApiError::field(
+            StatusCode::BAD_REQUEST,
+            "Idempotency-Key",
+            "must be 1 to 255 visible ASCII characters",
+        )
+    };
     let s = v.to_str().map_err(|_| bad())?;
     if s.is_empty() || s.len() > 255 || !s.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(bad());
@@ -106,8 +122,14 @@ fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
 }
 
 /// The stored response to `key`, if this request repeats an earlier one.
-async fn replay(st: &AppState, project: &ProjectName, key: &str, fingerprint: &str) -> ApiResult<Option<Response>> {
-    let Some((stored, status, body)) = st.store.idempotent_response(project.as_str(), key).await? else {
+async fn replay(
+    st: &AppState,
+    project: &ProjectName,
+    key: &str,
+    fingerprint: &str,
+) -> ApiResult<Option<Response>> {
+    let Some((stored, status, body)) = st.store.idempotent_response(project.as_str(), key).await?
+    else {
         return Ok(None);
     };
     if stored != fingerprint {
@@ -123,9 +145,13 @@ async fn replay(st: &AppState, project: &ProjectName, key: &str, fingerprint: &s
         body.clone(),
     )
         .into_response();
-    res.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+    res.headers_mut()
+        .insert("idempotent-replayed", HeaderValue::from_static("true"));
     if let Ok(instance) = serde_json::from_str::<Instance>(&body) {
-        if let Ok(v) = HeaderValue::from_str(&format!("/v1/projects/{project}/instances/{}", instance.name)) {
+        if let Ok(v) = HeaderValue::from_str(&format!(
+            "/v1/projects/{project}/instances/{}",
+            instance.name
+        )) {
             res.headers_mut().insert(header::LOCATION, v);
         }
     }
@@ -166,13 +192,18 @@ pub async fn create(
             return Ok(res);
         }
     }
-    let spec = body.value.validate(st.runtime.plans(), st.runtime.versions())?;
+    let spec = body
+        .value
+        .validate(st.runtime.plans(), st.runtime.versions())?;
     match st.runtime.create(&project, spec).await {
         Ok(instance) => {
             if let Some(key) = &key {
                 let json = serde_json::to_string(&instance).map_err(ApiError::internal)?;
                 let mut tx = st.store.begin().await?;
-                match tx.insert_idempotent_response(project.as_str(), key, &fingerprint, 202, &json).await {
+                match tx
+                    .insert_idempotent_response(project.as_str(), key, &fingerprint, 202, &json)
+                    .await
+                {
                     Ok(()) => tx.commit().await?,
                     Err(strata_store::StoreError::Conflict(_)) => {}
                     Err(e) => return Err(e.into()),
@@ -195,10 +226,12 @@ pub async fn create(
 
 fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 /// One instance.
@@ -216,7 +249,9 @@ pub async fn get(
     Path((project_name, name)): Path<(String, String)>,
 ) -> ApiResult<Json<Instance>> {
     let project = project(&st, &caller, &project_name).await?;
-    Ok(Json(st.runtime.get(&project, &instance_name(&name)?).await?))
+    Ok(Json(
+        st.runtime.get(&project, &instance_name(&name)?).await?,
+    ))
 }
 
 /// Changes plan, storage (grow only), ACL or labels. Returns 202 with phase
@@ -287,7 +322,11 @@ pub async fn credentials(
     Path((project_name, name)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     let project = project(&st, &caller, &project_name).await?;
-    Ok(no_store(st.runtime.credentials(&project, &instance_name(&name)?).await?))
+    Ok(no_store(
+        st.runtime
+            .credentials(&project, &instance_name(&name)?)
+            .await?,
+    ))
 }
 
 /// Sets a new password; the old one stops working before this returns.

@@ -26,7 +26,11 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(auth::jwks))
         .routes(routes!(auth::discovery))
         .routes(routes!(instances::list, instances::create))
-        .routes(routes!(instances::get, instances::update, instances::delete))
+        .routes(routes!(
+            instances::get,
+            instances::update,
+            instances::delete
+        ))
         .routes(routes!(instances::credentials))
         .routes(routes!(instances::rotate))
         .routes(routes!(events::list))

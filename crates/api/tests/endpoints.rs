@@ -1,0 +1,707 @@
+//! Every endpoint driven in-process through the router, against a real store
+//! and the real local runtime (PostgreSQL servers included).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use strata_api::auth::Auth;
+use strata_api::metrics::HttpMetrics;
+use strata_api::{AppState, bootstrap};
+use strata_core::Secret;
+use strata_runtime_local::{LocalConfig, LocalRuntime};
+use strata_store::Store;
+use tower::ServiceExt;
+
+const PASSWORD: &str = "correct horse battery staple";
+static NEXT_PORTS: AtomicU16 = AtomicU16::new(0);
+
+struct App {
+    router: Router,
+    store: Store,
+    runtime: LocalRuntime,
+    token: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn app() -> App {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    }
+    let store = Store::open(&format!("sqlite://{}/strata.db", dir.path().display()))
+        .await
+        .unwrap();
+    bootstrap::bootstrap(&store, dir.path(), Some(Secret::new(PASSWORD)))
+        .await
+        .unwrap();
+    let mut registry = prometheus_client::registry::Registry::default();
+    let mut cfg = LocalConfig::new(dir.path().to_path_buf());
+    let base = 24000
+        + 40 * NEXT_PORTS.fetch_add(1, Ordering::SeqCst)
+        + (std::process::id() % 20) as u16 * 400;
+    cfg.ports = base..=base + 39;
+    let runtime = LocalRuntime::start(cfg, store.clone(), &mut registry)
+        .await
+        .unwrap();
+    let auth = Auth::load(&store, "http://strata.test".into())
+        .await
+        .unwrap();
+    let token = auth.issue("u1", "admin", true).unwrap();
+    let state = AppState {
+        runtime: Arc::new(runtime.clone()),
+        store: store.clone(),
+        auth: Arc::new(auth),
+        metrics: Arc::new(HttpMetrics::register(&mut registry)),
+        sse_keepalive: Duration::from_secs(1),
+        shutdown: tokio_util::sync::CancellationToken::new(),
+    };
+    App {
+        router: strata_api::router(state),
+        store,
+        runtime,
+        token,
+        _dir: dir,
+    }
+}
+
+struct Res {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: Value,
+}
+
+impl App {
+    async fn call(&self, req: Request<Body>) -> Res {
+        let res = self.router.clone().oneshot(req).await.unwrap();
+        let status = res.status();
+        let headers = res.headers().clone();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()));
+        Res {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    fn req(&self, method: &str, uri: &str) -> axum::http::request::Builder {
+        Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::AUTHORIZATION, format!("Bearer {}", self.token))
+    }
+
+    async fn get(&self, uri: &str) -> Res {
+        self.call(self.req("GET", uri).body(Body::empty()).unwrap())
+            .await
+    }
+
+    async fn send_json(&self, method: &str, uri: &str, body: &Value) -> Res {
+        self.call(
+            self.req(method, uri)
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(body.to_string()))
+                .unwrap(),
+        )
+        .await
+    }
+
+    async fn wait_phase(&self, name: &str, phase: &str) -> Value {
+        let start = Instant::now();
+        loop {
+            let r = self
+                .get(&format!("/v1/projects/default/instances/{name}"))
+                .await;
+            if r.body["status"]["phase"] == phase {
+                return r.body;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "{name} never became {phase}: {}",
+                r.body
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn wait_gone(&self, name: &str) {
+        let start = Instant::now();
+        while self
+            .get(&format!("/v1/projects/default/instances/{name}"))
+            .await
+            .status
+            != StatusCode::NOT_FOUND
+        {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "{name} never went away"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn stop(self) {
+        self.runtime.shutdown().await;
+    }
+}
+
+fn assert_problem(r: &Res, status: StatusCode, field: &str) {
+    assert_eq!(r.status, status, "{}", r.body);
+    assert_eq!(r.headers[header::CONTENT_TYPE], "application/problem+json");
+    let fields: Vec<&str> = r.body["errors"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|e| e["field"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(fields.contains(&field), "no error for {field}: {}", r.body);
+}
+
+#[tokio::test]
+async fn health_catalog_and_docs() {
+    let app = app().await;
+    assert_eq!(
+        app.call(Request::get("/healthz").body(Body::empty()).unwrap())
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let ready = app
+        .call(Request::get("/readyz").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(ready.body["status"], "ready");
+
+    let versions = app.get("/v1/versions").await;
+    assert_eq!(versions.status, StatusCode::OK);
+    let items = versions.body["items"].as_array().unwrap();
+    assert!(items.iter().any(|v| v["default"] == true));
+
+    let plans = app.get("/v1/plans").await;
+    let ids: Vec<&str> = plans.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["micro", "small", "medium", "large"]);
+
+    let doc = app
+        .call(Request::get("/openapi.json").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(doc.body["openapi"], "3.1.0");
+    assert!(doc.body["paths"]["/v1/projects/{project}/instances"]["post"].is_object());
+    let docs = app
+        .call(Request::get("/docs/").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(docs.status, StatusCode::OK);
+    assert!(
+        docs.body.as_str().unwrap().contains("swagger"),
+        "docs page is not Swagger UI"
+    );
+
+    let missing = app.get("/v1/nothing-here").await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert!(missing.headers.contains_key("x-request-id"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn token_endpoint() {
+    let app = app().await;
+    let ok = app
+        .send_json(
+            "POST",
+            "/v1/auth/token",
+            &json!({"username": "admin", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::OK);
+    assert_eq!(ok.body["token_type"], "Bearer");
+    let token = ok.body["access_token"].as_str().unwrap();
+    let me = app
+        .call(
+            Request::get("/v1/plans")
+                .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(me.status, StatusCode::OK);
+
+    let wrong = app
+        .send_json(
+            "POST",
+            "/v1/auth/token",
+            &json!({"username": "admin", "password": "nope"}),
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    let nobody = app
+        .send_json(
+            "POST",
+            "/v1/auth/token",
+            &json!({"username": "ghost", "password": "nope"}),
+        )
+        .await;
+    assert_eq!(nobody.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        wrong.body["detail"], nobody.body["detail"],
+        "unknown users must look like wrong passwords"
+    );
+    let bad = app
+        .send_json("POST", "/v1/auth/token", &json!({"username": "admin"}))
+        .await;
+    assert_problem(&bad, StatusCode::BAD_REQUEST, "password");
+    app.stop().await;
+}
+
+fn b64(v: &Value) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+}
+
+#[tokio::test]
+async fn bad_tokens_get_401() {
+    let app = app().await;
+    let key = app.store.signing_keys().await.unwrap().pop().unwrap();
+    let enc = jsonwebtoken::EncodingKey::from_ed_pem(key.private_pem.expose().as_bytes()).unwrap();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let claims = |exp: i64, nbf: i64, iss: &str, aud: &str| json!({"iss": iss, "sub": "u1", "aud": aud, "exp": exp, "nbf": nbf, "iat": now, "jti": "j", "name": "admin", "admin": true});
+    let sign = |c: &Value, kid: &str| {
+        let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+        h.kid = Some(kid.to_owned());
+        jsonwebtoken::encode(&h, c, &enc).unwrap()
+    };
+    let good = claims(now + 600, now, "http://strata.test", "strata");
+    let valid = sign(&good, &key.kid);
+    let mut tampered = valid.clone();
+    tampered.replace_range(tampered.len() - 6.., "AAAAAA");
+    let alg_none = format!(
+        "{}.{}.",
+        b64(&json!({"alg": "none", "typ": "JWT", "kid": key.kid})),
+        b64(&good)
+    );
+    let hs256 = {
+        let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+        h.kid = Some(key.kid.clone());
+        jsonwebtoken::encode(
+            &h,
+            &good,
+            &jsonwebtoken::EncodingKey::from_secret(key.public_key.as_bytes()),
+        )
+        .unwrap()
+    };
+    let cases = [
+        (
+            "expired",
+            sign(
+                &claims(now - 600, now - 1200, "http://strata.test", "strata"),
+                &key.kid,
+            ),
+        ),
+        (
+            "not yet valid",
+            sign(
+                &claims(now + 1200, now + 600, "http://strata.test", "strata"),
+                &key.kid,
+            ),
+        ),
+        (
+            "wrong issuer",
+            sign(
+                &claims(now + 600, now, "http://evil.test", "strata"),
+                &key.kid,
+            ),
+        ),
+        (
+            "wrong audience",
+            sign(
+                &claims(now + 600, now, "http://strata.test", "other"),
+                &key.kid,
+            ),
+        ),
+        ("unknown kid", sign(&good, "no-such-key")),
+        ("tampered", tampered),
+        ("alg none", alg_none),
+        ("HS256 with the public key", hs256),
+        ("garbage", "not.a.jwt".to_owned()),
+    ];
+    for (what, token) in cases {
+        let r = app
+            .call(
+                Request::get("/v1/projects/default/instances")
+                    .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::UNAUTHORIZED,
+            "{what} accepted: {}",
+            r.body
+        );
+        assert_eq!(
+            r.headers[header::WWW_AUTHENTICATE],
+            "Bearer realm=\"strata\""
+        );
+    }
+    let none = app
+        .call(Request::get("/v1/versions").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(none.status, StatusCode::UNAUTHORIZED);
+    let ok = app
+        .call(
+            Request::get("/v1/versions")
+                .header(header::AUTHORIZATION, format!("Bearer {valid}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::OK);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn create_validation_names_fields_and_creates_nothing() {
+    let app = app().await;
+    let url = "/v1/projects/default/instances";
+    let cases = [
+        (json!({"name": "Bad_Name"}), "name"),
+        (json!({"name": &"a".repeat(41)}), "name"),
+        (json!({"name": "a", "plan": "huge"}), "plan"),
+        (json!({"name": "a", "version": "9"}), "version"),
+        (json!({"name": "a", "storage_gb": 11}), "storage_gb"),
+        (
+            json!({"name": "a", "acl": ["10.0.0.0/8", "not-a-cidr"]}),
+            "acl[1]",
+        ),
+        (json!({"name": "a", "colour": "red"}), "colour"),
+        (json!({"name": "a", "storage_gb": "ten"}), "storage_gb"),
+        (json!({"plan": "small"}), "name"),
+        (
+            json!({"name": "a", "labels": {"bad key!": "x"}}),
+            "labels.bad key!",
+        ),
+    ];
+    for (body, field) in cases {
+        let r = app.send_json("POST", url, &body).await;
+        assert_problem(&r, StatusCode::BAD_REQUEST, field);
+    }
+    let malformed = app
+        .call(
+            app.req("POST", url)
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from("{\"name\":"))
+                .unwrap(),
+        )
+        .await;
+    assert_problem(&malformed, StatusCode::BAD_REQUEST, "body");
+    let text = app
+        .call(
+            app.req("POST", url)
+                .header(header::CONTENT_TYPE, "text/plain")
+                .body(Body::from("{}"))
+                .unwrap(),
+        )
+        .await;
+    assert_problem(&text, StatusCode::UNSUPPORTED_MEDIA_TYPE, "Content-Type");
+    let huge = format!(
+        "{{\"name\":\"a\",\"labels\":{{\"k\":\"{}\"}}}}",
+        "x".repeat(100_000)
+    );
+    let big = app
+        .call(
+            app.req("POST", url)
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(huge))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(big.status, StatusCode::PAYLOAD_TOO_LARGE);
+    let unknown_project = app
+        .send_json("POST", "/v1/projects/nope/instances", &json!({"name": "a"}))
+        .await;
+    assert_eq!(unknown_project.status, StatusCode::NOT_FOUND);
+
+    let list = app.get(url).await;
+    assert_eq!(
+        list.body["items"],
+        json!([]),
+        "a bad request left something behind"
+    );
+    assert!(
+        std::fs::read_dir(
+            app.runtime
+                .instance_dir(uuid::Uuid::nil())
+                .parent()
+                .unwrap()
+        )
+        .unwrap()
+        .next()
+        .is_none()
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn lifecycle_through_the_router() {
+    let app = app().await;
+    let url = "/v1/projects/default/instances";
+    let created = app
+        .send_json(
+            "POST",
+            url,
+            &json!({"name": "orders", "labels": {"team": "checkout"}}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::ACCEPTED, "{}", created.body);
+    assert_eq!(
+        created.headers[header::LOCATION],
+        "/v1/projects/default/instances/orders"
+    );
+    assert_eq!(created.body["status"]["phase"], "Provisioning");
+
+    let early = app.get(&format!("{url}/orders/credentials")).await;
+    assert!(early.status == StatusCode::CONFLICT || early.status == StatusCode::OK);
+
+    let dup = app.send_json("POST", url, &json!({"name": "orders"})).await;
+    assert_eq!(dup.status, StatusCode::CONFLICT);
+
+    let ready = app.wait_phase("orders", "Ready").await;
+    assert_eq!(ready["status"]["endpoint"]["host"], "127.0.0.1");
+
+    let creds = app.get(&format!("{url}/orders/credentials")).await;
+    assert_eq!(creds.status, StatusCode::OK);
+    assert_eq!(creds.headers[header::CACHE_CONTROL], "no-store");
+    let password = creds.body["password"].as_str().unwrap().to_owned();
+    assert!(password.len() >= 32);
+    assert!(
+        creds.body["ca_certificate"]
+            .as_str()
+            .unwrap()
+            .starts_with("-----BEGIN CERTIFICATE-----")
+    );
+    assert!(
+        creds.body["uri"]
+            .as_str()
+            .unwrap()
+            .contains("sslmode=require")
+    );
+
+    // Filtering and paging.
+    assert_eq!(
+        app.get(&format!("{url}?label=team%3Dcheckout")).await.body["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        app.get(&format!("{url}?label=team%3Dother")).await.body["items"],
+        json!([])
+    );
+    assert_problem(
+        &app.get(&format!("{url}?page_size=501")).await,
+        StatusCode::BAD_REQUEST,
+        "page_size",
+    );
+    assert_problem(
+        &app.get(&format!("{url}?label=nokey")).await,
+        StatusCode::BAD_REQUEST,
+        "label",
+    );
+    assert_problem(
+        &app.get(&format!("{url}?colour=red")).await,
+        StatusCode::BAD_REQUEST,
+        "colour",
+    );
+
+    // PATCH: bad input, then a real change.
+    assert_problem(
+        &app.send_json("PATCH", &format!("{url}/orders"), &json!({"storage_gb": 0}))
+            .await,
+        StatusCode::BAD_REQUEST,
+        "storage_gb",
+    );
+    assert_problem(
+        &app.send_json("PATCH", &format!("{url}/orders"), &json!({"acl": ["x"]}))
+            .await,
+        StatusCode::BAD_REQUEST,
+        "acl[0]",
+    );
+    let patched = app
+        .send_json(
+            "PATCH",
+            &format!("{url}/orders"),
+            &json!({"plan": "small", "storage_gb": 5}),
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::ACCEPTED, "{}", patched.body);
+    assert_eq!(patched.body["status"]["phase"], "Updating");
+    let updated = app.wait_phase("orders", "Ready").await;
+    assert_eq!(updated["plan"], "small");
+    assert_eq!(updated["storage_gb"], 5);
+    let shrink = app
+        .send_json("PATCH", &format!("{url}/orders"), &json!({"storage_gb": 4}))
+        .await;
+    assert_problem(&shrink, StatusCode::BAD_REQUEST, "storage_gb");
+
+    // Rotate: a new password.
+    let rotated = app
+        .call(
+            app.req("POST", &format!("{url}/orders/credentials/rotate"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(rotated.status, StatusCode::OK);
+    assert_ne!(rotated.body["password"].as_str().unwrap(), password);
+
+    // Service events, as JSON and as a stream.
+    let events = app.get(&format!("{url}/orders/events")).await;
+    let kinds: Vec<&str> = events.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    for k in [
+        "phase_changed",
+        "provisioning_step",
+        "updated",
+        "credentials_rotated",
+    ] {
+        assert!(kinds.contains(&k), "no {k} event in {kinds:?}");
+    }
+    assert_problem(
+        &app.get(&format!("{url}/orders/events?after=x")).await,
+        StatusCode::BAD_REQUEST,
+        "after",
+    );
+    let stream = app
+        .router
+        .clone()
+        .oneshot(
+            app.req("GET", &format!("{url}/orders/events?follow=true"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(stream.headers()[header::CONTENT_TYPE], "text/event-stream");
+    let mut body = stream.into_body();
+    let first = tokio::time::timeout(Duration::from_secs(5), body.frame())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(first.data_ref().unwrap()).into_owned();
+    assert!(text.contains("event: phase_changed"), "{text}");
+    drop(body);
+
+    // Delete.
+    let deleted = app
+        .call(
+            app.req("DELETE", &format!("{url}/orders"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(deleted.status, StatusCode::ACCEPTED);
+    assert_eq!(deleted.body["status"]["phase"], "Deleting");
+    app.wait_gone("orders").await;
+    assert_eq!(
+        app.get(&format!("{url}/orders/credentials")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.call(
+            app.req("DELETE", &format!("{url}/orders"))
+                .body(Body::empty())
+                .unwrap()
+        )
+        .await
+        .status,
+        StatusCode::NOT_FOUND
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn idempotency_and_concurrent_creates() {
+    let app = app().await;
+    let url = "/v1/projects/default/instances";
+    let with_key = |key: &str, body: &Value| {
+        app.req("POST", url)
+            .header(header::CONTENT_TYPE, "application/json")
+            .header("Idempotency-Key", key)
+            .body(Body::from(body.to_string()))
+            .unwrap()
+    };
+    let first = app.call(with_key("k-1", &json!({"name": "idem"}))).await;
+    let again = app.call(with_key("k-1", &json!({"name": "idem"}))).await;
+    assert_eq!(first.status, StatusCode::ACCEPTED);
+    assert_eq!(again.status, StatusCode::ACCEPTED);
+    assert_eq!(first.body["id"], again.body["id"]);
+    assert_eq!(again.headers["idempotent-replayed"], "true");
+    let other_body = app.call(with_key("k-1", &json!({"name": "idem2"}))).await;
+    assert_problem(
+        &other_body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "Idempotency-Key",
+    );
+
+    let race = json!({"name": "race"});
+    let (a, b) = tokio::join!(
+        app.send_json("POST", url, &race),
+        app.send_json("POST", url, &race)
+    );
+    let mut statuses = [a.status, b.status];
+    statuses.sort();
+    assert_eq!(statuses, [StatusCode::ACCEPTED, StatusCode::CONFLICT]);
+    let list = app.get(url).await;
+    let names: Vec<&str> = list.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["idem", "race"]);
+    let page = app.get(&format!("{url}?page_size=1")).await;
+    assert_eq!(page.body["items"].as_array().unwrap().len(), 1);
+    let token = page.body["next_page_token"].as_str().unwrap();
+    let next = app
+        .get(&format!("{url}?page_size=1&page_token={token}"))
+        .await;
+    assert_eq!(next.body["items"][0]["name"], "race");
+    assert!(next.body.get("next_page_token").is_none());
+
+    // Deleting while provisioning leaves nothing behind.
+    for name in ["idem", "race"] {
+        app.call(
+            app.req("DELETE", &format!("{url}/{name}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    }
+    for name in ["idem", "race"] {
+        app.wait_gone(name).await;
+    }
+    let dirs = app.runtime.instance_dir(uuid::Uuid::nil());
+    assert!(
+        std::fs::read_dir(dirs.parent().unwrap())
+            .unwrap()
+            .next()
+            .is_none(),
+        "an instance directory was left behind"
+    );
+    app.stop().await;
+}
