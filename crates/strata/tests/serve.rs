@@ -1,0 +1,446 @@
+//! `strata serve` as a user meets it: a real process on a temp dir and free
+//! ports, real PostgreSQL servers, connections over TLS with the returned CA.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+use strata_client::{Client, CreateInstance, Credentials, Phase, UpdateInstance};
+
+const PASSWORD: &str = "integration-admin-password";
+const READY: Duration = Duration::from_secs(90);
+
+struct Server {
+    child: Option<Child>,
+    url: String,
+    admin_url: String,
+    dir: PathBuf,
+}
+
+fn data_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    dir
+}
+
+impl Server {
+    fn start(dir: &Path, ports: (u16, u16)) -> Self {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("strata.log"))
+            .unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+                "--quota-interval",
+                "1",
+            ])
+            .arg("--data-dir")
+            .arg(dir)
+            .arg("--port-range")
+            .arg(format!("{}-{}", ports.0, ports.1))
+            .env("STRATA_ADMIN_PASSWORD", PASSWORD)
+            .stdout(log)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let line = rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .expect("strata serve did not report that it is serving");
+            if let Some(rest) = line.strip_prefix("Strata is serving on ") {
+                let url = rest.split_whitespace().next().unwrap().to_owned();
+                let admin_url = rest
+                    .split("metrics: ")
+                    .nth(1)
+                    .unwrap()
+                    .trim_end_matches(')')
+                    .trim_end_matches("/metrics")
+                    .to_owned();
+                return Self {
+                    child: Some(child),
+                    url,
+                    admin_url,
+                    dir: dir.to_path_buf(),
+                };
+            }
+        }
+    }
+
+    async fn client(&self) -> Client {
+        let mut c = Client::new(&self.url).unwrap();
+        c.login("admin", PASSWORD).await.unwrap();
+        c
+    }
+
+    fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.as_ref().unwrap().id() as i32)
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    fn stop(mut self) {
+        self.terminate();
+    }
+
+    fn terminate(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while child.try_wait().unwrap().is_none() {
+                assert!(
+                    Instant::now() < deadline,
+                    "strata serve did not stop on SIGTERM"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    /// SIGKILL: Strata ends at once; its PostgreSQL servers keep running.
+    fn crash(mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.terminate();
+    }
+}
+
+async fn connect(c: &Credentials) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(c.ca_certificate.as_bytes()).unwrap())
+        .unwrap();
+    let tls = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let (client, conn) = tokio_postgres::connect(
+        &format!(
+            "host={} port={} user={} password={} dbname={} sslmode=require connect_timeout=5",
+            c.host,
+            c.port,
+            c.username,
+            c.password.expose(),
+            c.database
+        ),
+        tokio_postgres_rustls::MakeRustlsConnect::new(tls),
+    )
+    .await?;
+    tokio::spawn(conn);
+    Ok(client)
+}
+
+fn db_message(e: &tokio_postgres::Error) -> String {
+    e.as_db_error()
+        .map_or_else(|| e.to_string(), |d| d.message().to_owned())
+}
+
+fn create(name: &str) -> CreateInstance {
+    CreateInstance {
+        name: name.into(),
+        ..CreateInstance::default()
+    }
+}
+
+async fn wait_until<F: std::future::Future<Output = bool>>(what: &str, mut f: impl FnMut() -> F) {
+    let deadline = Instant::now() + READY;
+    while !f().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn postmaster_pid(dir: &Path) -> i32 {
+    let instances = dir.join("pg/instances");
+    let inst = std::fs::read_dir(&instances)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let text = std::fs::read_to_string(inst.join("data/postmaster.pid")).unwrap();
+    text.lines().next().unwrap().trim().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_connect_update_rotate_restart_recover_delete() {
+    let dir = data_dir();
+    let server = Server::start(dir.path(), (26000, 26019));
+    let api = server.client().await;
+
+    let created = api
+        .create_instance("default", &create("orders"), None)
+        .await
+        .unwrap();
+    assert_eq!(created.status.phase, Phase::Provisioning);
+    let ready = api
+        .wait_for_phase("default", "orders", Phase::Ready, READY)
+        .await
+        .unwrap();
+    let endpoint = ready.status.endpoint.unwrap();
+
+    // Connect over TLS, verified against the returned CA, and keep some rows.
+    let creds = api.credentials("default", "orders").await.unwrap();
+    assert_eq!(creds.port, endpoint.port);
+    let db = connect(&creds).await.unwrap();
+    db.batch_execute("CREATE TABLE orders (id int primary key, item text); INSERT INTO orders VALUES (1, 'book'), (2, 'pen')")
+        .await
+        .unwrap();
+    let ssl: bool = db
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(ssl);
+    drop(db);
+
+    // A bigger plan restarts the server with its settings.
+    api.update_instance(
+        "default",
+        "orders",
+        &UpdateInstance {
+            plan: Some("small".into()),
+            storage_gb: Some(5),
+            ..UpdateInstance::default()
+        },
+    )
+    .await
+    .unwrap();
+    api.wait_for_phase("default", "orders", Phase::Ready, READY)
+        .await
+        .unwrap();
+    let db = connect(&creds).await.unwrap();
+    let shared: String = db
+        .query_one("SHOW shared_buffers", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(shared, "256MB");
+    drop(db);
+
+    // An ACL without this host shuts it out; putting it back lets it in.
+    api.update_instance(
+        "default",
+        "orders",
+        &UpdateInstance {
+            acl: Some(vec!["10.0.0.0/8".into()]),
+            ..UpdateInstance::default()
+        },
+    )
+    .await
+    .unwrap();
+    api.wait_for_phase("default", "orders", Phase::Ready, READY)
+        .await
+        .unwrap();
+    let refused = connect(&creds)
+        .await
+        .err()
+        .expect("connection outside the ACL accepted");
+    assert!(db_message(&refused).contains("pg_hba.conf"), "{refused:?}");
+    api.update_instance(
+        "default",
+        "orders",
+        &UpdateInstance {
+            acl: Some(vec!["127.0.0.0/8".into()]),
+            ..UpdateInstance::default()
+        },
+    )
+    .await
+    .unwrap();
+    api.wait_for_phase("default", "orders", Phase::Ready, READY)
+        .await
+        .unwrap();
+    connect(&creds).await.unwrap();
+
+    // Rotation: the old password stops working, the new one works.
+    let rotated = api.rotate_credentials("default", "orders").await.unwrap();
+    assert_ne!(rotated.password.expose(), creds.password.expose());
+    let old = connect(&creds)
+        .await
+        .err()
+        .expect("old password still accepted");
+    assert!(
+        db_message(&old).contains("password authentication failed"),
+        "{old:?}"
+    );
+    connect(&rotated).await.unwrap();
+
+    // The supervisor brings a killed server back, and says so.
+    let pid = postmaster_pid(dir.path());
+    kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
+    wait_until("the restart event", || async {
+        api.events("default", "orders", None)
+            .await
+            .unwrap()
+            .iter()
+            .any(|e| e.message.starts_with("PostgreSQL restarted"))
+    })
+    .await;
+    let db = connect(&rotated).await.unwrap();
+    assert_eq!(
+        db.query("SELECT * FROM orders", &[]).await.unwrap().len(),
+        2
+    );
+    drop(db);
+
+    // Strata restarts: the instance is Ready again with its rows.
+    server.stop();
+    assert!(
+        connect(&rotated).await.is_err(),
+        "servers must stop with Strata"
+    );
+    let server = Server::start(dir.path(), (26000, 26019));
+    let api = server.client().await;
+    api.wait_for_phase("default", "orders", Phase::Ready, READY)
+        .await
+        .unwrap();
+    let db = connect(&rotated).await.unwrap();
+    let item: String = db
+        .query_one("SELECT item FROM orders WHERE id = 2", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(item, "pen");
+    drop(db);
+
+    // Metrics are served on the admin listener.
+    let metrics = reqwest::get(format!("{}/metrics", server.admin_url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("strata_instances{phase=\"Ready\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("strata_runtime_server_restarts_total 0"),
+        "a new process counts afresh: {metrics}"
+    );
+
+    // Delete: connections refused, data gone, 404.
+    let id = ready.id;
+    api.delete_instance("default", "orders").await.unwrap();
+    api.wait_deleted("default", "orders", READY).await.unwrap();
+    assert!(connect(&rotated).await.is_err());
+    assert!(
+        !server
+            .dir
+            .join("pg/instances")
+            .join(id.to_string())
+            .exists()
+    );
+    assert_eq!(
+        api.get_instance("default", "orders")
+            .await
+            .unwrap_err()
+            .status(),
+        Some(404)
+    );
+    server.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_create_is_finished_by_the_next_start_and_running_servers_are_adopted() {
+    let dir = data_dir();
+    let server = Server::start(dir.path(), (26020, 26039));
+    let api = server.client().await;
+    api.create_instance("default", &create("early"), None)
+        .await
+        .unwrap();
+    api.wait_for_phase("default", "early", Phase::Ready, READY)
+        .await
+        .unwrap();
+    let early_pid = postmaster_pid(dir.path());
+    // Kill Strata while the second create is in flight.
+    api.create_instance("default", &create("late"), None)
+        .await
+        .unwrap();
+    let _ = server.pid();
+    server.crash();
+
+    let server = Server::start(dir.path(), (26020, 26039));
+    let api = server.client().await;
+    api.wait_for_phase("default", "late", Phase::Ready, READY)
+        .await
+        .unwrap();
+    api.wait_for_phase("default", "early", Phase::Ready, READY)
+        .await
+        .unwrap();
+    let events = api.events("default", "early", None).await.unwrap();
+    assert!(
+        events.iter().any(
+            |e| e.message == format!("adopted the running PostgreSQL server (pid {early_pid})")
+        ),
+        "{events:?}"
+    );
+    for name in ["early", "late"] {
+        let creds = api.credentials("default", name).await.unwrap();
+        connect(&creds).await.unwrap();
+    }
+    for name in ["early", "late"] {
+        api.delete_instance("default", name).await.unwrap();
+    }
+    for name in ["early", "late"] {
+        api.wait_deleted("default", name, READY).await.unwrap();
+    }
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("pg/instances"))
+            .unwrap()
+            .count(),
+        0
+    );
+    server.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_port_held_by_another_process_is_skipped() {
+    let dir = data_dir();
+    let held = std::net::TcpListener::bind("127.0.0.1:26040").unwrap();
+    let server = Server::start(dir.path(), (26040, 26049));
+    let api = server.client().await;
+    api.create_instance("default", &create("skipper"), None)
+        .await
+        .unwrap();
+    let ready = api
+        .wait_for_phase("default", "skipper", Phase::Ready, READY)
+        .await
+        .unwrap();
+    assert_ne!(ready.status.endpoint.unwrap().port, 26040);
+    connect(&api.credentials("default", "skipper").await.unwrap())
+        .await
+        .unwrap();
+    drop(held);
+    api.delete_instance("default", "skipper").await.unwrap();
+    api.wait_deleted("default", "skipper", READY).await.unwrap();
+    server.stop();
+}
