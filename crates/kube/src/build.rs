@@ -1,0 +1,865 @@
+//! The pure half of the reconcile: `validate` turns a spec into a `ValidSpec`,
+//! `build` turns an instance into the objects that should exist, `status`
+//! computes what the instance's status should say. No I/O happens here.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
+    ExecAction, HTTPGetAction, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
+    Secret, SecretKeySelector, SecurityContext, Service, ServicePort, ServiceSpec, Volume,
+    VolumeMount, VolumeResourceRequirements,
+};
+use k8s_openapi::api::networking::v1::{
+    IPBlock, NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
+    NetworkPolicySpec,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::{Resource, ResourceExt};
+use strata_core::instance::set_condition;
+use strata_core::{
+    Acl, Condition, ConditionStatus, InstanceName, Phase, Plan, PlanCatalog, ValidationError,
+};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::crd::{
+    EndpointStatus, POSTGRES_PORT, PostgresInstance, PostgresInstanceSpec, PostgresInstanceStatus,
+    ROTATE_ANNOTATION, SUPPORTED_VERSIONS, StatusCondition,
+};
+
+/// Field manager of every server-side apply the operator makes.
+pub const FIELD_MANAGER: &str = "strata-operator";
+/// Annotation on the credentials Secret: the rotation request it answers.
+pub const ROTATION_ANNOTATION: &str = "strata.dev/rotation";
+/// Annotation on the StatefulSet: the storage the spec asks for, in GiB.
+pub const STORAGE_ANNOTATION: &str = "strata.dev/storage-gb";
+/// Annotation on the pod template: a hash of the configuration, so that a
+/// configuration change rolls the pod.
+pub const CONFIG_HASH_ANNOTATION: &str = "strata.dev/config-hash";
+/// Label every owned object carries with the instance name.
+pub const INSTANCE_LABEL: &str = "strata.dev/instance";
+/// Database user and database the instance is created with.
+pub const DB_USER: &str = "app";
+pub const DB_NAME: &str = "app";
+/// Port of the postgres_exporter sidecar.
+pub const METRICS_PORT: u16 = 9187;
+
+const CONFIG_DIR: &str = "/etc/strata";
+const DATA_DIR: &str = "/var/lib/postgresql/data";
+const POSTGRES_UID: i64 = 999;
+const EXPORTER_UID: i64 = 65534;
+
+/// Settings that are not per instance: images and the cluster domain.
+#[derive(Debug, Clone)]
+pub struct BuildConfig {
+    /// Image used when the spec names none; `{version}` is replaced.
+    pub postgres_image: String,
+    pub exporter_image: String,
+    pub cluster_domain: String,
+    pub plans: PlanCatalog,
+}
+
+impl Default for BuildConfig {
+    fn default() -> Self {
+        Self {
+            postgres_image: "postgres:{version}".into(),
+            exporter_image: "quay.io/prometheuscommunity/postgres-exporter:v0.17.1".into(),
+            cluster_domain: "cluster.local".into(),
+            plans: PlanCatalog::default(),
+        }
+    }
+}
+
+/// A spec that passed every rule, with defaults resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidSpec {
+    pub name: InstanceName,
+    pub namespace: String,
+    pub version: String,
+    pub plan: Plan,
+    pub storage_gb: u32,
+    pub acl: Acl,
+    pub image: String,
+    pub exporter_image: String,
+    pub storage_class: Option<String>,
+    pub cluster_domain: String,
+}
+
+/// Checks the rules the CRD schema already enforces (a resource may predate
+/// the schema, or the catalog may have changed) and resolves defaults.
+pub fn validate(
+    instance: &PostgresInstance,
+    config: &BuildConfig,
+) -> Result<ValidSpec, ValidationError> {
+    let spec: &PostgresInstanceSpec = &instance.spec;
+    let mut errors = strata_core::error::Errors::default();
+    let name = errors.check("metadata.name", InstanceName::parse(&instance.name_any()));
+    let namespace = instance.namespace().unwrap_or_default();
+    if namespace.is_empty() {
+        errors.push("metadata.namespace", "must be set");
+    }
+    if !SUPPORTED_VERSIONS.contains(&spec.version.as_str()) {
+        errors.push(
+            "spec.version",
+            format!(
+                "unsupported version {:?}; offered: {}",
+                spec.version,
+                SUPPORTED_VERSIONS.join(", ")
+            ),
+        );
+    }
+    let plan = errors
+        .check("spec.plan", config.plans.get(&spec.plan))
+        .cloned();
+    if let Some(plan) = &plan {
+        errors.check(
+            "spec.storageGb",
+            PlanCatalog::check_storage(plan, spec.storage_gb),
+        );
+    }
+    let acl = errors.check(
+        "spec.acl",
+        Acl::parse(&spec.acl).map_err(|mut e| {
+            for fe in &mut e.errors {
+                fe.field = format!("spec.acl{}", fe.field);
+            }
+            e
+        }),
+    );
+    errors.finish()?;
+    match (name, plan, acl) {
+        (Some(name), Some(plan), Some(acl)) => Ok(ValidSpec {
+            name,
+            namespace,
+            version: spec.version.clone(),
+            plan,
+            storage_gb: spec.storage_gb,
+            acl,
+            image: spec
+                .image
+                .clone()
+                .unwrap_or_else(|| config.postgres_image.replace("{version}", &spec.version)),
+            exporter_image: config.exporter_image.clone(),
+            storage_class: spec.storage_class.clone(),
+            cluster_domain: config.cluster_domain.clone(),
+        }),
+        _ => Err(ValidationError::field("spec", "invalid")),
+    }
+}
+
+/// What the operator read before building: the parts of the current state
+/// that the desired state depends on.
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    /// Password and rotation token of the existing credentials Secret.
+    pub password: Option<String>,
+    pub rotation: Option<String>,
+    /// Storage request in the existing StatefulSet's claim template; that
+    /// template is immutable, so it is kept as it was created.
+    pub claim_storage: Option<Quantity>,
+}
+
+/// Every object an instance owns.
+#[derive(Debug, Clone)]
+pub struct Desired {
+    pub secret: Secret,
+    pub config_map: ConfigMap,
+    pub headless_service: Service,
+    pub client_service: Service,
+    pub stateful_set: StatefulSet,
+    pub pdb: PodDisruptionBudget,
+    pub network_policy: NetworkPolicy,
+    /// True when `secret` carries a newly generated password.
+    pub new_password: bool,
+}
+
+pub fn secret_name(instance: &str) -> String {
+    format!("{instance}-credentials")
+}
+pub fn config_map_name(instance: &str) -> String {
+    format!("{instance}-config")
+}
+pub fn headless_service_name(instance: &str) -> String {
+    format!("{instance}-headless")
+}
+/// The client Service, the StatefulSet, the PDB and the NetworkPolicy carry
+/// the instance's own name.
+pub fn client_service_name(instance: &str) -> String {
+    instance.to_owned()
+}
+
+/// Labels every owned object carries.
+pub fn common_labels(instance: &str) -> BTreeMap<String, String> {
+    let mut labels = selector_labels(instance);
+    labels.insert("app.kubernetes.io/managed-by".into(), FIELD_MANAGER.into());
+    labels.insert("app.kubernetes.io/part-of".into(), "strata".into());
+    labels.insert(INSTANCE_LABEL.into(), instance.into());
+    labels
+}
+
+/// Labels that select the instance's pods.
+pub fn selector_labels(instance: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/name".to_owned(), "postgresql".to_owned()),
+        ("app.kubernetes.io/instance".to_owned(), instance.to_owned()),
+    ])
+}
+
+/// The Service DNS name clients connect to.
+pub fn endpoint(valid: &ValidSpec) -> EndpointStatus {
+    EndpointStatus {
+        host: format!(
+            "{}.{}.svc.{}",
+            client_service_name(valid.name.as_str()),
+            valid.namespace,
+            valid.cluster_domain
+        ),
+        port: POSTGRES_PORT,
+    }
+}
+
+/// postgresql.conf: listen settings plus the plan's memory and connection settings.
+pub fn postgresql_conf(plan: &Plan) -> String {
+    let mut out = format!(
+        "# Managed by strata-operator.\n\
+         listen_addresses = '*'\n\
+         port = {POSTGRES_PORT}\n\
+         hba_file = '{CONFIG_DIR}/pg_hba.conf'\n\
+         password_encryption = 'scram-sha-256'\n"
+    );
+    for (key, value) in plan.postgres_settings() {
+        let _ = writeln!(out, "{key} = '{value}'");
+    }
+    out
+}
+
+/// pg_hba.conf: the pod's own socket and loopback (the exporter), then one
+/// line per ACL entry. Everything else is refused.
+pub fn pg_hba_conf(acl: &Acl) -> String {
+    let mut out = String::from(
+        "# Managed by strata-operator.\n\
+         local all all trust\n\
+         host all all 127.0.0.1/32 scram-sha-256\n\
+         host all all ::1/128 scram-sha-256\n",
+    );
+    for net in acl.entries() {
+        let _ = writeln!(out, "host all all {net} scram-sha-256");
+    }
+    out
+}
+
+fn fnv1a(data: &str) -> String {
+    // Stable across builds and platforms, unlike `DefaultHasher`.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in data.as_bytes() {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}
+
+fn meta(instance: &PostgresInstance, name: String, owner: &OwnerReference) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace: instance.namespace(),
+        labels: Some(common_labels(&instance.name_any())),
+        owner_references: Some(vec![owner.clone()]),
+        ..ObjectMeta::default()
+    }
+}
+
+fn owner_reference(instance: &PostgresInstance) -> OwnerReference {
+    OwnerReference {
+        api_version: PostgresInstance::api_version(&()).into_owned(),
+        kind: PostgresInstance::kind(&()).into_owned(),
+        name: instance.name_any(),
+        uid: instance.metadata.uid.clone().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
+/// The rotation request the instance carries (empty when none).
+pub fn requested_rotation(instance: &PostgresInstance) -> String {
+    instance
+        .annotations()
+        .get(ROTATE_ANNOTATION)
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Builds every owned object. `fresh_password` is used only when no password
+/// exists yet or a rotation was requested: passing it in keeps this pure.
+pub fn build(
+    instance: &PostgresInstance,
+    valid: &ValidSpec,
+    observed: &Observed,
+    fresh_password: &str,
+) -> Desired {
+    let name = valid.name.as_str();
+    let owner = owner_reference(instance);
+    let rotation = requested_rotation(instance);
+    let keep =
+        observed.password.is_some() && observed.rotation.as_deref().unwrap_or("") == rotation;
+    let password = match (&observed.password, keep) {
+        (Some(p), true) => p.clone(),
+        _ => fresh_password.to_owned(),
+    };
+    let endpoint = endpoint(valid);
+
+    let mut secret_meta = meta(instance, secret_name(name), &owner);
+    secret_meta.annotations = Some(BTreeMap::from([(ROTATION_ANNOTATION.to_owned(), rotation)]));
+    let bytes = |s: &str| ByteString(s.as_bytes().to_vec());
+    let secret = Secret {
+        metadata: secret_meta,
+        type_: Some("Opaque".into()),
+        data: Some(BTreeMap::from([
+            ("username".to_owned(), bytes(DB_USER)),
+            ("password".to_owned(), bytes(&password)),
+            ("database".to_owned(), bytes(DB_NAME)),
+            ("host".to_owned(), bytes(&endpoint.host)),
+            ("port".to_owned(), bytes(&endpoint.port.to_string())),
+        ])),
+        ..Secret::default()
+    };
+
+    let postgresql = postgresql_conf(&valid.plan);
+    let hba = pg_hba_conf(&valid.acl);
+    let config_hash = fnv1a(&format!("{postgresql}\0{hba}"));
+    let config_map = ConfigMap {
+        metadata: meta(instance, config_map_name(name), &owner),
+        data: Some(BTreeMap::from([
+            ("postgresql.conf".to_owned(), postgresql),
+            ("pg_hba.conf".to_owned(), hba),
+        ])),
+        ..ConfigMap::default()
+    };
+
+    let postgres_port = ServicePort {
+        name: Some("postgres".into()),
+        port: i32::from(POSTGRES_PORT),
+        target_port: Some(IntOrString::String("postgres".into())),
+        protocol: Some("TCP".into()),
+        ..ServicePort::default()
+    };
+    let headless_service = Service {
+        metadata: meta(instance, headless_service_name(name), &owner),
+        spec: Some(ServiceSpec {
+            cluster_ip: Some("None".into()),
+            publish_not_ready_addresses: Some(true),
+            selector: Some(selector_labels(name)),
+            ports: Some(vec![
+                postgres_port.clone(),
+                ServicePort {
+                    name: Some("metrics".into()),
+                    port: i32::from(METRICS_PORT),
+                    target_port: Some(IntOrString::String("metrics".into())),
+                    protocol: Some("TCP".into()),
+                    ..ServicePort::default()
+                },
+            ]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    };
+    let client_service = Service {
+        metadata: meta(instance, client_service_name(name), &owner),
+        spec: Some(ServiceSpec {
+            type_: Some("ClusterIP".into()),
+            selector: Some(selector_labels(name)),
+            ports: Some(vec![postgres_port]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    };
+
+    let stateful_set = stateful_set(instance, valid, observed, &owner, &config_hash);
+
+    let pdb = PodDisruptionBudget {
+        metadata: meta(instance, name.to_owned(), &owner),
+        spec: Some(PodDisruptionBudgetSpec {
+            min_available: Some(IntOrString::Int(1)),
+            selector: Some(LabelSelector {
+                match_labels: Some(selector_labels(name)),
+                ..LabelSelector::default()
+            }),
+            ..PodDisruptionBudgetSpec::default()
+        }),
+        ..PodDisruptionBudget::default()
+    };
+
+    let network_policy = network_policy(instance, valid, &owner);
+
+    Desired {
+        secret,
+        config_map,
+        headless_service,
+        client_service,
+        stateful_set,
+        pdb,
+        network_policy,
+        new_password: !keep,
+    }
+}
+
+fn network_policy(
+    instance: &PostgresInstance,
+    valid: &ValidSpec,
+    owner: &OwnerReference,
+) -> NetworkPolicy {
+    let name = valid.name.as_str();
+    let port = |p: u16| NetworkPolicyPort {
+        port: Some(IntOrString::Int(i32::from(p))),
+        protocol: Some("TCP".into()),
+        ..NetworkPolicyPort::default()
+    };
+    let mut ingress = Vec::new();
+    if !valid.acl.entries().is_empty() {
+        ingress.push(NetworkPolicyIngressRule {
+            from: Some(
+                valid
+                    .acl
+                    .entries()
+                    .iter()
+                    .map(|net| NetworkPolicyPeer {
+                        ip_block: Some(IPBlock {
+                            cidr: net.to_string(),
+                            except: None,
+                        }),
+                        ..NetworkPolicyPeer::default()
+                    })
+                    .collect(),
+            ),
+            ports: Some(vec![port(POSTGRES_PORT)]),
+        });
+    }
+    // Metrics: scrapable from any namespace of the cluster.
+    ingress.push(NetworkPolicyIngressRule {
+        from: Some(vec![NetworkPolicyPeer {
+            namespace_selector: Some(LabelSelector::default()),
+            ..NetworkPolicyPeer::default()
+        }]),
+        ports: Some(vec![port(METRICS_PORT)]),
+    });
+    NetworkPolicy {
+        metadata: meta(instance, name.to_owned(), owner),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(selector_labels(name)),
+                ..LabelSelector::default()
+            }),
+            policy_types: Some(vec!["Ingress".into()]),
+            ingress: Some(ingress),
+            ..NetworkPolicySpec::default()
+        }),
+    }
+}
+
+fn secret_env(env: &str, secret: &str, key: &str) -> EnvVar {
+    EnvVar {
+        name: env.into(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.into(),
+                key: key.into(),
+                optional: Some(false),
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+fn env(name: &str, value: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value: Some(value.into()),
+        ..EnvVar::default()
+    }
+}
+
+fn restricted(uid: i64) -> SecurityContext {
+    SecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(uid),
+        run_as_group: Some(uid),
+        allow_privilege_escalation: Some(false),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            ..Capabilities::default()
+        }),
+        ..SecurityContext::default()
+    }
+}
+
+fn quantities(cpu: &str, memory: &str) -> BTreeMap<String, Quantity> {
+    BTreeMap::from([
+        ("cpu".to_owned(), Quantity(cpu.to_owned())),
+        ("memory".to_owned(), Quantity(memory.to_owned())),
+    ])
+}
+
+/// The storage request a claim for `gb` GiB carries.
+pub fn storage_quantity(gb: u32) -> Quantity {
+    Quantity(format!("{gb}Gi"))
+}
+
+#[allow(clippy::too_many_lines)] // one object literal, read top to bottom
+fn stateful_set(
+    instance: &PostgresInstance,
+    valid: &ValidSpec,
+    observed: &Observed,
+    owner: &OwnerReference,
+    config_hash: &str,
+) -> StatefulSet {
+    let name = valid.name.as_str();
+    let secret = secret_name(name);
+    let pg_isready = Some(ExecAction {
+        command: Some(vec![
+            "pg_isready".into(),
+            "-h".into(),
+            "127.0.0.1".into(),
+            "-U".into(),
+            DB_USER.into(),
+            "-d".into(),
+            DB_NAME.into(),
+        ]),
+    });
+    let memory = format!("{}Mi", valid.plan.memory_mb);
+    let postgres = Container {
+        name: "postgres".into(),
+        image: Some(valid.image.clone()),
+        args: Some(vec![
+            "-c".into(),
+            format!("config_file={CONFIG_DIR}/postgresql.conf"),
+        ]),
+        env: Some(vec![
+            secret_env("POSTGRES_USER", &secret, "username"),
+            secret_env("POSTGRES_PASSWORD", &secret, "password"),
+            secret_env("POSTGRES_DB", &secret, "database"),
+            env("PGDATA", &format!("{DATA_DIR}/pgdata")),
+        ]),
+        ports: Some(vec![ContainerPort {
+            name: Some("postgres".into()),
+            container_port: i32::from(POSTGRES_PORT),
+            protocol: Some("TCP".into()),
+            ..ContainerPort::default()
+        }]),
+        resources: Some(ResourceRequirements {
+            requests: Some(quantities(&valid.plan.cpu.to_string(), &memory)),
+            limits: Some(quantities(&valid.plan.cpu.to_string(), &memory)),
+            ..ResourceRequirements::default()
+        }),
+        readiness_probe: Some(Probe {
+            exec: pg_isready.clone(),
+            initial_delay_seconds: Some(5),
+            period_seconds: Some(10),
+            timeout_seconds: Some(5),
+            failure_threshold: Some(3),
+            ..Probe::default()
+        }),
+        liveness_probe: Some(Probe {
+            exec: pg_isready,
+            initial_delay_seconds: Some(30),
+            period_seconds: Some(20),
+            timeout_seconds: Some(5),
+            failure_threshold: Some(6),
+            ..Probe::default()
+        }),
+        security_context: Some(restricted(POSTGRES_UID)),
+        volume_mounts: Some(vec![
+            VolumeMount {
+                name: "data".into(),
+                mount_path: DATA_DIR.into(),
+                ..VolumeMount::default()
+            },
+            VolumeMount {
+                name: "config".into(),
+                mount_path: CONFIG_DIR.into(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            },
+        ]),
+        ..Container::default()
+    };
+    let exporter = Container {
+        name: "exporter".into(),
+        image: Some(valid.exporter_image.clone()),
+        env: Some(vec![
+            env(
+                "DATA_SOURCE_URI",
+                &format!("127.0.0.1:{POSTGRES_PORT}/{DB_NAME}?sslmode=disable"),
+            ),
+            secret_env("DATA_SOURCE_USER", &secret, "username"),
+            secret_env("DATA_SOURCE_PASS", &secret, "password"),
+        ]),
+        ports: Some(vec![ContainerPort {
+            name: Some("metrics".into()),
+            container_port: i32::from(METRICS_PORT),
+            protocol: Some("TCP".into()),
+            ..ContainerPort::default()
+        }]),
+        resources: Some(ResourceRequirements {
+            requests: Some(quantities("50m", "32Mi")),
+            limits: Some(quantities("200m", "64Mi")),
+            ..ResourceRequirements::default()
+        }),
+        readiness_probe: Some(Probe {
+            http_get: Some(HTTPGetAction {
+                path: Some("/".into()),
+                port: IntOrString::String("metrics".into()),
+                ..HTTPGetAction::default()
+            }),
+            period_seconds: Some(10),
+            ..Probe::default()
+        }),
+        security_context: Some(restricted(EXPORTER_UID)),
+        ..Container::default()
+    };
+
+    let claim_storage = observed
+        .claim_storage
+        .clone()
+        .unwrap_or_else(|| storage_quantity(valid.storage_gb));
+    let mut sts_meta = meta(instance, name.to_owned(), owner);
+    sts_meta.annotations = Some(BTreeMap::from([(
+        STORAGE_ANNOTATION.to_owned(),
+        valid.storage_gb.to_string(),
+    )]));
+    let mut pod_labels = common_labels(name);
+    pod_labels.extend(selector_labels(name));
+    StatefulSet {
+        metadata: sts_meta,
+        spec: Some(StatefulSetSpec {
+            replicas: Some(1),
+            service_name: Some(headless_service_name(name)),
+            selector: LabelSelector {
+                match_labels: Some(selector_labels(name)),
+                ..LabelSelector::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    annotations: Some(BTreeMap::from([(
+                        CONFIG_HASH_ANNOTATION.to_owned(),
+                        config_hash.to_owned(),
+                    )])),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![postgres, exporter],
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        run_as_user: Some(POSTGRES_UID),
+                        run_as_group: Some(POSTGRES_UID),
+                        fs_group: Some(POSTGRES_UID),
+                        seccomp_profile: Some(SeccompProfile {
+                            type_: "RuntimeDefault".into(),
+                            ..SeccompProfile::default()
+                        }),
+                        ..PodSecurityContext::default()
+                    }),
+                    automount_service_account_token: Some(false),
+                    enable_service_links: Some(false),
+                    termination_grace_period_seconds: Some(60),
+                    volumes: Some(vec![Volume {
+                        name: "config".into(),
+                        config_map: Some(ConfigMapVolumeSource {
+                            name: config_map_name(name),
+                            ..ConfigMapVolumeSource::default()
+                        }),
+                        ..Volume::default()
+                    }]),
+                    ..PodSpec::default()
+                }),
+            },
+            volume_claim_templates: Some(vec![PersistentVolumeClaim {
+                metadata: ObjectMeta {
+                    name: Some("data".into()),
+                    labels: Some(common_labels(name)),
+                    ..ObjectMeta::default()
+                },
+                spec: Some(PersistentVolumeClaimSpec {
+                    access_modes: Some(vec!["ReadWriteOnce".into()]),
+                    storage_class_name: valid.storage_class.clone(),
+                    resources: Some(VolumeResourceRequirements {
+                        requests: Some(BTreeMap::from([("storage".to_owned(), claim_storage)])),
+                        ..VolumeResourceRequirements::default()
+                    }),
+                    ..PersistentVolumeClaimSpec::default()
+                }),
+                ..PersistentVolumeClaim::default()
+            }]),
+            ..StatefulSetSpec::default()
+        }),
+        ..StatefulSet::default()
+    }
+}
+
+/// Condition types the operator maintains.
+pub const READY: &str = "Ready";
+pub const PROGRESSING: &str = "Progressing";
+pub const DEGRADED: &str = "Degraded";
+
+/// What the status step knows about the world.
+#[derive(Debug, Clone)]
+pub enum Outcome<'a> {
+    /// The spec broke a rule.
+    Invalid(&'a ValidationError),
+    /// Applying the objects failed with this reason.
+    ApplyFailed(&'a str),
+    /// Everything was applied; this is the StatefulSet as the server has it.
+    Applied(Option<&'a StatefulSet>),
+    /// The finalizer is cleaning up.
+    Deleting,
+}
+
+fn to_core(c: &StatusCondition) -> Condition {
+    Condition {
+        kind: c.type_.clone(),
+        status: match c.status.as_str() {
+            "True" => ConditionStatus::True,
+            "False" => ConditionStatus::False,
+            _ => ConditionStatus::Unknown,
+        },
+        reason: c.reason.clone(),
+        message: c.message.clone(),
+        last_transition_time: OffsetDateTime::parse(&c.last_transition_time, &Rfc3339)
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+    }
+}
+
+fn from_core(c: &Condition, generation: Option<i64>) -> StatusCondition {
+    StatusCondition {
+        type_: c.kind.clone(),
+        status: match c.status {
+            ConditionStatus::True => "True",
+            ConditionStatus::False => "False",
+            ConditionStatus::Unknown => "Unknown",
+        }
+        .to_owned(),
+        reason: c.reason.clone(),
+        message: c.message.clone(),
+        last_transition_time: c.last_transition_time.format(&Rfc3339).unwrap_or_default(),
+        observed_generation: generation,
+    }
+}
+
+/// The status an instance should have, given what happened. Transition
+/// times of conditions whose status did not change are kept.
+pub fn status(
+    instance: &PostgresInstance,
+    valid: Option<&ValidSpec>,
+    outcome: &Outcome<'_>,
+    now: OffsetDateTime,
+) -> PostgresInstanceStatus {
+    use ConditionStatus::{False, True};
+    let previous = instance.status.clone().unwrap_or_default();
+    let generation = instance.metadata.generation;
+    let was_ready = previous
+        .phase
+        .as_deref()
+        .and_then(Phase::parse)
+        .is_some_and(|p| matches!(p, Phase::Ready | Phase::Updating));
+    let mut conditions: Vec<Condition> = previous.conditions.iter().map(to_core).collect();
+    let mut set = |kind: &str, status: ConditionStatus, reason: &str, message: &str| {
+        set_condition(&mut conditions, kind, status, reason, message, now);
+    };
+    let (phase, message) = match outcome {
+        Outcome::Invalid(err) => {
+            let message = err.to_string();
+            set(READY, False, "InvalidSpec", &message);
+            set(PROGRESSING, False, "InvalidSpec", &message);
+            set(DEGRADED, True, "InvalidSpec", &message);
+            (Phase::Failed, message)
+        }
+        Outcome::ApplyFailed(reason) => {
+            let message = format!("applying the instance's objects failed: {reason}");
+            set(PROGRESSING, True, "ApplyFailed", &message);
+            set(DEGRADED, True, "ApplyFailed", &message);
+            if !was_ready {
+                set(READY, False, "ApplyFailed", &message);
+            }
+            (Phase::Failed, message)
+        }
+        Outcome::Deleting => {
+            let message = "deleting the instance's objects".to_owned();
+            set(READY, False, "Deleting", &message);
+            set(PROGRESSING, True, "Deleting", &message);
+            (Phase::Deleting, message)
+        }
+        Outcome::Applied(sts) => {
+            let ready_replicas = sts
+                .and_then(|s| s.status.as_ref())
+                .and_then(|s| s.ready_replicas)
+                .unwrap_or(0);
+            let rolled_out = sts.is_some_and(|s| {
+                let observed = s.status.as_ref().and_then(|st| st.observed_generation);
+                let updated = s.status.as_ref().and_then(|st| st.updated_replicas);
+                observed.is_none_or(|o| Some(o) >= s.metadata.generation)
+                    && updated.is_none_or(|u| u >= 1)
+            });
+            set(DEGRADED, False, "AsExpected", "all objects applied");
+            if ready_replicas >= 1 {
+                set(
+                    READY,
+                    True,
+                    "PostgresReady",
+                    "PostgreSQL accepts connections",
+                );
+                if rolled_out {
+                    set(
+                        PROGRESSING,
+                        False,
+                        "RolledOut",
+                        "the StatefulSet is up to date",
+                    );
+                    (Phase::Ready, "PostgreSQL accepts connections".to_owned())
+                } else {
+                    set(
+                        PROGRESSING,
+                        True,
+                        "RollingOut",
+                        "the StatefulSet is rolling out a change",
+                    );
+                    (Phase::Updating, "rolling out a change".to_owned())
+                }
+            } else {
+                let message = "waiting for the PostgreSQL pod to become ready".to_owned();
+                set(READY, False, "PodNotReady", &message);
+                set(PROGRESSING, True, "WaitingForPod", &message);
+                if was_ready {
+                    (Phase::Updating, message)
+                } else {
+                    (Phase::Provisioning, message)
+                }
+            }
+        }
+    };
+    let ready = matches!(phase, Phase::Ready | Phase::Updating);
+    PostgresInstanceStatus {
+        phase: Some(phase.as_str().to_owned()),
+        message: Some(message),
+        observed_generation: generation,
+        conditions: conditions
+            .iter()
+            .map(|c| from_core(c, generation))
+            .collect(),
+        endpoint: match (ready, valid) {
+            (true, Some(v)) => Some(endpoint(v)),
+            _ => None,
+        },
+        credentials_secret: valid.map(|v| secret_name(v.name.as_str())),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,398 @@
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use super::*;
+use crate::crd::PostgresInstanceSpec;
+
+fn instance(name: &str, spec: PostgresInstanceSpec) -> PostgresInstance {
+    let mut i = PostgresInstance::new(name, spec);
+    i.metadata = ObjectMeta {
+        name: Some(name.into()),
+        namespace: Some("team-a".into()),
+        uid: Some("11111111-2222-3333-4444-555555555555".into()),
+        generation: Some(3),
+        ..ObjectMeta::default()
+    };
+    i
+}
+
+fn spec() -> PostgresInstanceSpec {
+    PostgresInstanceSpec {
+        version: "16".into(),
+        plan: "small".into(),
+        storage_gb: 20,
+        acl: vec!["10.0.0.0/8".into(), "192.0.2.0/24".into()],
+        image: None,
+        storage_class: None,
+    }
+}
+
+fn built(i: &PostgresInstance) -> (ValidSpec, Desired) {
+    let valid = validate(i, &BuildConfig::default()).unwrap();
+    let desired = build(i, &valid, &Observed::default(), "fresh-password");
+    (valid, desired)
+}
+
+fn assert_owned(meta: &ObjectMeta, name: &str) {
+    assert_eq!(meta.name.as_deref(), Some(name));
+    assert_eq!(meta.namespace.as_deref(), Some("team-a"));
+    let owners = meta.owner_references.as_ref().unwrap();
+    assert_eq!(owners.len(), 1);
+    assert_eq!(owners[0].kind, "PostgresInstance");
+    assert_eq!(owners[0].api_version, "strata.dev/v1alpha1");
+    assert_eq!(owners[0].name, "orders");
+    assert_eq!(owners[0].uid, "11111111-2222-3333-4444-555555555555");
+    assert_eq!(owners[0].controller, Some(true));
+    let labels = meta.labels.as_ref().unwrap();
+    assert_eq!(labels["app.kubernetes.io/managed-by"], "strata-operator");
+    assert_eq!(labels[INSTANCE_LABEL], "orders");
+    assert_eq!(labels["app.kubernetes.io/instance"], "orders");
+}
+
+fn claim_size(sts: &StatefulSet) -> Quantity {
+    let spec = sts.spec.as_ref().unwrap();
+    let claim = &spec.volume_claim_templates.as_ref().unwrap()[0];
+    claim
+        .spec
+        .as_ref()
+        .unwrap()
+        .resources
+        .as_ref()
+        .unwrap()
+        .requests
+        .as_ref()
+        .unwrap()["storage"]
+        .clone()
+}
+
+fn config_hash(d: &Desired) -> String {
+    let template = &d.stateful_set.spec.as_ref().unwrap().template;
+    template
+        .metadata
+        .as_ref()
+        .unwrap()
+        .annotations
+        .as_ref()
+        .unwrap()[CONFIG_HASH_ANNOTATION]
+        .clone()
+}
+
+#[test]
+fn validate_accepts_a_good_spec_and_resolves_the_image() {
+    let valid = validate(&instance("orders", spec()), &BuildConfig::default()).unwrap();
+    assert_eq!(valid.image, "postgres:16");
+    assert_eq!(valid.plan.id, "small");
+    assert_eq!(valid.acl.to_strings(), ["10.0.0.0/8", "192.0.2.0/24"]);
+}
+
+#[test]
+fn validate_names_every_broken_rule() {
+    let mut bad = spec();
+    bad.version = "9".into();
+    bad.plan = "huge".into();
+    bad.acl = vec!["10.0.0.1/8".into()];
+    let err = validate(&instance("Orders", bad), &BuildConfig::default()).unwrap_err();
+    let fields: Vec<_> = err.errors.iter().map(|e| e.field.as_str()).collect();
+    assert!(fields.contains(&"metadata.name"), "{fields:?}");
+    assert!(fields.contains(&"spec.version"), "{fields:?}");
+    assert!(fields.contains(&"spec.plan"), "{fields:?}");
+    assert!(
+        fields.iter().any(|f| f.starts_with("spec.acl")),
+        "{fields:?}"
+    );
+
+    let mut small = spec();
+    small.storage_gb = 1;
+    let err = validate(&instance("orders", small), &BuildConfig::default()).unwrap_err();
+    assert_eq!(err.errors[0].field, "spec.storageGb");
+}
+
+#[test]
+fn secret_is_generated_once_and_rotated_on_request() {
+    let i = instance("orders", spec());
+    let (valid, d) = built(&i);
+    assert_owned(&d.secret.metadata, "orders-credentials");
+    assert!(d.new_password);
+    let data = d.secret.data.as_ref().unwrap();
+    assert_eq!(data["password"].0, b"fresh-password");
+    assert_eq!(data["username"].0, b"app");
+    assert_eq!(data["host"].0, b"orders.team-a.svc.cluster.local");
+    assert_eq!(data["port"].0, b"5432");
+
+    // Existing password, no rotation request: kept.
+    let observed = Observed {
+        password: Some("old".into()),
+        rotation: Some(String::new()),
+        claim_storage: None,
+    };
+    let d = build(&i, &valid, &observed, "other");
+    assert!(!d.new_password);
+    assert_eq!(d.secret.data.as_ref().unwrap()["password"].0, b"old");
+
+    // A new rotation token: a new password, and the token is recorded.
+    let mut rotated = i.clone();
+    rotated
+        .metadata
+        .annotations
+        .get_or_insert_with(BTreeMap::new)
+        .insert(ROTATE_ANNOTATION.into(), "2026-11-24".into());
+    let d = build(&rotated, &valid, &observed, "other");
+    assert!(d.new_password);
+    assert_eq!(d.secret.data.as_ref().unwrap()["password"].0, b"other");
+    assert_eq!(
+        d.secret.metadata.annotations.as_ref().unwrap()[ROTATION_ANNOTATION],
+        "2026-11-24"
+    );
+}
+
+#[test]
+fn config_map_carries_plan_settings_and_acl() {
+    let (_, d) = built(&instance("orders", spec()));
+    assert_owned(&d.config_map.metadata, "orders-config");
+    let data = d.config_map.data.as_ref().unwrap();
+    let conf = &data["postgresql.conf"];
+    assert!(conf.contains("max_connections = '100'"), "{conf}");
+    assert!(conf.contains("shared_buffers = '256MB'"), "{conf}");
+    assert!(conf.contains("listen_addresses = '*'"));
+    assert!(conf.contains("hba_file = '/etc/strata/pg_hba.conf'"));
+    let hba = &data["pg_hba.conf"];
+    assert!(
+        hba.contains("host all all 10.0.0.0/8 scram-sha-256"),
+        "{hba}"
+    );
+    assert!(
+        hba.contains("host all all 192.0.2.0/24 scram-sha-256"),
+        "{hba}"
+    );
+    assert!(!hba.contains("0.0.0.0/0"));
+}
+
+#[test]
+fn services_headless_and_client() {
+    let (_, d) = built(&instance("orders", spec()));
+    assert_owned(&d.headless_service.metadata, "orders-headless");
+    let headless = d.headless_service.spec.as_ref().unwrap();
+    assert_eq!(headless.cluster_ip.as_deref(), Some("None"));
+    assert_eq!(
+        headless.selector.as_ref().unwrap(),
+        &selector_labels("orders")
+    );
+    assert_owned(&d.client_service.metadata, "orders");
+    let client = d.client_service.spec.as_ref().unwrap();
+    assert_eq!(client.type_.as_deref(), Some("ClusterIP"));
+    let ports = client.ports.as_ref().unwrap();
+    assert_eq!(ports.len(), 1);
+    assert_eq!(ports[0].port, 5432);
+}
+
+#[test]
+fn stateful_set_follows_the_spec() {
+    let (_, d) = built(&instance("orders", spec()));
+    let sts = &d.stateful_set;
+    assert_owned(&sts.metadata, "orders");
+    assert_eq!(
+        sts.metadata.annotations.as_ref().unwrap()[STORAGE_ANNOTATION],
+        "20"
+    );
+    assert_eq!(claim_size(sts), Quantity("20Gi".into()));
+    let spec = sts.spec.as_ref().unwrap();
+    assert_eq!(spec.replicas, Some(1));
+    assert_eq!(spec.service_name.as_deref(), Some("orders-headless"));
+    let pod = spec.template.spec.as_ref().unwrap();
+    let sc = pod.security_context.as_ref().unwrap();
+    assert_eq!(sc.run_as_non_root, Some(true));
+    assert_ne!(sc.run_as_user, Some(0));
+    let names: Vec<_> = pod.containers.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["postgres", "exporter"]);
+    let pg = &pod.containers[0];
+    assert_eq!(pg.image.as_deref(), Some("postgres:16"));
+    let limits = pg.resources.as_ref().unwrap().limits.as_ref().unwrap();
+    assert_eq!(limits["memory"], Quantity("1024Mi".into()));
+    assert_eq!(limits["cpu"], Quantity("1".into()));
+    assert!(pg.readiness_probe.is_some() && pg.liveness_probe.is_some());
+    let csc = pg.security_context.as_ref().unwrap();
+    assert_eq!(csc.allow_privilege_escalation, Some(false));
+    let exporter = &pod.containers[1];
+    assert!(
+        exporter
+            .image
+            .as_deref()
+            .unwrap()
+            .contains("postgres-exporter")
+    );
+    assert_eq!(exporter.ports.as_ref().unwrap()[0].container_port, 9187);
+    assert!(!config_hash(&d).is_empty());
+}
+
+#[test]
+fn image_override_and_config_hash_changes_with_plan() {
+    let mut s = spec();
+    s.image = Some("registry.example/pg:16.4".into());
+    let (_, a) = built(&instance("orders", s.clone()));
+    let pod = a
+        .stateful_set
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap();
+    assert_eq!(
+        pod.containers[0].image.as_deref(),
+        Some("registry.example/pg:16.4")
+    );
+    s.plan = "medium".into();
+    let (_, b) = built(&instance("orders", s));
+    assert_ne!(config_hash(&a), config_hash(&b));
+}
+
+#[test]
+fn claim_template_keeps_the_size_it_was_created_with() {
+    let i = instance("orders", spec());
+    let valid = validate(&i, &BuildConfig::default()).unwrap();
+    let observed = Observed {
+        claim_storage: Some(Quantity("10Gi".into())),
+        ..Observed::default()
+    };
+    let d = build(&i, &valid, &observed, "p");
+    assert_eq!(claim_size(&d.stateful_set), Quantity("10Gi".into()));
+    assert_eq!(
+        d.stateful_set.metadata.annotations.as_ref().unwrap()[STORAGE_ANNOTATION],
+        "20"
+    );
+}
+
+#[test]
+fn pdb_keeps_the_pod() {
+    let (_, d) = built(&instance("orders", spec()));
+    assert_owned(&d.pdb.metadata, "orders");
+    let spec = d.pdb.spec.as_ref().unwrap();
+    assert_eq!(spec.min_available, Some(IntOrString::Int(1)));
+    assert_eq!(
+        spec.selector
+            .as_ref()
+            .unwrap()
+            .match_labels
+            .as_ref()
+            .unwrap(),
+        &selector_labels("orders")
+    );
+}
+
+#[test]
+fn network_policy_follows_the_acl() {
+    let (_, d) = built(&instance("orders", spec()));
+    assert_owned(&d.network_policy.metadata, "orders");
+    let ingress = d
+        .network_policy
+        .spec
+        .as_ref()
+        .unwrap()
+        .ingress
+        .as_ref()
+        .unwrap();
+    let cidrs: Vec<_> = ingress[0]
+        .from
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|p| p.ip_block.as_ref().unwrap().cidr.as_str())
+        .collect();
+    assert_eq!(cidrs, ["10.0.0.0/8", "192.0.2.0/24"]);
+    assert_eq!(
+        ingress[0].ports.as_ref().unwrap()[0].port,
+        Some(IntOrString::Int(5432))
+    );
+
+    let mut s = spec();
+    s.acl = vec![];
+    let (_, d) = built(&instance("orders", s));
+    let ingress = d
+        .network_policy
+        .spec
+        .as_ref()
+        .unwrap()
+        .ingress
+        .as_ref()
+        .unwrap();
+    assert_eq!(ingress.len(), 1, "only the metrics rule remains");
+    assert_eq!(
+        ingress[0].ports.as_ref().unwrap()[0].port,
+        Some(IntOrString::Int(9187))
+    );
+}
+
+fn ready_sts(ready: i32) -> StatefulSet {
+    StatefulSet {
+        metadata: ObjectMeta {
+            generation: Some(1),
+            ..ObjectMeta::default()
+        },
+        status: Some(k8s_openapi::api::apps::v1::StatefulSetStatus {
+            ready_replicas: Some(ready),
+            replicas: 1,
+            ..Default::default()
+        }),
+        ..StatefulSet::default()
+    }
+}
+
+fn condition<'a>(s: &'a PostgresInstanceStatus, kind: &str) -> &'a StatusCondition {
+    s.conditions.iter().find(|c| c.type_ == kind).unwrap()
+}
+
+#[test]
+fn status_goes_from_provisioning_to_ready_keeping_transition_times() {
+    let mut i = instance("orders", spec());
+    let valid = validate(&i, &BuildConfig::default()).unwrap();
+    let t0 = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+    let t1 = OffsetDateTime::from_unix_timestamp(1_700_000_100).unwrap();
+    let t2 = OffsetDateTime::from_unix_timestamp(1_700_000_200).unwrap();
+
+    let s0 = status(&i, Some(&valid), &Outcome::Applied(Some(&ready_sts(0))), t0);
+    assert_eq!(s0.phase.as_deref(), Some("Provisioning"));
+    assert_eq!(s0.observed_generation, Some(3));
+    assert_eq!(condition(&s0, READY).status, "False");
+    assert_eq!(condition(&s0, PROGRESSING).status, "True");
+    assert!(s0.endpoint.is_none());
+    assert_eq!(s0.credentials_secret.as_deref(), Some("orders-credentials"));
+
+    i.status = Some(s0);
+    let s1 = status(&i, Some(&valid), &Outcome::Applied(Some(&ready_sts(1))), t1);
+    assert_eq!(s1.phase.as_deref(), Some("Ready"));
+    let endpoint = s1.endpoint.clone().unwrap();
+    assert_eq!(endpoint.host, "orders.team-a.svc.cluster.local");
+    assert_eq!(endpoint.port, 5432);
+    assert_eq!(condition(&s1, READY).status, "True");
+    assert_eq!(
+        condition(&s1, READY).last_transition_time,
+        "2023-11-14T22:15:00Z"
+    );
+    // Degraded stayed False: its transition time is still t0.
+    assert_eq!(
+        condition(&s1, DEGRADED).last_transition_time,
+        "2023-11-14T22:13:20Z"
+    );
+
+    i.status = Some(s1.clone());
+    let s2 = status(&i, Some(&valid), &Outcome::Applied(Some(&ready_sts(1))), t2);
+    assert_eq!(s2, s1, "a steady state produces the same status");
+}
+
+#[test]
+fn invalid_spec_is_reported_as_failed_and_degraded() {
+    let mut bad = spec();
+    bad.plan = "huge".into();
+    let i = instance("orders", bad);
+    let err = validate(&i, &BuildConfig::default()).unwrap_err();
+    let s = status(
+        &i,
+        None,
+        &Outcome::Invalid(&err),
+        OffsetDateTime::UNIX_EPOCH,
+    );
+    assert_eq!(s.phase.as_deref(), Some("Failed"));
+    assert_eq!(condition(&s, DEGRADED).status, "True");
+    assert_eq!(condition(&s, DEGRADED).reason, "InvalidSpec");
+    assert!(condition(&s, DEGRADED).message.contains("huge"));
+}

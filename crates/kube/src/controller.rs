@@ -1,0 +1,582 @@
+//! The I/O half of the reconcile: read what the pure steps need, apply what
+//! they built (server-side apply, forced, field manager `strata-operator`),
+//! write the status, publish Events; plus the finalizer, per-object backoff,
+//! leader election and graceful shutdown.
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::{FutureExt, StreamExt};
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::watcher;
+use kube::{Api, Client, Resource, ResourceExt};
+use kube_lease_manager::LeaseManagerBuilder;
+use prometheus_client::registry::Registry;
+use rand::Rng;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use strata_core::Phase;
+use time::OffsetDateTime;
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+use crate::build::{
+    self, BuildConfig, Desired, FIELD_MANAGER, INSTANCE_LABEL, Observed, Outcome,
+    ROTATION_ANNOTATION,
+};
+use crate::crd::{FINALIZER, PostgresInstance, PostgresInstanceStatus};
+use crate::metrics::Metrics;
+
+/// Everything that can make a reconcile fail. `reason()` is the metric label.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    #[error("the resource has no namespace")]
+    MissingNamespace,
+    #[error("leader election: {0}")]
+    Lease(#[from] kube_lease_manager::LeaseManagerError),
+    #[error("leader election task: {0}")]
+    LeaseTask(String),
+}
+
+impl Error {
+    /// A short, bounded label for metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::Kube(kube::Error::Api(_)) => "api_error",
+            Error::Kube(_) => "kube_client",
+            Error::Finalizer(inner) => match inner.as_ref() {
+                kube::runtime::finalizer::Error::ApplyFailed(e)
+                | kube::runtime::finalizer::Error::CleanupFailed(e) => e.reason(),
+                _ => "finalizer",
+            },
+            Error::MissingNamespace => "missing_namespace",
+            Error::Lease(_) | Error::LeaseTask(_) => "lease",
+        }
+    }
+}
+
+/// Leader election settings.
+#[derive(Debug, Clone)]
+pub struct LeaseConfig {
+    pub name: String,
+    pub namespace: String,
+    /// Unique per operator process (the pod name in a cluster).
+    pub identity: String,
+    pub duration_seconds: u64,
+    pub grace_seconds: u64,
+}
+
+/// How to run the operator.
+#[derive(Clone)]
+pub struct OperatorConfig {
+    pub client: Client,
+    /// Watch one namespace, or all when `None`.
+    pub namespace: Option<String>,
+    pub build: BuildConfig,
+    pub lease: LeaseConfig,
+    /// Requeue interval of a healthy instance.
+    pub resync: Duration,
+    /// Longest delay between retries of a failing instance.
+    pub max_backoff: Duration,
+}
+
+impl OperatorConfig {
+    /// Defaults: all namespaces, Lease `strata-operator` in `lease_namespace`,
+    /// identity from `$POD_NAME` or a random one, 15 s lease, 5 min resync.
+    pub fn new(client: Client, lease_namespace: &str) -> Self {
+        let identity = std::env::var("POD_NAME")
+            .unwrap_or_else(|_| format!("strata-operator-{}", uuid::Uuid::new_v4()));
+        Self {
+            client,
+            namespace: None,
+            build: BuildConfig::default(),
+            lease: LeaseConfig {
+                name: "strata-operator".into(),
+                namespace: lease_namespace.into(),
+                identity,
+                duration_seconds: 15,
+                grace_seconds: 5,
+            },
+            resync: Duration::from_mins(5),
+            max_backoff: Duration::from_mins(5),
+        }
+    }
+}
+
+struct Context {
+    client: Client,
+    build: BuildConfig,
+    metrics: Arc<Metrics>,
+    recorder: Recorder,
+    resync: Duration,
+    max_backoff: Duration,
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+/// A configured operator whose metrics are registered; `run` starts it.
+pub struct Operator {
+    config: OperatorConfig,
+    metrics: Arc<Metrics>,
+}
+
+impl Operator {
+    /// Registers the operator's metrics (`strata_operator_*`) into `registry`.
+    pub fn new(config: OperatorConfig, registry: &mut Registry) -> Self {
+        Self {
+            config,
+            metrics: Arc::new(Metrics::register(registry)),
+        }
+    }
+
+    pub fn metrics(&self) -> Arc<Metrics> {
+        Arc::clone(&self.metrics)
+    }
+
+    /// Runs until `shutdown` completes: waits for the Lease, reconciles while
+    /// holding it, stops reconciling when it is lost, and on shutdown lets
+    /// running reconciles finish and releases the Lease.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), Error> {
+        let config = self.config;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let stop_task = tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let lease = &config.lease;
+        let manager = LeaseManagerBuilder::new(config.client.clone(), &lease.name)
+            .with_namespace(&lease.namespace)
+            .with_identity(&lease.identity)
+            .with_duration(lease.duration_seconds)
+            .with_grace(lease.grace_seconds)
+            .with_field_manager(format!("{FIELD_MANAGER}-lease"))
+            .build()
+            .await?;
+        let (mut leader, lease_task) = manager.watch().await;
+        let ctx = Arc::new(Context {
+            client: config.client.clone(),
+            build: config.build.clone(),
+            metrics: Arc::clone(&self.metrics),
+            recorder: Recorder::new(
+                config.client.clone(),
+                Reporter {
+                    controller: FIELD_MANAGER.into(),
+                    instance: Some(lease.identity.clone()),
+                },
+            ),
+            resync: config.resync,
+            max_backoff: config.max_backoff,
+            failures: Mutex::new(HashMap::new()),
+        });
+        let mut stopping = stop_rx.clone();
+        loop {
+            tokio::select! {
+                _ = stopping.wait_for(|s| *s) => break,
+                acquired = leader.wait_for(|l| *l) => {
+                    if acquired.is_err() {
+                        break;
+                    }
+                }
+            }
+            info!(identity = %lease.identity, "acquired the lease; reconciling");
+            let (tx, rx) = futures::channel::oneshot::channel::<()>();
+            let mut lost = leader.clone();
+            let mut stop = stop_rx.clone();
+            let watchdog = tokio::spawn(async move {
+                tokio::select! {
+                    _ = lost.wait_for(|l| !*l) => {}
+                    _ = stop.wait_for(|s| *s) => {}
+                }
+                let _ = tx.send(());
+            });
+            run_controller(&config, Arc::clone(&ctx), rx.map(|_| ())).await;
+            watchdog.abort();
+            if *stop_rx.borrow() {
+                break;
+            }
+            warn!(identity = %lease.identity, "lost the lease; stopped reconciling");
+        }
+        stop_task.abort();
+        // Dropping the receiver makes the lease task release the Lease.
+        drop(leader);
+        match lease_task.await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e.into()),
+            Err(e) => Err(Error::LeaseTask(e.to_string())),
+        }
+    }
+}
+
+/// Builds the operator, registers its metrics and runs it until `shutdown`.
+pub async fn run_operator(
+    config: OperatorConfig,
+    registry: &mut Registry,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    Operator::new(config, registry).run(shutdown).await
+}
+
+fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+async fn run_controller(
+    config: &OperatorConfig,
+    ctx: Arc<Context>,
+    stop: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let ns = config.namespace.as_deref();
+    let client = &config.client;
+    let owned =
+        watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={FIELD_MANAGER}"));
+    Controller::new(
+        api::<PostgresInstance>(client, ns),
+        watcher::Config::default(),
+    )
+    .owns(api::<Secret>(client, ns), owned.clone())
+    .owns(api::<ConfigMap>(client, ns), owned.clone())
+    .owns(api::<Service>(client, ns), owned.clone())
+    .owns(api::<StatefulSet>(client, ns), owned.clone())
+    .owns(api::<PodDisruptionBudget>(client, ns), owned.clone())
+    .owns(api::<NetworkPolicy>(client, ns), owned)
+    .graceful_shutdown_on(stop)
+    .run(reconcile, error_policy, ctx)
+    .for_each(|result| async move {
+        match result {
+            Ok((obj, _)) => debug!(instance = %obj, "reconciled"),
+            Err(e) => debug!(error = %e, "reconcile error"),
+        }
+    })
+    .await;
+}
+
+fn key(instance: &PostgresInstance) -> String {
+    format!(
+        "{}/{}",
+        instance.namespace().unwrap_or_default(),
+        instance.name_any()
+    )
+}
+
+async fn reconcile(instance: Arc<PostgresInstance>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    ctx.metrics.reconcile_runs.inc();
+    let namespace = instance.namespace().ok_or(Error::MissingNamespace)?;
+    let instances: Api<PostgresInstance> = Api::namespaced(ctx.client.clone(), &namespace);
+    let id = key(&instance);
+    let result = Box::pin(finalizer(&instances, FINALIZER, instance, |event| async {
+        match event {
+            Finalizer::Apply(instance) => Box::pin(apply(&instance, &ctx)).await,
+            Finalizer::Cleanup(instance) => Box::pin(cleanup(&instance, &ctx)).await,
+        }
+    }))
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    ctx.metrics
+        .reconcile_duration
+        .observe(started.elapsed().as_secs_f64());
+    if result.is_ok()
+        && let Ok(mut failures) = ctx.failures.lock()
+    {
+        failures.remove(&id);
+    }
+    result
+}
+
+#[allow(clippy::needless_pass_by_value)] // the signature kube's Controller::run expects
+fn error_policy(instance: Arc<PostgresInstance>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.failure(error.reason());
+    let attempts = ctx.failures.lock().map_or(1, |mut failures| {
+        let n = failures.entry(key(&instance)).or_insert(0);
+        *n = n.saturating_add(1);
+        *n
+    });
+    let delay = Duration::from_millis(500)
+        .saturating_mul(2u32.saturating_pow(attempts.min(16)))
+        .min(ctx.max_backoff);
+    warn!(instance = %key(&instance), %error, attempts, ?delay, "reconcile failed; retrying");
+    Action::requeue(delay)
+}
+
+fn generate_password() -> String {
+    rand::thread_rng()
+        .sample_iter(&rand::distributions::Alphanumeric)
+        .take(32)
+        .map(char::from)
+        .collect()
+}
+
+async fn publish(
+    ctx: &Context,
+    instance: &PostgresInstance,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx
+        .recorder
+        .publish(&event, &instance.object_ref(&()))
+        .await
+    {
+        warn!(instance = %key(instance), error = %e, "could not publish an event");
+    }
+}
+
+async fn write_status(
+    ctx: &Context,
+    instance: &PostgresInstance,
+    status: PostgresInstanceStatus,
+) -> Result<(), Error> {
+    let phase = status.phase.as_deref().and_then(Phase::parse);
+    ctx.metrics.set_phase(&key(instance), phase);
+    if instance.status.as_ref() == Some(&status) {
+        return Ok(());
+    }
+    let previous = instance.status.as_ref().and_then(|s| s.phase.clone());
+    let api: Api<PostgresInstance> = Api::namespaced(
+        ctx.client.clone(),
+        &instance.namespace().ok_or(Error::MissingNamespace)?,
+    );
+    let patch = serde_json::json!({ "status": status });
+    api.patch_status(
+        &instance.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await?;
+    if previous != status.phase {
+        let phase = status.phase.clone().unwrap_or_default();
+        let type_ = if phase == Phase::Failed.as_str() {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
+        let note = status.message.clone().unwrap_or_default();
+        publish(ctx, instance, type_, &phase, note).await;
+    }
+    Ok(())
+}
+
+fn now() -> OffsetDateTime {
+    OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap_or(OffsetDateTime::now_utc())
+}
+
+async fn observe(
+    client: &Client,
+    ns: &str,
+    name: &str,
+) -> Result<(Observed, Option<StatefulSet>), Error> {
+    let secret = Api::<Secret>::namespaced(client.clone(), ns)
+        .get_opt(&build::secret_name(name))
+        .await?;
+    let sts = Api::<StatefulSet>::namespaced(client.clone(), ns)
+        .get_opt(name)
+        .await?;
+    let password = secret
+        .as_ref()
+        .and_then(|s| s.data.as_ref())
+        .and_then(|d| d.get("password"))
+        .and_then(|b| String::from_utf8(b.0.clone()).ok())
+        .filter(|p| !p.is_empty());
+    let rotation = secret
+        .as_ref()
+        .and_then(|s| s.annotations().get(ROTATION_ANNOTATION).cloned());
+    let claim_storage = sts
+        .as_ref()
+        .and_then(|s| s.spec.as_ref())
+        .and_then(|s| s.volume_claim_templates.as_ref())
+        .and_then(|t| t.first())
+        .and_then(|c| c.spec.as_ref())
+        .and_then(|s| s.resources.as_ref())
+        .and_then(|r| r.requests.as_ref())
+        .and_then(|r| r.get("storage").cloned());
+    Ok((
+        Observed {
+            password,
+            rotation,
+            claim_storage,
+        },
+        sts,
+    ))
+}
+
+async fn apply_one<K>(client: &Client, ns: &str, object: &K) -> Result<K, Error>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Serialize
+        + DeserializeOwned
+        + Clone
+        + Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    Ok(api
+        .patch(&object.name_any(), &params, &Patch::Apply(object))
+        .await?)
+}
+
+/// Applies every object; returns the StatefulSet as the server has it.
+async fn apply_all(client: &Client, ns: &str, desired: &Desired) -> Result<StatefulSet, Error> {
+    apply_one(client, ns, &desired.secret).await?;
+    apply_one(client, ns, &desired.config_map).await?;
+    apply_one(client, ns, &desired.headless_service).await?;
+    apply_one(client, ns, &desired.client_service).await?;
+    let sts = apply_one(client, ns, &desired.stateful_set).await?;
+    apply_one(client, ns, &desired.pdb).await?;
+    apply_one(client, ns, &desired.network_policy).await?;
+    Ok(sts)
+}
+
+async fn apply(instance: &PostgresInstance, ctx: &Context) -> Result<Action, Error> {
+    let ns = instance.namespace().ok_or(Error::MissingNamespace)?;
+    let name = instance.name_any();
+    let valid = match build::validate(instance, &ctx.build) {
+        Ok(valid) => valid,
+        Err(e) => {
+            let status = build::status(instance, None, &Outcome::Invalid(&e), now());
+            write_status(ctx, instance, status).await?;
+            return Ok(Action::await_change());
+        }
+    };
+    let (observed, _) = observe(&ctx.client, &ns, &name).await?;
+    let first_credentials = observed.password.is_none();
+    let desired = build::build(instance, &valid, &observed, &generate_password());
+    let sts = match apply_all(&ctx.client, &ns, &desired).await {
+        Ok(sts) => sts,
+        Err(e) => {
+            let reason = e.to_string();
+            let status = build::status(
+                instance,
+                Some(&valid),
+                &Outcome::ApplyFailed(&reason),
+                now(),
+            );
+            if let Err(status_error) = write_status(ctx, instance, status).await {
+                warn!(instance = %key(instance), error = %status_error, "could not write status");
+            }
+            return Err(e);
+        }
+    };
+    if desired.new_password {
+        let (reason, note) = if first_credentials {
+            ("CredentialsCreated", "generated the database credentials")
+        } else {
+            (
+                "CredentialsRotated",
+                "rotated the database password on request",
+            )
+        };
+        publish(ctx, instance, EventType::Normal, reason, note.into()).await;
+    }
+    let observed_generation = instance.status.as_ref().and_then(|s| s.observed_generation);
+    if observed_generation != instance.metadata.generation {
+        publish(
+            ctx,
+            instance,
+            EventType::Normal,
+            "Applied",
+            format!(
+                "applied generation {} to Secret, ConfigMap, Services, StatefulSet, PodDisruptionBudget and NetworkPolicy",
+                instance.metadata.generation.unwrap_or_default()
+            ),
+        )
+        .await;
+    }
+    let status = build::status(instance, Some(&valid), &Outcome::Applied(Some(&sts)), now());
+    write_status(ctx, instance, status).await?;
+    Ok(Action::requeue(ctx.resync))
+}
+
+async fn delete_owned<K>(
+    client: &Client,
+    ns: &str,
+    instance: &PostgresInstance,
+) -> Result<usize, Error>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + DeserializeOwned
+        + Clone
+        + Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    let selector = format!("{INSTANCE_LABEL}={}", instance.name_any());
+    let uid = instance.metadata.uid.clone().unwrap_or_default();
+    let mut deleted = 0;
+    for object in api.list(&ListParams::default().labels(&selector)).await? {
+        // Claims carry the label but no owner; everything else must be ours.
+        let ours = object.owner_references().iter().any(|o| o.uid == uid)
+            || object.owner_references().is_empty();
+        if !ours {
+            continue;
+        }
+        match api
+            .delete(&object.name_any(), &DeleteParams::background())
+            .await
+        {
+            Ok(_) => deleted += 1,
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(deleted)
+}
+
+async fn cleanup(instance: &PostgresInstance, ctx: &Context) -> Result<Action, Error> {
+    let ns = instance.namespace().ok_or(Error::MissingNamespace)?;
+    let valid = build::validate(instance, &ctx.build).ok();
+    let status = build::status(instance, valid.as_ref(), &Outcome::Deleting, now());
+    if let Err(e) = write_status(ctx, instance, status).await {
+        debug!(instance = %key(instance), error = %e, "could not write the Deleting status");
+    }
+    let client = &ctx.client;
+    let mut deleted = 0;
+    deleted += delete_owned::<NetworkPolicy>(client, &ns, instance).await?;
+    deleted += delete_owned::<PodDisruptionBudget>(client, &ns, instance).await?;
+    deleted += delete_owned::<StatefulSet>(client, &ns, instance).await?;
+    deleted += delete_owned::<Service>(client, &ns, instance).await?;
+    deleted += delete_owned::<ConfigMap>(client, &ns, instance).await?;
+    deleted += delete_owned::<Secret>(client, &ns, instance).await?;
+    deleted += delete_owned::<PersistentVolumeClaim>(client, &ns, instance).await?;
+    publish(
+        ctx,
+        instance,
+        EventType::Normal,
+        "Deleted",
+        format!("deleted {deleted} objects; removing the finalizer"),
+    )
+    .await;
+    ctx.metrics.set_phase(&key(instance), None);
+    Ok(Action::await_change())
+}

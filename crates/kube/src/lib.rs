@@ -1,0 +1,11 @@
+//! Strata on Kubernetes: the `PostgresInstance` CRD (`crd`), the pure half of
+//! the reconcile (`build`: validate → build → status), the operator that does
+//! the I/O (`controller`), and its metrics.
+
+pub mod build;
+pub mod controller;
+pub mod crd;
+pub mod metrics;
+
+pub use controller::{Error, LeaseConfig, Operator, OperatorConfig, run_operator};
+pub use crd::{PostgresInstance, PostgresInstanceSpec, PostgresInstanceStatus, crd, crd_yaml};

@@ -1,0 +1,466 @@
+//! The operator against a real kube-apiserver (testenv). No kubelet, scheduler
+//! or garbage collector runs there: StatefulSet readiness is simulated by
+//! patching its status, and deletion checks what the operator itself does.
+
+// Helpers outside #[test] functions panic on purpose too: a failed step
+// fails the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{Harness, RunningOperator, eventually, spec};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+use strata_kube::PostgresInstance;
+use strata_kube::crd::{FINALIZER, ROTATE_ANNOTATION};
+
+async fn get<K>(h: &Harness, name: &str) -> Option<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    h.api::<K>().get_opt(name).await.expect("get")
+}
+
+fn owned_by(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, uid: &str) -> bool {
+    meta.owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.uid == uid && o.kind == "PostgresInstance" && o.controller == Some(true))
+}
+
+async fn wait_phase(h: &Harness, name: &str, phase: &str) -> PostgresInstance {
+    eventually(&format!("{name} to reach phase {phase}"), || async {
+        let i = get::<PostgresInstance>(h, name).await?;
+        (i.status.as_ref()?.phase.as_deref() == Some(phase)).then_some(i)
+    })
+    .await
+}
+
+async fn mark_ready(h: &Harness, name: &str) {
+    h.api::<StatefulSet>()
+        .patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({
+                "status": { "replicas": 1, "readyReplicas": 1, "updatedReplicas": 1, "availableReplicas": 1 }
+            })),
+        )
+        .await
+        .expect("patch StatefulSet status");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_builds_every_owned_object_with_an_owner_reference() {
+    let h = Harness::new().await;
+    let op = RunningOperator::start(&h.client, "op-a");
+    let created = h.create("orders", spec()).await;
+    let uid = created.uid().unwrap();
+
+    let sts: StatefulSet = eventually("the StatefulSet", || get(&h, "orders")).await;
+    let secret: Secret = eventually("the Secret", || get(&h, "orders-credentials")).await;
+    let cm: ConfigMap = eventually("the ConfigMap", || get(&h, "orders-config")).await;
+    let headless: Service = eventually("the headless Service", || get(&h, "orders-headless")).await;
+    let client: Service = eventually("the client Service", || get(&h, "orders")).await;
+    let pdb: PodDisruptionBudget = eventually("the PDB", || get(&h, "orders")).await;
+    let np: NetworkPolicy = eventually("the NetworkPolicy", || get(&h, "orders")).await;
+
+    for meta in [
+        &sts.metadata,
+        &secret.metadata,
+        &cm.metadata,
+        &headless.metadata,
+        &client.metadata,
+        &pdb.metadata,
+        &np.metadata,
+    ] {
+        assert!(
+            owned_by(meta, &uid),
+            "{:?} lacks the owner reference",
+            meta.name
+        );
+        assert_eq!(
+            meta.labels.as_ref().unwrap()["strata.dev/instance"],
+            "orders"
+        );
+    }
+    let pod = sts.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    assert_eq!(pod.containers[0].image.as_deref(), Some("postgres:16"));
+    assert_eq!(pod.containers[1].name, "exporter");
+    let password = &secret.data.as_ref().unwrap()["password"].0;
+    assert_eq!(password.len(), 32);
+    assert!(cm.data.as_ref().unwrap()["pg_hba.conf"].contains("host all all 10.0.0.0/8"));
+    assert_eq!(
+        headless.spec.as_ref().unwrap().cluster_ip.as_deref(),
+        Some("None")
+    );
+    assert_eq!(
+        client.spec.as_ref().unwrap().ports.as_ref().unwrap()[0].port,
+        5432
+    );
+
+    let i = wait_phase(&h, "orders", "Provisioning").await;
+    assert!(i.finalizers().contains(&FINALIZER.to_owned()));
+    let status = i.status.unwrap();
+    assert_eq!(status.observed_generation, i.metadata.generation);
+    let progressing = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Progressing")
+        .unwrap();
+    assert_eq!(progressing.status, "True");
+    assert!(!progressing.last_transition_time.is_empty());
+
+    // Events for the steps, attached to the instance.
+    let events: Api<Event> = Api::namespaced(h.client.clone(), "team-a");
+    let reasons: Vec<String> = eventually("events for the instance", || async {
+        let list = events.list(&ListParams::default()).await.ok()?;
+        let reasons: Vec<String> = list
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.uid.as_deref()) == Some(uid.as_str()))
+            .filter_map(|e| e.reason)
+            .collect();
+        (reasons.len() >= 3).then_some(reasons)
+    })
+    .await;
+    for expected in ["CredentialsCreated", "Applied", "Provisioning"] {
+        assert!(
+            reasons.iter().any(|r| r == expected),
+            "no {expected} event in {reasons:?}"
+        );
+    }
+    op.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_statefulset_makes_the_instance_ready_with_an_endpoint() {
+    let h = Harness::new().await;
+    let op = RunningOperator::start(&h.client, "op-a");
+    h.create("orders", spec()).await;
+    let _: StatefulSet = eventually("the StatefulSet", || get(&h, "orders")).await;
+    wait_phase(&h, "orders", "Provisioning").await;
+    mark_ready(&h, "orders").await;
+    let i = wait_phase(&h, "orders", "Ready").await;
+    let status = i.status.unwrap();
+    let endpoint = status.endpoint.unwrap();
+    assert_eq!(endpoint.host, "orders.team-a.svc.cluster.local");
+    assert_eq!(endpoint.port, 5432);
+    let ready = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert_eq!(ready.status, "True");
+    let degraded = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Degraded")
+        .unwrap();
+    assert_eq!(degraded.status, "False");
+
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &op.registry).unwrap();
+    assert!(
+        text.contains("strata_operator_instances{phase=\"Ready\"} 1"),
+        "{text}"
+    );
+    op.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_storage_acl_and_rotation_changes_reach_the_objects() {
+    let h = Harness::new().await;
+    let op = RunningOperator::start(&h.client, "op-a");
+    h.create("orders", spec()).await;
+    let first = wait_phase(&h, "orders", "Provisioning").await;
+    let generation = first.metadata.generation.unwrap();
+    let secret: Secret = eventually("the Secret", || get(&h, "orders-credentials")).await;
+    let old_password = secret.data.unwrap()["password"].clone();
+
+    h.api::<PostgresInstance>()
+        .patch(
+            "orders",
+            &PatchParams::default(),
+            &Patch::Merge(json!({
+                "metadata": { "annotations": { ROTATE_ANNOTATION: "r1" } },
+                "spec": { "plan": "medium", "storageGb": 50, "acl": ["192.0.2.0/24", "10.1.0.0/16"] }
+            })),
+        )
+        .await
+        .expect("patch spec");
+
+    let cm: ConfigMap = eventually("the ConfigMap to follow the plan", || async {
+        let cm: ConfigMap = get(&h, "orders-config").await?;
+        cm.data.as_ref()?["postgresql.conf"]
+            .contains("max_connections = '200'")
+            .then_some(cm)
+    })
+    .await;
+    let hba = &cm.data.as_ref().unwrap()["pg_hba.conf"];
+    assert!(
+        hba.contains("192.0.2.0/24") && hba.contains("10.1.0.0/16") && !hba.contains("10.0.0.0/8")
+    );
+
+    let sts: StatefulSet = eventually("the StatefulSet to follow plan and storage", || async {
+        let sts: StatefulSet = get(&h, "orders").await?;
+        (sts.annotations()
+            .get("strata.dev/storage-gb")
+            .map(String::as_str)
+            == Some("50"))
+        .then_some(sts)
+    })
+    .await;
+    let pod = sts.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    let limits = pod.containers[0]
+        .resources
+        .as_ref()
+        .unwrap()
+        .limits
+        .as_ref()
+        .unwrap();
+    assert_eq!(
+        limits["memory"].0, "4Gi",
+        "4096Mi as the apiserver normalises it"
+    );
+    assert_eq!(limits["cpu"].0, "2");
+
+    let np: NetworkPolicy = eventually("the NetworkPolicy to follow the ACL", || async {
+        let np: NetworkPolicy = get(&h, "orders").await?;
+        let from = np.spec.as_ref()?.ingress.as_ref()?.first()?.from.clone()?;
+        (from.len() == 2).then_some(np)
+    })
+    .await;
+    let cidrs: Vec<String> = np.spec.unwrap().ingress.unwrap()[0]
+        .from
+        .clone()
+        .unwrap()
+        .into_iter()
+        .map(|p| p.ip_block.unwrap().cidr)
+        .collect();
+    assert_eq!(cidrs, ["10.1.0.0/16", "192.0.2.0/24"]);
+
+    let i = eventually("observedGeneration to advance", || async {
+        let i = get::<PostgresInstance>(&h, "orders").await?;
+        (i.status.as_ref()?.observed_generation? > generation).then_some(i)
+    })
+    .await;
+    assert_eq!(i.status.unwrap().observed_generation, i.metadata.generation);
+
+    let secret: Secret = get(&h, "orders-credentials").await.unwrap();
+    assert_ne!(
+        secret.data.unwrap()["password"],
+        old_password,
+        "rotation must change the password"
+    );
+    op.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_specs_are_rejected_by_the_crd_schema() {
+    let h = Harness::new().await;
+    let api = h.api::<PostgresInstance>();
+    let reject = |name: &str, patch: serde_json::Value| {
+        let mut value = json!({
+            "apiVersion": "strata.dev/v1alpha1",
+            "kind": "PostgresInstance",
+            "metadata": { "name": name },
+            "spec": { "version": "16", "plan": "small", "storageGb": 20, "acl": ["10.0.0.0/8"] }
+        });
+        for (k, v) in patch.as_object().unwrap() {
+            value["spec"][k] = v.clone();
+        }
+        let api = api.clone();
+        let name = name.to_owned();
+        async move {
+            let obj: PostgresInstance = serde_json::from_value(value).unwrap();
+            match api.create(&PostParams::default(), &obj).await {
+                Err(kube::Error::Api(e)) => {
+                    assert_eq!(e.code, 422, "{name}: {e:?}");
+                    e.message
+                }
+                other => panic!("{name} was not rejected: {other:?}"),
+            }
+        }
+    };
+    reject("v9", json!({ "version": "9" })).await;
+    reject("huge", json!({ "plan": "huge" })).await;
+    reject("too-big", json!({ "storageGb": 5000 })).await;
+    let m = reject("small-plan", json!({ "plan": "small", "storageGb": 2 })).await;
+    assert!(
+        m.contains("plan small needs storageGb between 5 and 100"),
+        "{m}"
+    );
+    reject("not-a-cidr", json!({ "acl": ["nope"] })).await;
+    let m = reject("host-bits", json!({ "acl": ["10.0.0.1/8"] })).await;
+    assert!(m.contains("without host bits"), "{m}");
+    let m = reject(&"a".repeat(41), json!({})).await;
+    assert!(m.contains("at most 40 characters"), "{m}");
+
+    // Updates: storage cannot shrink, version cannot change.
+    h.create("orders", common::spec()).await;
+    for (patch, message) in [
+        (
+            json!({ "spec": { "storageGb": 10 } }),
+            "storageGb can only grow",
+        ),
+        (
+            json!({ "spec": { "version": "17" } }),
+            "version cannot be changed",
+        ),
+    ] {
+        let err = api
+            .patch("orders", &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains(message), "{err}");
+    }
+    // The example manifest is accepted as it is.
+    let example: serde_yaml::Value = serde_yaml::from_str(include_str!(
+        "../../../deploy/examples/postgresinstance.yaml"
+    ))
+    .unwrap();
+    let example: PostgresInstance = serde_yaml::from_value(example).unwrap();
+    assert_eq!(example.namespace().as_deref(), Some("default"));
+    Api::<PostgresInstance>::namespaced(h.client.clone(), "default")
+        .create(&PostParams::default(), &example)
+        .await
+        .expect("example accepted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hand_deleted_service_and_hand_edited_fields_are_restored() {
+    let h = Harness::new().await;
+    let op = RunningOperator::start(&h.client, "op-a");
+    h.create("orders", spec()).await;
+    let before: Service = eventually("the client Service", || get(&h, "orders")).await;
+    let _: StatefulSet = eventually("the StatefulSet", || get(&h, "orders")).await;
+
+    h.api::<Service>()
+        .delete("orders", &DeleteParams::default())
+        .await
+        .expect("delete Service");
+    let _: Service = eventually("the Service to come back", || async {
+        let s: Service = get(&h, "orders").await?;
+        (s.uid() != before.uid()).then_some(s)
+    })
+    .await;
+
+    // Someone edits operator-owned fields with another field manager.
+    h.api::<StatefulSet>()
+        .patch(
+            "orders",
+            &PatchParams::default(),
+            &Patch::Json::<()>(serde_json::from_value(json!([
+                { "op": "replace", "path": "/spec/template/spec/containers/0/image", "value": "evil:latest" }
+            ])).unwrap()),
+        )
+        .await
+        .expect("edit StatefulSet");
+    h.api::<ConfigMap>()
+        .patch(
+            "orders-config",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "data": { "pg_hba.conf": "host all all 0.0.0.0/0 trust\n" } })),
+        )
+        .await
+        .expect("edit ConfigMap");
+    let _: StatefulSet = eventually("the image to be put back", || async {
+        let sts: StatefulSet = get(&h, "orders").await?;
+        let image = sts.spec.as_ref()?.template.spec.as_ref()?.containers[0]
+            .image
+            .clone()?;
+        (image == "postgres:16").then_some(sts)
+    })
+    .await;
+    let _: ConfigMap = eventually("pg_hba.conf to be put back", || async {
+        let cm: ConfigMap = get(&h, "orders-config").await?;
+        (!cm.data.as_ref()?["pg_hba.conf"].contains("trust\n0")
+            && cm.data.as_ref()?["pg_hba.conf"].contains("10.0.0.0/8"))
+        .then_some(cm)
+    })
+    .await;
+    op.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_runs_the_finalizer_and_removes_the_objects() {
+    let h = Harness::new().await;
+    let op = RunningOperator::start(&h.client, "op-a");
+    h.create("orders", spec()).await;
+    let i = wait_phase(&h, "orders", "Provisioning").await;
+    assert!(i.finalizers().contains(&FINALIZER.to_owned()));
+    let _: NetworkPolicy = eventually("the NetworkPolicy", || get(&h, "orders")).await;
+
+    h.api::<PostgresInstance>()
+        .delete("orders", &DeleteParams::default())
+        .await
+        .expect("delete");
+    eventually("the instance to be gone", || async {
+        get::<PostgresInstance>(&h, "orders")
+            .await
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    // testenv runs no garbage collector: these are gone because the
+    // finalizer deleted them.
+    assert!(get::<StatefulSet>(&h, "orders").await.is_none());
+    assert!(get::<Service>(&h, "orders").await.is_none());
+    assert!(get::<Service>(&h, "orders-headless").await.is_none());
+    assert!(get::<ConfigMap>(&h, "orders-config").await.is_none());
+    assert!(get::<Secret>(&h, "orders-credentials").await.is_none());
+    assert!(get::<PodDisruptionBudget>(&h, "orders").await.is_none());
+    assert!(get::<NetworkPolicy>(&h, "orders").await.is_none());
+    op.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_lease_holder_reconciles_and_the_other_takes_over() {
+    let h = Harness::new().await;
+    let a = RunningOperator::start(&h.client, "op-a");
+    let leases: Api<Lease> = Api::namespaced(h.client.clone(), "default");
+    let holder = eventually("a lease holder", || async {
+        leases
+            .get_opt("strata-operator")
+            .await
+            .ok()??
+            .spec?
+            .holder_identity
+            .filter(|h| !h.is_empty())
+    })
+    .await;
+    assert_eq!(holder, "op-a");
+    let b = RunningOperator::start(&h.client, "op-b");
+
+    h.create("first", spec()).await;
+    wait_phase(&h, "first", "Provisioning").await;
+    assert!(a.reconciles() > 0);
+    assert_eq!(b.reconciles(), 0, "the standby must not reconcile");
+
+    a.stop().await;
+    let holder = eventually("op-b to take the lease", || async {
+        leases
+            .get_opt("strata-operator")
+            .await
+            .ok()??
+            .spec?
+            .holder_identity
+            .filter(|h| h == "op-b")
+    })
+    .await;
+    assert_eq!(holder, "op-b");
+    h.create("second", spec()).await;
+    wait_phase(&h, "second", "Provisioning").await;
+    assert!(b.reconciles() > 0);
+    b.stop().await;
+}
