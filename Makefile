@@ -2,14 +2,43 @@
 SHELL := /usr/bin/env bash
 .SHELLFLAGS := -euo pipefail -c
 
-.PHONY: run test bench deps test-rust test-infra
+CARGO ?= cargo
+
+.PHONY: run test bench deps lint test-rust test-testenv test-infra openapi check-openapi
 
 ## run: start Strata (`strata serve`) with its embedded defaults
 run: deps
-	cargo run --release --bin strata -- serve
+	$(CARGO) run --release --bin strata -- serve
 
 ## test: every check CI runs
-test: deps test-rust test-infra
+test: deps lint check-openapi test-rust test-testenv test-infra
+
+deps:
+	scripts/deps.sh
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	shellcheck scripts/*.sh
+
+## openapi: regenerate the committed OpenAPI document
+openapi:
+	$(CARGO) run -q --locked --bin strata -- openapi > api/openapi.json
+
+check-openapi:
+	@tmp=$$(mktemp); $(CARGO) run -q --locked --bin strata -- openapi > "$$tmp"; \
+	if ! diff -u api/openapi.json "$$tmp"; then \
+	  echo "api/openapi.json is stale: run 'make openapi' and commit it" >&2; rm -f "$$tmp"; exit 1; fi; \
+	rm -f "$$tmp"; echo "api/openapi.json matches the code"
+
+# The operator's tests run against a real kube-apiserver built from Go modules
+# (cached after the first build; see docs/testenv.md).
+test-rust:
+	bin_dir=$$(testenv/build.sh | tail -n 1); \
+	STRATA_TESTENV_BIN_DIR="$$bin_dir" $(CARGO) test --workspace --locked
+
+test-testenv:
+	testenv/smoke.sh
 
 test-infra:
 	infra/test.sh

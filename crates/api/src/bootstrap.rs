@@ -40,18 +40,15 @@ pub async fn bootstrap(
         tx.commit().await?;
     }
     if store.user_by_name(ADMIN_USER).await?.is_none() {
-        let password = match admin_password {
-            Some(p) => p,
-            None => {
-                let p = crate::random_token(32);
-                write_private(
-                    &data_dir.join("admin-password"),
-                    &format!("{}\n", p.expose()),
-                )
-                .map_err(ApiError::internal)?;
-                out.generated_admin_password = Some(p.clone());
-                p
-            }
+        let password = if let Some(p) = admin_password { p } else {
+            let p = crate::random_token(32);
+            write_private(
+                &data_dir.join("admin-password"),
+                &format!("{}\n", p.expose()),
+            )
+            .map_err(ApiError::internal)?;
+            out.generated_admin_password = Some(p.clone());
+            p
         };
         let hash = hash_password(password.expose())?;
         let mut tx = store.begin().await?;

@@ -55,7 +55,7 @@ impl Errors {
             Err(e) => {
                 for mut fe in e.errors {
                     if fe.field.is_empty() {
-                        fe.field = field.to_owned();
+                        field.clone_into(&mut fe.field);
                     }
                     self.0.push(fe);
                 }

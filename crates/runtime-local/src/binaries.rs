@@ -31,18 +31,16 @@ impl Installations {
             dirs.sort();
             candidates.extend(dirs);
         }
-        if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
-            if out.status.success() {
+        if let Ok(out) = Command::new("pg_config").arg("--bindir").output()
+            && out.status.success() {
                 candidates.push(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
             }
-        }
         let mut by_major = BTreeMap::new();
         for dir in candidates {
-            if dir.join("postgres").is_file() && dir.join("initdb").is_file() {
-                if let Some(major) = major_of(&dir) {
+            if dir.join("postgres").is_file() && dir.join("initdb").is_file()
+                && let Some(major) = major_of(&dir) {
                     by_major.entry(major).or_insert(dir);
                 }
-            }
         }
         Self { by_major }
     }

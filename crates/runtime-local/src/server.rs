@@ -1,7 +1,7 @@
 //! One PostgreSQL server process: started by Strata, or adopted from an
 //! earlier Strata process that ended while the server kept running.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -140,7 +140,7 @@ pub async fn wait_accepting(
     server: &mut Server,
     socket_dir: &Path,
     port: u16,
-    log: &PathBuf,
+    log: &Path,
     deadline: Duration,
 ) -> Result<(), String> {
     let start = Instant::now();

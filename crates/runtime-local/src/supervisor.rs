@@ -28,7 +28,7 @@ pub(crate) enum Command {
 }
 
 const STOP_GRACE: Duration = Duration::from_secs(30);
-const START_DEADLINE: Duration = Duration::from_secs(60);
+const START_DEADLINE: Duration = Duration::from_mins(1);
 /// Failed restarts in a row before the phase turns `Failed`.
 const FAILED_AFTER: u32 = 3;
 
@@ -653,11 +653,10 @@ impl Supervisor {
 
     async fn teardown(&mut self) {
         self.stop_server().await;
-        if let Err(e) = std::fs::remove_dir_all(&self.paths.dir) {
-            if e.kind() != std::io::ErrorKind::NotFound {
+        if let Err(e) = std::fs::remove_dir_all(&self.paths.dir)
+            && e.kind() != std::io::ErrorKind::NotFound {
                 tracing::error!(instance_id = %self.id, error = %e, "cannot remove the data directory");
             }
-        }
         let result: Result<(), strata_store::StoreError> = async {
             let mut tx = self.rt.store.begin().await?;
             tx.delete_instance(self.id).await?;

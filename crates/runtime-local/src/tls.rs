@@ -51,11 +51,11 @@ impl CertificateAuthority {
     /// Loads `dir/ca.crt` and `dir/ca.key`, creating them on first use.
     pub fn load_or_create(dir: &Path) -> Result<Self, TlsError> {
         use std::os::unix::fs::PermissionsExt;
-        let (crt, key) = (dir.join("ca.crt"), dir.join("ca.key"));
-        if crt.is_file() && key.is_file() {
+        let (cert_path, key_path) = (dir.join("ca.crt"), dir.join("ca.key"));
+        if cert_path.is_file() && key_path.is_file() {
             return Ok(Self {
-                cert_pem: std::fs::read_to_string(crt)?,
-                key_pem: std::fs::read_to_string(key)?,
+                cert_pem: std::fs::read_to_string(cert_path)?,
+                key_pem: std::fs::read_to_string(key_path)?,
             });
         }
         std::fs::create_dir_all(dir)?;
@@ -69,9 +69,9 @@ impl CertificateAuthority {
             cert_pem: cert.pem(),
             key_pem: key_pair.serialize_pem(),
         };
-        std::fs::write(&key, &ca.key_pem)?;
-        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))?;
-        std::fs::write(&crt, &ca.cert_pem)?;
+        std::fs::write(&key_path, &ca.key_pem)?;
+        std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600))?;
+        std::fs::write(&cert_path, &ca.cert_pem)?;
         Ok(ca)
     }
 

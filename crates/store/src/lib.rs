@@ -129,7 +129,7 @@ impl Store {
             Backend::Postgres => self.pool.begin().await?,
         };
         Ok(Tx {
-            tx,
+            inner: tx,
             events: Vec::new(),
             sender: self.events.clone(),
         })
@@ -307,14 +307,14 @@ impl Store {
 /// A write transaction. Service events added to it are published to
 /// subscribers only once it commits.
 pub struct Tx {
-    tx: sqlx::Transaction<'static, sqlx::Any>,
+    inner: sqlx::Transaction<'static, sqlx::Any>,
     events: Vec<PublishedEvent>,
     sender: broadcast::Sender<PublishedEvent>,
 }
 
 impl Tx {
     pub async fn commit(self) -> Result<()> {
-        self.tx.commit().await?;
+        self.inner.commit().await?;
         for e in self.events {
             // No subscriber is fine.
             let _ = self.sender.send(e);
@@ -327,7 +327,7 @@ impl Tx {
             .bind(Uuid::new_v4().to_string())
             .bind(name)
             .bind(now_text(OffsetDateTime::now_utc()))
-            .execute(&mut *self.tx)
+            .execute(&mut *self.inner)
             .await
             .map_err(|e| conflict(e, &format!("project {name}")))?;
         Ok(())
@@ -346,7 +346,7 @@ impl Tx {
             .bind(password_hash)
             .bind(i64::from(admin))
             .bind(now_text(OffsetDateTime::now_utc()))
-            .execute(&mut *self.tx)
+            .execute(&mut *self.inner)
             .await
             .map_err(|e| conflict(e, &format!("user {username}")))?;
         Ok(id)
@@ -359,7 +359,7 @@ impl Tx {
             .bind(key.private_pem.expose())
             .bind(&key.public_key)
             .bind(now_text(key.created_at))
-            .execute(&mut *self.tx)
+            .execute(&mut *self.inner)
             .await
             .map_err(|e| conflict(e, &format!("signing key {}", key.kid)))?;
         Ok(())
@@ -386,7 +386,7 @@ impl Tx {
             .bind(record.generation)
             .bind(now_text(i.created_at))
             .bind(now_text(i.updated_at))
-            .execute(&mut *self.tx)
+            .execute(&mut *self.inner)
             .await
             .map_err(|e| {
                 let port_taken = matches!(&e, sqlx::Error::Database(db) if db.message().contains("port"));
@@ -410,7 +410,7 @@ impl Tx {
             .bind(record.generation)
             .bind(now_text(i.updated_at))
             .bind(i.id.to_string())
-            .execute(&mut *self.tx)
+            .execute(&mut *self.inner)
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -430,7 +430,7 @@ impl Tx {
             .bind(status.storage_used_bytes.and_then(|b| i64::try_from(b).ok()))
             .bind(now_text(at))
             .bind(id.to_string())
-            .execute(&mut *self.tx)
+            .execute(&mut *self.inner)
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -448,7 +448,7 @@ impl Tx {
             .bind(rows::json(&status.conditions))
             .bind(now_text(at))
             .bind(id.to_string())
-            .execute(&mut *self.tx)
+            .execute(&mut *self.inner)
             .await?;
         Ok(())
     }
@@ -457,7 +457,7 @@ impl Tx {
         sqlx::query("UPDATE instances SET password = $1 WHERE id = $2")
             .bind(password.expose())
             .bind(id.to_string())
-            .execute(&mut *self.tx)
+            .execute(&mut *self.inner)
             .await?;
         Ok(())
     }
@@ -467,7 +467,7 @@ impl Tx {
         sqlx::query("UPDATE instances SET port = $1 WHERE id = $2")
             .bind(i64::from(port))
             .bind(id.to_string())
-            .execute(&mut *self.tx)
+            .execute(&mut *self.inner)
             .await
             .map_err(|e| conflict(e, "port"))?;
         Ok(())
@@ -477,7 +477,7 @@ impl Tx {
     pub async fn instance_for_update(&mut self, id: Uuid) -> Result<Option<InstanceRecord>> {
         sqlx::query("SELECT id, project, name, version, plan, storage_gb, acl, labels, phase, message, conditions, storage_used_bytes, port, password, generation, created_at, updated_at FROM instances WHERE id = $1")
             .bind(id.to_string())
-            .fetch_optional(&mut *self.tx)
+            .fetch_optional(&mut *self.inner)
             .await?
             .map(|r| InstanceRecord::from_row(&r))
             .transpose()
@@ -486,7 +486,7 @@ impl Tx {
     pub async fn delete_instance(&mut self, id: Uuid) -> Result<()> {
         sqlx::query("DELETE FROM instances WHERE id = $1")
             .bind(id.to_string())
-            .execute(&mut *self.tx)
+            .execute(&mut *self.inner)
             .await?;
         Ok(())
     }
@@ -518,7 +518,7 @@ impl Tx {
             .bind(&e.message)
             .bind(e.from.map(Phase::as_str))
             .bind(e.to.map(Phase::as_str))
-            .execute(&mut *self.tx)
+            .execute(&mut *self.inner)
             .await?;
         self.events.push(PublishedEvent {
             instance_id: instance.id,
@@ -545,7 +545,7 @@ impl Tx {
             .bind(i64::from(status))
             .bind(body)
             .bind(now_text(OffsetDateTime::now_utc()))
-            .execute(&mut *self.tx)
+            .execute(&mut *self.inner)
             .await
             .map_err(|e| conflict(e, "idempotency key"))?;
         Ok(())

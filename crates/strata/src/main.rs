@@ -14,7 +14,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the API, web UI and the local runtime with an embedded SQLite store.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Print the OpenAPI document of the REST API.
     Openapi,
 }
@@ -26,7 +26,7 @@ fn main() -> anyhow::Result<()> {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
-            rt.block_on(serve::run(args))
+            rt.block_on(serve::run(*args))
         }
         Command::Openapi => {
             println!("{}", strata_api::openapi().to_pretty_json()?);

@@ -1,6 +1,9 @@
 //! `strata serve` as a user meets it: a real process on a temp dir and free
 //! ports, real PostgreSQL servers, connections over TLS with the returned CA.
 
+// Test helpers outside #[test] functions may panic: that is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines, clippy::cast_possible_wrap, clippy::items_after_statements)]
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -36,6 +39,8 @@ impl Server {
             .append(true)
             .open(dir.join("strata.log"))
             .unwrap();
+        // Waited for in terminate(), from stop() or Drop.
+        #[allow(clippy::zombie_processes)]
         let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
             .args([
                 "serve",
@@ -62,7 +67,7 @@ impl Server {
                 let _ = tx.send(line);
             }
         });
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + Duration::from_mins(1);
         loop {
             let line = rx
                 .recv_timeout(deadline.saturating_duration_since(Instant::now()))
@@ -104,7 +109,7 @@ impl Server {
     fn terminate(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
-            let deadline = Instant::now() + Duration::from_secs(60);
+            let deadline = Instant::now() + Duration::from_mins(1);
             while child.try_wait().unwrap().is_none() {
                 assert!(
                     Instant::now() < deadline,
@@ -262,8 +267,7 @@ async fn create_connect_update_rotate_restart_recover_delete() {
         .unwrap();
     let refused = connect(&creds)
         .await
-        .err()
-        .expect("connection outside the ACL accepted");
+        .expect_err("connection outside the ACL accepted");
     assert!(db_message(&refused).contains("pg_hba.conf"), "{refused:?}");
     api.update_instance(
         "default",
@@ -285,8 +289,7 @@ async fn create_connect_update_rotate_restart_recover_delete() {
     assert_ne!(rotated.password.expose(), creds.password.expose());
     let old = connect(&creds)
         .await
-        .err()
-        .expect("old password still accepted");
+        .expect_err("old password still accepted");
     assert!(
         db_message(&old).contains("password authentication failed"),
         "{old:?}"

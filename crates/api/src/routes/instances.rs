@@ -147,14 +147,13 @@ async fn replay(
         .into_response();
     res.headers_mut()
         .insert("idempotent-replayed", HeaderValue::from_static("true"));
-    if let Ok(instance) = serde_json::from_str::<Instance>(&body) {
-        if let Ok(v) = HeaderValue::from_str(&format!(
+    if let Ok(instance) = serde_json::from_str::<Instance>(&body)
+        && let Ok(v) = HeaderValue::from_str(&format!(
             "/v1/projects/{project}/instances/{}",
             instance.name
         )) {
             res.headers_mut().insert(header::LOCATION, v);
         }
-    }
     Ok(Some(res))
 }
 
@@ -187,11 +186,10 @@ pub async fn create(
     let project = project(&st, &caller, &project_name).await?;
     let key = idempotency_key(&headers)?;
     let fingerprint = hex(&Sha256::digest(&body.raw));
-    if let Some(key) = &key {
-        if let Some(res) = replay(&st, &project, key, &fingerprint).await? {
+    if let Some(key) = &key
+        && let Some(res) = replay(&st, &project, key, &fingerprint).await? {
             return Ok(res);
         }
-    }
     let spec = body
         .value
         .validate(st.runtime.plans(), st.runtime.versions())?;
@@ -213,11 +211,10 @@ pub async fn create(
         }
         Err(RuntimeError::Conflict(m)) => {
             // A concurrent request with the same key may have won the race.
-            if let Some(key) = &key {
-                if let Some(res) = replay(&st, &project, key, &fingerprint).await? {
+            if let Some(key) = &key
+                && let Some(res) = replay(&st, &project, key, &fingerprint).await? {
                     return Ok(res);
                 }
-            }
             Err(RuntimeError::Conflict(m).into())
         }
         Err(e) => Err(e.into()),
