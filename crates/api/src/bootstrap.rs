@@ -40,7 +40,9 @@ pub async fn bootstrap(
         tx.commit().await?;
     }
     if store.user_by_name(ADMIN_USER).await?.is_none() {
-        let password = if let Some(p) = admin_password { p } else {
+        let password = if let Some(p) = admin_password {
+            p
+        } else {
             let p = crate::random_token(32);
             write_private(
                 &data_dir.join("admin-password"),

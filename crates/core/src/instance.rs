@@ -134,13 +134,17 @@ impl CreateInstance {
         let name = errors.check("name", InstanceName::parse(&self.name));
         let version = match self.version {
             Some(v) => errors.check("version", versions.get(&v).map(|v| v.version.clone())),
-            None => if let Some(v) = versions.default_version() { Some(v.version.clone()) } else {
-                errors.push(
-                    "version",
-                    "no PostgreSQL version is available on this platform",
-                );
-                None
-            },
+            None => {
+                if let Some(v) = versions.default_version() {
+                    Some(v.version.clone())
+                } else {
+                    errors.push(
+                        "version",
+                        "no PostgreSQL version is available on this platform",
+                    );
+                    None
+                }
+            }
         };
         let plan = match &self.plan {
             Some(p) => errors.check("plan", plans.get(p)),
@@ -223,9 +227,10 @@ impl UpdateInstance {
             }
         }
         if let Some(entries) = &self.acl
-            && let Some(acl) = errors.check("acl", prefixed("acl", Acl::parse(entries))) {
-                next.acl = acl;
-            }
+            && let Some(acl) = errors.check("acl", prefixed("acl", Acl::parse(entries)))
+        {
+            next.acl = acl;
+        }
         if let Some(labels) = self.labels {
             check_labels(&labels, &mut errors);
             next.labels = labels;

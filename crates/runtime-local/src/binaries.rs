@@ -32,15 +32,18 @@ impl Installations {
             candidates.extend(dirs);
         }
         if let Ok(out) = Command::new("pg_config").arg("--bindir").output()
-            && out.status.success() {
-                candidates.push(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
-            }
+            && out.status.success()
+        {
+            candidates.push(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
+        }
         let mut by_major = BTreeMap::new();
         for dir in candidates {
-            if dir.join("postgres").is_file() && dir.join("initdb").is_file()
-                && let Some(major) = major_of(&dir) {
-                    by_major.entry(major).or_insert(dir);
-                }
+            if dir.join("postgres").is_file()
+                && dir.join("initdb").is_file()
+                && let Some(major) = major_of(&dir)
+            {
+                by_major.entry(major).or_insert(dir);
+            }
         }
         Self { by_major }
     }

@@ -654,9 +654,10 @@ impl Supervisor {
     async fn teardown(&mut self) {
         self.stop_server().await;
         if let Err(e) = std::fs::remove_dir_all(&self.paths.dir)
-            && e.kind() != std::io::ErrorKind::NotFound {
-                tracing::error!(instance_id = %self.id, error = %e, "cannot remove the data directory");
-            }
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::error!(instance_id = %self.id, error = %e, "cannot remove the data directory");
+        }
         let result: Result<(), strata_store::StoreError> = async {
             let mut tx = self.rt.store.begin().await?;
             tx.delete_instance(self.id).await?;

@@ -2,7 +2,13 @@
 //! ports, real PostgreSQL servers, connections over TLS with the returned CA.
 
 // Test helpers outside #[test] functions may panic: that is how a test fails.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines, clippy::cast_possible_wrap, clippy::items_after_statements)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::too_many_lines,
+    clippy::cast_possible_wrap,
+    clippy::items_after_statements
+)]
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -151,9 +151,10 @@ async fn replay(
         && let Ok(v) = HeaderValue::from_str(&format!(
             "/v1/projects/{project}/instances/{}",
             instance.name
-        )) {
-            res.headers_mut().insert(header::LOCATION, v);
-        }
+        ))
+    {
+        res.headers_mut().insert(header::LOCATION, v);
+    }
     Ok(Some(res))
 }
 
@@ -187,9 +188,10 @@ pub async fn create(
     let key = idempotency_key(&headers)?;
     let fingerprint = hex(&Sha256::digest(&body.raw));
     if let Some(key) = &key
-        && let Some(res) = replay(&st, &project, key, &fingerprint).await? {
-            return Ok(res);
-        }
+        && let Some(res) = replay(&st, &project, key, &fingerprint).await?
+    {
+        return Ok(res);
+    }
     let spec = body
         .value
         .validate(st.runtime.plans(), st.runtime.versions())?;
@@ -212,9 +214,10 @@ pub async fn create(
         Err(RuntimeError::Conflict(m)) => {
             // A concurrent request with the same key may have won the race.
             if let Some(key) = &key
-                && let Some(res) = replay(&st, &project, key, &fingerprint).await? {
-                    return Ok(res);
-                }
+                && let Some(res) = replay(&st, &project, key, &fingerprint).await?
+            {
+                return Ok(res);
+            }
             Err(RuntimeError::Conflict(m).into())
         }
         Err(e) => Err(e.into()),
