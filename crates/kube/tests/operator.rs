@@ -464,3 +464,86 @@ async fn only_the_lease_holder_reconciles_and_the_other_takes_over() {
     assert!(b.reconciles() > 0);
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_works_with_only_the_rbac_manifest() {
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+
+    let h = Harness::new().await;
+    let user = h.env.vars["STRATA_TESTENV_USER"].clone();
+    let docs: Vec<serde_json::Value> =
+        serde_yaml::Deserializer::from_str(include_str!("../../../deploy/rbac/operator.yaml"))
+            .map(|d| serde::Deserialize::deserialize(d).unwrap())
+            .collect();
+    let of_kind = |kind: &str| {
+        docs.iter()
+            .find(|d| d["kind"] == kind)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {kind} in deploy/rbac/operator.yaml"))
+    };
+    let pp = PostParams::default();
+    let cluster_role: ClusterRole = serde_json::from_value(of_kind("ClusterRole")).unwrap();
+    Api::<ClusterRole>::all(h.client.clone())
+        .create(&pp, &cluster_role)
+        .await
+        .unwrap();
+    let mut role: Role = serde_json::from_value(of_kind("Role")).unwrap();
+    role.metadata.namespace = Some("default".into());
+    Api::<Role>::namespaced(h.client.clone(), "default")
+        .create(&pp, &role)
+        .await
+        .unwrap();
+    // Bind the manifest's roles to testenv's unprivileged user instead of the
+    // service account (there are no pods to carry its token).
+    let subject =
+        json!([{ "kind": "User", "name": user, "apiGroup": "rbac.authorization.k8s.io" }]);
+    let mut crb = of_kind("ClusterRoleBinding");
+    crb["subjects"] = subject.clone();
+    let crb: ClusterRoleBinding = serde_json::from_value(crb).unwrap();
+    Api::<ClusterRoleBinding>::all(h.client.clone())
+        .create(&pp, &crb)
+        .await
+        .unwrap();
+    let mut rb = of_kind("RoleBinding");
+    rb["subjects"] = subject;
+    rb["metadata"]["namespace"] = json!("default");
+    let rb: RoleBinding = serde_json::from_value(rb).unwrap();
+    Api::<RoleBinding>::namespaced(h.client.clone(), "default")
+        .create(&pp, &rb)
+        .await
+        .unwrap();
+
+    let user_client = h.env.user_client().await;
+    assert!(
+        Api::<Secret>::namespaced(user_client.clone(), "kube-system")
+            .get_opt("anything")
+            .await
+            .is_ok(),
+        "the user can read secrets through the ClusterRole"
+    );
+    let op = RunningOperator::start(&user_client, "op-rbac");
+    h.create("orders", spec()).await;
+    let _: NetworkPolicy = eventually("the NetworkPolicy", || get(&h, "orders")).await;
+    wait_phase(&h, "orders", "Provisioning").await;
+    mark_ready(&h, "orders").await;
+    wait_phase(&h, "orders", "Ready").await;
+    h.api::<PostgresInstance>()
+        .delete("orders", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("the instance to be gone", || async {
+        get::<PostgresInstance>(&h, "orders")
+            .await
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(get::<Secret>(&h, "orders-credentials").await.is_none());
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &op.registry).unwrap();
+    assert!(
+        !text.contains("strata_operator_reconcile_failures_total{"),
+        "no reconcile may fail for lack of permissions:\n{text}"
+    );
+    op.stop().await;
+}

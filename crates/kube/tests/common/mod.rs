@@ -97,8 +97,21 @@ impl TestEnv {
     }
 
     pub async fn client(&self) -> Client {
+        self.client_for(KubeConfigOptions::default()).await
+    }
+
+    /// A client as testenv's unprivileged user (no RBAC grants of its own).
+    pub async fn user_client(&self) -> Client {
+        self.client_for(KubeConfigOptions {
+            context: Some(self.vars["STRATA_TESTENV_USER_CONTEXT"].clone()),
+            ..KubeConfigOptions::default()
+        })
+        .await
+    }
+
+    async fn client_for(&self, options: KubeConfigOptions) -> Client {
         let kubeconfig = Kubeconfig::read_from(&self.vars["KUBECONFIG"]).expect("kubeconfig");
-        let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        let config = Config::from_custom_kubeconfig(kubeconfig, &options)
             .await
             .expect("client config");
         Client::try_from(config).expect("client")
