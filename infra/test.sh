@@ -170,7 +170,7 @@ script_conventions() {
   out=$("$f" --help) || { echo "--help exited non-zero"; return 1; }
   grep -q '^Usage:' <<<"$out" || { echo "--help prints no Usage: line"; return 1; }
 }
-for f in "${scripts[@]}"; do
+for f in "${scripts[@]}" "${helpers[@]}"; do
   [[ $f == infra/lib/* ]] && continue # sourced library, not a command
   check "conventions $f" script_conventions "$infra/../$f"
 done
