@@ -1,0 +1,532 @@
+//! The Kubernetes `InstanceRuntime` behind `strata api --runtime kubernetes`:
+//! a namespace per project, a `PostgresInstance` per instance, credentials
+//! from the operator's Secret, status from the resource. The operator does
+//! the work; this side only writes and reads resources.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use k8s_openapi::api::core::v1::{Namespace, Secret as KubeSecret};
+use k8s_openapi::api::events::v1::Event as KubeEvent;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+use strata_core::events::PublishedEvent;
+use strata_core::instance::ENGINE;
+use strata_core::{
+    Condition, ConditionStatus, Credentials, Endpoint, EventKind, Instance, InstanceName,
+    InstanceRuntime, InstanceSpec, InstanceStatus, Page, PageRequest, Phase, PlanCatalog,
+    ProjectName, RuntimeError, RuntimeResult, Secret, ServiceEvent, Severity, UpdateInstance,
+    VersionCatalog,
+};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+use crate::build::{FIELD_MANAGER, ROTATION_ANNOTATION, secret_name};
+use crate::crd::{
+    PostgresInstance, PostgresInstanceSpec, ROTATE_ANNOTATION, SUPPORTED_VERSIONS, StatusCondition,
+};
+
+/// Label on the namespaces this runtime creates: the project they belong to.
+pub const PROJECT_LABEL: &str = "strata.dev/project";
+
+/// `InstanceRuntime` on a Kubernetes cluster running the operator.
+pub struct KubeRuntime {
+    client: Client,
+    plans: PlanCatalog,
+    versions: VersionCatalog,
+    namespace_prefix: String,
+    events: broadcast::Sender<PublishedEvent>,
+    /// How long `rotate_credentials` waits for the operator.
+    pub rotate_timeout: Duration,
+}
+
+impl KubeRuntime {
+    /// Projects live in namespaces named `<namespace_prefix><project>`.
+    pub fn new(client: Client, namespace_prefix: &str) -> Self {
+        let majors = SUPPORTED_VERSIONS
+            .iter()
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        Self {
+            client,
+            plans: PlanCatalog::default(),
+            versions: VersionCatalog::from_majors(majors),
+            namespace_prefix: namespace_prefix.to_owned(),
+            events: broadcast::channel(256).0,
+            rotate_timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// The namespace of a project.
+    pub fn namespace(&self, project: &ProjectName) -> RuntimeResult<String> {
+        let ns = format!("{}{project}", self.namespace_prefix);
+        if ns.len() > 63 {
+            return Err(RuntimeError::Invalid(strata_core::ValidationError::field(
+                "project",
+                format!(
+                    "too long for a Kubernetes namespace with prefix {:?}",
+                    self.namespace_prefix
+                ),
+            )));
+        }
+        Ok(ns)
+    }
+
+    fn api(&self, project: &ProjectName) -> RuntimeResult<Api<PostgresInstance>> {
+        Ok(Api::namespaced(
+            self.client.clone(),
+            &self.namespace(project)?,
+        ))
+    }
+
+    async fn ensure_namespace(&self, project: &ProjectName) -> RuntimeResult<()> {
+        let name = self.namespace(project)?;
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        let ns: Namespace = serde_json::from_value(json!({
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {
+                "name": name,
+                "labels": {
+                    PROJECT_LABEL: project.as_str(),
+                    "app.kubernetes.io/managed-by": "strata",
+                },
+            },
+        }))
+        .map_err(|e| RuntimeError::Internal(e.to_string()))?;
+        match api.create(&PostParams::default(), &ns).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                let existing = api.get(&name).await.map_err(unavailable)?;
+                if existing.labels().get(PROJECT_LABEL).map(String::as_str)
+                    == Some(project.as_str())
+                {
+                    Ok(())
+                } else {
+                    Err(RuntimeError::Conflict(format!(
+                        "namespace {name} exists and does not belong to project {project}"
+                    )))
+                }
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn fetch(
+        &self,
+        project: &ProjectName,
+        name: &InstanceName,
+    ) -> RuntimeResult<PostgresInstance> {
+        self.api(project)?
+            .get_opt(name.as_str())
+            .await
+            .map_err(unavailable)?
+            .ok_or_else(|| RuntimeError::NotFound(format!("instance {name}")))
+    }
+}
+
+#[allow(clippy::needless_pass_by_value)] // used as `map_err(unavailable)`
+fn unavailable(e: kube::Error) -> RuntimeError {
+    RuntimeError::Unavailable(format!("Kubernetes API: {e}"))
+}
+
+fn parse_time(s: &str) -> Option<OffsetDateTime> {
+    OffsetDateTime::parse(s, &Rfc3339).ok()
+}
+
+fn condition(c: &StatusCondition) -> Condition {
+    Condition {
+        kind: c.type_.clone(),
+        status: match c.status.as_str() {
+            "True" => ConditionStatus::True,
+            "False" => ConditionStatus::False,
+            _ => ConditionStatus::Unknown,
+        },
+        reason: c.reason.clone(),
+        message: c.message.clone(),
+        last_transition_time: parse_time(&c.last_transition_time)
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+    }
+}
+
+/// The API's view of a resource.
+pub fn to_instance(project: &ProjectName, pi: &PostgresInstance) -> Instance {
+    let created_at = pi
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .and_then(|t| parse_time(&t.0.to_string()))
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    let status = pi.status.clone().unwrap_or_default();
+    let conditions: Vec<Condition> = status.conditions.iter().map(condition).collect();
+    let updated_at = conditions
+        .iter()
+        .map(|c| c.last_transition_time)
+        .max()
+        .unwrap_or(created_at)
+        .max(created_at);
+    let deleting = pi.metadata.deletion_timestamp.is_some();
+    let phase = if deleting {
+        Phase::Deleting
+    } else {
+        status
+            .phase
+            .as_deref()
+            .and_then(Phase::parse)
+            .unwrap_or(Phase::Provisioning)
+    };
+    Instance {
+        id: pi
+            .metadata
+            .uid
+            .as_deref()
+            .and_then(|u| Uuid::parse_str(u).ok())
+            .unwrap_or_default(),
+        name: pi.name_any(),
+        project: project.to_string(),
+        engine: ENGINE.to_owned(),
+        version: pi.spec.version.clone(),
+        plan: pi.spec.plan.clone(),
+        storage_gb: pi.spec.storage_gb,
+        acl: pi.spec.acl.clone(),
+        labels: pi.labels().clone(),
+        status: InstanceStatus {
+            phase,
+            message: status.message.unwrap_or_default(),
+            endpoint: status.endpoint.map(|e| Endpoint {
+                host: e.host,
+                port: e.port,
+            }),
+            conditions,
+            storage_used_bytes: None,
+        },
+        created_at,
+        updated_at,
+    }
+}
+
+fn secret_value(secret: &KubeSecret, key: &str) -> Option<String> {
+    secret
+        .data
+        .as_ref()?
+        .get(key)
+        .and_then(|b| String::from_utf8(b.0.clone()).ok())
+}
+
+fn credentials_from(secret: &KubeSecret) -> RuntimeResult<Credentials> {
+    let get = |k: &str| {
+        secret_value(secret, k)
+            .ok_or_else(|| RuntimeError::Unavailable(format!("credentials are missing {k}")))
+    };
+    let port = get("port")?
+        .parse()
+        .map_err(|_| RuntimeError::Internal("credentials carry a bad port".into()))?;
+    Ok(Credentials::new(
+        &get("username")?,
+        Secret::new(get("password")?),
+        &get("database")?,
+        &get("host")?,
+        port,
+        String::new(),
+    ))
+}
+
+#[async_trait]
+impl InstanceRuntime for KubeRuntime {
+    fn plans(&self) -> &PlanCatalog {
+        &self.plans
+    }
+
+    fn versions(&self) -> &VersionCatalog {
+        &self.versions
+    }
+
+    async fn create(&self, project: &ProjectName, spec: InstanceSpec) -> RuntimeResult<Instance> {
+        self.ensure_namespace(project).await?;
+        let mut pi = PostgresInstance::new(
+            spec.name.as_str(),
+            PostgresInstanceSpec {
+                version: spec.version,
+                plan: spec.plan,
+                storage_gb: spec.storage_gb,
+                acl: spec.acl.to_strings(),
+                image: None,
+                storage_class: None,
+            },
+        );
+        pi.metadata.labels = Some(spec.labels);
+        match self.api(project)?.create(&PostParams::default(), &pi).await {
+            Ok(created) => Ok(to_instance(project, &created)),
+            Err(kube::Error::Api(e)) if e.code == 409 => Err(RuntimeError::Conflict(format!(
+                "instance {} already exists",
+                spec.name
+            ))),
+            Err(kube::Error::Api(e)) if e.code == 422 => Err(RuntimeError::Invalid(
+                strata_core::ValidationError::field("", e.message),
+            )),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn get(&self, project: &ProjectName, name: &InstanceName) -> RuntimeResult<Instance> {
+        Ok(to_instance(project, &self.fetch(project, name).await?))
+    }
+
+    async fn list(
+        &self,
+        project: &ProjectName,
+        labels: &[(String, String)],
+        page: PageRequest,
+    ) -> RuntimeResult<Page<Instance>> {
+        let selector = labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut params = ListParams::default();
+        if !selector.is_empty() {
+            params = params.labels(&selector);
+        }
+        if page.size > 0 {
+            params = params.limit(page.size);
+        }
+        if let Some(token) = page.token {
+            params = params.continue_token(&token);
+        }
+        let list = match self.api(project)?.list(&params).await {
+            Ok(list) => list,
+            Err(kube::Error::Api(e)) if e.code == 410 => {
+                return Err(RuntimeError::Invalid(strata_core::ValidationError::field(
+                    "page_token",
+                    "expired; list again from the start",
+                )));
+            }
+            Err(e) => return Err(unavailable(e)),
+        };
+        Ok(Page {
+            items: list
+                .items
+                .iter()
+                .map(|pi| to_instance(project, pi))
+                .collect(),
+            next_page_token: list.metadata.continue_.filter(|t| !t.is_empty()),
+        })
+    }
+
+    async fn update(
+        &self,
+        project: &ProjectName,
+        name: &InstanceName,
+        change: UpdateInstance,
+    ) -> RuntimeResult<Instance> {
+        let current = self.fetch(project, name).await?;
+        let current_instance = to_instance(project, &current);
+        if !current_instance.status.phase.accepts_update() {
+            return Err(RuntimeError::Conflict(format!(
+                "instance {name} is {}; try again when it is Ready",
+                current_instance.status.phase
+            )));
+        }
+        let spec = current_instance.spec()?;
+        let next = change.apply(&spec, &self.plans)?;
+        // Labels: replace the set; merge patch removes a key given as null.
+        let mut labels: BTreeMap<String, serde_json::Value> = current
+            .labels()
+            .keys()
+            .map(|k| (k.clone(), serde_json::Value::Null))
+            .collect();
+        for (k, v) in &next.labels {
+            labels.insert(k.clone(), json!(v));
+        }
+        let patch = json!({
+            "metadata": {
+                "labels": labels,
+                "resourceVersion": current.resource_version(),
+            },
+            "spec": {
+                "plan": next.plan,
+                "storageGb": next.storage_gb,
+                "acl": next.acl.to_strings(),
+            },
+        });
+        match self
+            .api(project)?
+            .patch(
+                name.as_str(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+        {
+            Ok(updated) => Ok(to_instance(project, &updated)),
+            Err(kube::Error::Api(e)) if e.code == 409 => Err(RuntimeError::Conflict(format!(
+                "instance {name} changed concurrently; try again"
+            ))),
+            Err(kube::Error::Api(e)) if e.code == 422 => Err(RuntimeError::Invalid(
+                strata_core::ValidationError::field("", e.message),
+            )),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn delete(&self, project: &ProjectName, name: &InstanceName) -> RuntimeResult<Instance> {
+        let current = self.fetch(project, name).await?;
+        match self
+            .api(project)?
+            .delete(name.as_str(), &DeleteParams::background())
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(unavailable(e)),
+        }
+        let mut instance = to_instance(project, &current);
+        instance.status.set_phase(
+            Phase::Deleting,
+            "DeleteRequested",
+            "deleting the instance",
+            OffsetDateTime::now_utc(),
+        );
+        Ok(instance)
+    }
+
+    async fn credentials(
+        &self,
+        project: &ProjectName,
+        name: &InstanceName,
+    ) -> RuntimeResult<Credentials> {
+        self.fetch(project, name).await?;
+        let secrets: Api<KubeSecret> =
+            Api::namespaced(self.client.clone(), &self.namespace(project)?);
+        let secret = secrets
+            .get_opt(&secret_name(name.as_str()))
+            .await
+            .map_err(unavailable)?
+            .ok_or_else(|| {
+                RuntimeError::Unavailable(format!(
+                    "the credentials of {name} are not generated yet; try again shortly"
+                ))
+            })?;
+        credentials_from(&secret)
+    }
+
+    async fn rotate_credentials(
+        &self,
+        project: &ProjectName,
+        name: &InstanceName,
+    ) -> RuntimeResult<Credentials> {
+        self.fetch(project, name).await?;
+        let token = Uuid::new_v4().to_string();
+        let patch = json!({ "metadata": { "annotations": { ROTATE_ANNOTATION: token } } });
+        self.api(project)?
+            .patch(
+                name.as_str(),
+                &PatchParams {
+                    field_manager: Some(format!("{FIELD_MANAGER}-api")),
+                    ..PatchParams::default()
+                },
+                &Patch::Merge(&patch),
+            )
+            .await
+            .map_err(unavailable)?;
+        let secrets: Api<KubeSecret> =
+            Api::namespaced(self.client.clone(), &self.namespace(project)?);
+        let deadline = tokio::time::Instant::now() + self.rotate_timeout;
+        loop {
+            if let Some(secret) = secrets
+                .get_opt(&secret_name(name.as_str()))
+                .await
+                .map_err(unavailable)?
+                && secret.annotations().get(ROTATION_ANNOTATION) == Some(&token)
+            {
+                return credentials_from(&secret);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(RuntimeError::Unavailable(
+                    "the operator has not rotated the credentials yet; they will change shortly"
+                        .into(),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn events(
+        &self,
+        project: &ProjectName,
+        name: &InstanceName,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> RuntimeResult<Vec<ServiceEvent>> {
+        let pi = self.fetch(project, name).await?;
+        let uid = pi.metadata.uid.clone().unwrap_or_default();
+        let api: Api<KubeEvent> = Api::namespaced(self.client.clone(), &self.namespace(project)?);
+        let list = api
+            .list(&ListParams::default().fields(&format!("regarding.uid={uid}")))
+            .await
+            .map_err(unavailable)?;
+        let mut events: Vec<ServiceEvent> = list
+            .items
+            .iter()
+            .map(|e| {
+                let reason = e.reason.clone().unwrap_or_default();
+                let to = Phase::parse(&reason);
+                ServiceEvent {
+                    id: e
+                        .metadata
+                        .uid
+                        .as_deref()
+                        .and_then(|u| Uuid::parse_str(u).ok())
+                        .unwrap_or_default(),
+                    time: e
+                        .event_time
+                        .as_ref()
+                        .and_then(|t| parse_time(&t.0.to_string()))
+                        .or_else(|| {
+                            e.metadata
+                                .creation_timestamp
+                                .as_ref()
+                                .and_then(|t| parse_time(&t.0.to_string()))
+                        })
+                        .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+                    instance: name.to_string(),
+                    kind: match reason.as_str() {
+                        "CredentialsCreated" | "CredentialsRotated" => {
+                            EventKind::CredentialsRotated
+                        }
+                        "Applied" => EventKind::Updated,
+                        _ if to == Some(Phase::Failed) => EventKind::Failed,
+                        _ if to.is_some() => EventKind::PhaseChanged,
+                        _ => EventKind::ProvisioningStep,
+                    },
+                    severity: if e.type_.as_deref() == Some("Warning") {
+                        Severity::Warning
+                    } else {
+                        Severity::Info
+                    },
+                    message: e.note.clone().unwrap_or(reason),
+                    from: None,
+                    to,
+                }
+            })
+            .collect();
+        events.sort_by_key(|e| e.time);
+        if let Some(after) = after
+            && let Some(pos) = events.iter().position(|e| e.id == after)
+        {
+            events.drain(..=pos);
+        }
+        events.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        Ok(events)
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<PublishedEvent> {
+        // The operator records Kubernetes Events; live delivery to the API's
+        // stream is not wired yet, so this channel stays quiet.
+        self.events.subscribe()
+    }
+}

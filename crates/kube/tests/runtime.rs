@@ -1,0 +1,139 @@
+//! The Kubernetes `InstanceRuntime` against a real kube-apiserver with the
+//! operator running: the API's create/get/list/update/credentials/rotate/
+//! delete flow.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::{Harness, RunningOperator, eventually};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Patch, PatchParams};
+use kube::{Api, ResourceExt};
+use serde_json::json;
+use strata_core::{
+    CreateInstance, InstanceName, InstanceRuntime, PageRequest, Phase, ProjectName, RuntimeError,
+    UpdateInstance,
+};
+use strata_kube::KubeRuntime;
+use strata_kube::runtime::PROJECT_LABEL;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_flow_on_the_kubernetes_runtime() {
+    let h = Harness::new().await;
+    let op = RunningOperator::start(&h.client, "op-a");
+    let rt = KubeRuntime::new(h.client.clone(), "strata-");
+    let project = ProjectName::parse("shop").unwrap();
+    let name = InstanceName::parse("orders").unwrap();
+
+    let spec = CreateInstance {
+        name: "orders".into(),
+        version: Some("16".into()),
+        plan: Some("small".into()),
+        storage_gb: Some(20),
+        acl: Some(vec!["10.0.0.0/8".into()]),
+        labels: Some(BTreeMap::from([("team".into(), "checkout".into())])),
+    }
+    .validate(rt.plans(), rt.versions())
+    .unwrap();
+    let created = rt.create(&project, spec.clone()).await.unwrap();
+    assert_eq!(created.status.phase, Phase::Provisioning);
+    assert_eq!(created.project, "shop");
+    assert!(!created.id.is_nil());
+    assert!(matches!(
+        rt.create(&project, spec).await,
+        Err(RuntimeError::Conflict(_))
+    ));
+
+    let ns = Api::<Namespace>::all(h.client.clone())
+        .get("strata-shop")
+        .await
+        .unwrap();
+    assert_eq!(ns.labels()[PROJECT_LABEL], "shop");
+
+    // The operator provisions; a "kubelet" marks the StatefulSet ready.
+    let sts_api: Api<StatefulSet> = Api::namespaced(h.client.clone(), "strata-shop");
+    eventually("the StatefulSet", || async {
+        sts_api.get_opt("orders").await.ok()?
+    })
+    .await;
+    sts_api
+        .patch_status(
+            "orders",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "status": { "replicas": 1, "readyReplicas": 1 } })),
+        )
+        .await
+        .unwrap();
+    let ready = eventually("Ready through the runtime", || async {
+        let i = rt.get(&project, &name).await.ok()?;
+        (i.status.phase == Phase::Ready).then_some(i)
+    })
+    .await;
+    let endpoint = ready.status.endpoint.clone().unwrap();
+    assert_eq!(endpoint.host, "orders.strata-shop.svc.cluster.local");
+    assert_eq!(endpoint.port, 5432);
+
+    let page = rt
+        .list(
+            &project,
+            &[("team".into(), "checkout".into())],
+            PageRequest::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 1);
+    let none = rt
+        .list(
+            &project,
+            &[("team".into(), "other".into())],
+            PageRequest::default(),
+        )
+        .await
+        .unwrap();
+    assert!(none.items.is_empty());
+
+    let creds = rt.credentials(&project, &name).await.unwrap();
+    assert_eq!(creds.username, "app");
+    assert_eq!(creds.host, endpoint.host);
+    assert_eq!(creds.password.expose().len(), 32);
+    let rotated = rt.rotate_credentials(&project, &name).await.unwrap();
+    assert_ne!(rotated.password.expose(), creds.password.expose());
+
+    let updated = rt
+        .update(
+            &project,
+            &name,
+            UpdateInstance {
+                plan: Some("medium".into()),
+                storage_gb: Some(50),
+                ..UpdateInstance::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated.plan, "medium");
+    assert_eq!(updated.storage_gb, 50);
+    assert_eq!(updated.labels["team"], "checkout");
+
+    let events = rt.events(&project, &name, None, 100).await.unwrap();
+    assert!(
+        events.iter().any(|e| e.to == Some(Phase::Ready)),
+        "{events:?}"
+    );
+
+    let deleting = rt.delete(&project, &name).await.unwrap();
+    assert_eq!(deleting.status.phase, Phase::Deleting);
+    eventually("the instance to be gone", || async {
+        matches!(
+            rt.get(&project, &name).await,
+            Err(RuntimeError::NotFound(_))
+        )
+        .then_some(())
+    })
+    .await;
+    op.stop().await;
+}
