@@ -547,3 +547,55 @@ async fn operator_works_with_only_the_rbac_manifest() {
     );
     op.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_applies_the_committed_files_and_prints_the_columns() {
+    let env = common::TestEnv::start();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let kubectl = |args: &[&str]| {
+        let out = std::process::Command::new(
+            std::path::Path::new(&env.vars["STRATA_TESTENV_BIN_DIR"]).join("kubectl"),
+        )
+        .env("KUBECONFIG", &env.vars["KUBECONFIG"])
+        .args(args)
+        .output()
+        .expect("run kubectl");
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let crd = root.join("deploy/crds/postgresinstances.strata.dev.yaml");
+    let example = root.join("deploy/examples/postgresinstance.yaml");
+    kubectl(&["apply", "-f", crd.to_str().unwrap()]);
+    kubectl(&[
+        "wait",
+        "--for=condition=Established",
+        "--timeout=30s",
+        "crd/postgresinstances.strata.dev",
+    ]);
+    kubectl(&["apply", "-f", example.to_str().unwrap()]);
+    let table = kubectl(&["get", "pgi", "-A"]);
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "NAMESPACE",
+            "NAME",
+            "PHASE",
+            "VERSION",
+            "PLAN",
+            "STORAGE",
+            "ENDPOINT",
+            "AGE"
+        ]
+    );
+    let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(&row[..2], ["default", "orders"]);
+    assert!(
+        row.contains(&"small") && row.contains(&"20") && row.contains(&"17"),
+        "{table}"
+    );
+}
