@@ -317,7 +317,13 @@ fi
 if $check_logs; then
   units=(-u 'devstack@*' -u rabbitmq-server -u mysql -u mariadb -u apache2
     -u 'ovn-*' -u 'ovs-*' -u openvswitch-switch)
-  if ! journal=$(journalctl "${units[@]}" --since "$since" --no-pager -o short 2>&1); then
+  # The system journal is readable by root (and the adm/systemd-journal
+  # groups); DevStack's stack user reads it through its sudo rights.
+  journal_cmd=(journalctl)
+  if [[ $(id -u) -ne 0 ]] && ! id -nG | grep -qwE 'adm|systemd-journal' && sudo -n true 2>/dev/null; then
+    journal_cmd=(sudo -n journalctl)
+  fi
+  if ! journal=$("${journal_cmd[@]}" "${units[@]}" --since "$since" --no-pager -o short 2>&1); then
     fail logs "journalctl failed: $(head -c 300 <<<"$journal")"
   else
     errors=$(grep -E '(^|[[:space:]])(ERROR|CRITICAL)[[:space:]]|Traceback \(most recent call last\)' <<<"$journal" || true)
