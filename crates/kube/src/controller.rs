@@ -26,7 +26,8 @@ use prometheus_client::registry::Registry;
 use rand::Rng;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use strata_core::Phase;
+use strata_core::events::NewServiceEvent;
+use strata_core::{EventKind, Instance, Phase, ProjectName};
 use time::OffsetDateTime;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
@@ -37,6 +38,7 @@ use crate::build::{
 };
 use crate::crd::{FINALIZER, PostgresInstance, PostgresInstanceStatus};
 use crate::metrics::Metrics;
+use crate::runtime::to_instance;
 
 /// Everything that can make a reconcile fail. `reason()` is the metric label.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +72,16 @@ impl Error {
     }
 }
 
+/// Where the operator records service events (phase changes, credential
+/// rotations, applied changes, failures) for the Strata API's per-instance
+/// log; the binary implements it on the Strata store.
+#[async_trait::async_trait]
+pub trait ServiceEventSink: Send + Sync + 'static {
+    /// `instance` is the API's view of the resource (id = the resource's uid,
+    /// project = the namespace without `OperatorConfig::namespace_prefix`).
+    async fn record(&self, instance: &Instance, event: NewServiceEvent);
+}
+
 /// Leader election settings.
 #[derive(Debug, Clone)]
 pub struct LeaseConfig {
@@ -93,6 +105,10 @@ pub struct OperatorConfig {
     pub resync: Duration,
     /// Longest delay between retries of a failing instance.
     pub max_backoff: Duration,
+    /// Service events go here too when set.
+    pub service_events: Option<Arc<dyn ServiceEventSink>>,
+    /// Namespaces of projects are `<prefix><project>` (see `KubeRuntime`).
+    pub namespace_prefix: String,
 }
 
 impl OperatorConfig {
@@ -114,6 +130,8 @@ impl OperatorConfig {
             },
             resync: Duration::from_mins(5),
             max_backoff: Duration::from_mins(5),
+            service_events: None,
+            namespace_prefix: "strata-".into(),
         }
     }
 }
@@ -126,6 +144,8 @@ struct Context {
     resync: Duration,
     max_backoff: Duration,
     failures: Mutex<HashMap<String, u32>>,
+    sink: Option<Arc<dyn ServiceEventSink>>,
+    namespace_prefix: String,
 }
 
 /// A configured operator whose metrics are registered; `run` starts it.
@@ -184,6 +204,8 @@ impl Operator {
             resync: config.resync,
             max_backoff: config.max_backoff,
             failures: Mutex::new(HashMap::new()),
+            sink: config.service_events.clone(),
+            namespace_prefix: config.namespace_prefix.clone(),
         });
         let mut stopping = stop_rx.clone();
         loop {
@@ -352,6 +374,21 @@ async fn publish(
     }
 }
 
+async fn record(ctx: &Context, instance: &PostgresInstance, event: NewServiceEvent) {
+    let Some(sink) = &ctx.sink else {
+        return;
+    };
+    let ns = instance.namespace().unwrap_or_default();
+    let project = ns
+        .strip_prefix(ctx.namespace_prefix.as_str())
+        .unwrap_or(&ns);
+    if let Ok(project) = ProjectName::parse(project) {
+        sink.record(&to_instance(&project, instance), event).await;
+    } else {
+        debug!(namespace = %ns, "namespace names no project; service event not recorded");
+    }
+}
+
 async fn write_status(
     ctx: &Context,
     instance: &PostgresInstance,
@@ -382,7 +419,11 @@ async fn write_status(
             EventType::Normal
         };
         let note = status.message.clone().unwrap_or_default();
-        publish(ctx, instance, type_, &phase, note).await;
+        publish(ctx, instance, type_, &phase, note.clone()).await;
+        if let Some(to) = Phase::parse(&phase) {
+            let from = previous.as_deref().and_then(Phase::parse);
+            record(ctx, instance, NewServiceEvent::phase(from, to, note)).await;
+        }
     }
     Ok(())
 }
@@ -499,20 +540,26 @@ async fn apply(instance: &PostgresInstance, ctx: &Context) -> Result<Action, Err
             )
         };
         publish(ctx, instance, EventType::Normal, reason, note.into()).await;
+        let kind = if first_credentials {
+            EventKind::ProvisioningStep
+        } else {
+            EventKind::CredentialsRotated
+        };
+        record(ctx, instance, NewServiceEvent::info(kind, note)).await;
     }
     let observed_generation = instance.status.as_ref().and_then(|s| s.observed_generation);
     if observed_generation != instance.metadata.generation {
-        publish(
-            ctx,
-            instance,
-            EventType::Normal,
-            "Applied",
-            format!(
-                "applied generation {} to Secret, ConfigMap, Services, StatefulSet, PodDisruptionBudget and NetworkPolicy",
-                instance.metadata.generation.unwrap_or_default()
-            ),
-        )
-        .await;
+        let note = format!(
+            "applied generation {} to Secret, ConfigMap, Services, StatefulSet, PodDisruptionBudget and NetworkPolicy",
+            instance.metadata.generation.unwrap_or_default()
+        );
+        publish(ctx, instance, EventType::Normal, "Applied", note.clone()).await;
+        let kind = if observed_generation.is_none() {
+            EventKind::ProvisioningStep
+        } else {
+            EventKind::Updated
+        };
+        record(ctx, instance, NewServiceEvent::info(kind, note)).await;
     }
     let status = build::status(instance, Some(&valid), &Outcome::Applied(Some(&sts)), now());
     write_status(ctx, instance, status).await?;

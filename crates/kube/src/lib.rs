@@ -8,6 +8,8 @@ pub mod crd;
 pub mod metrics;
 pub mod runtime;
 
-pub use controller::{Error, LeaseConfig, Operator, OperatorConfig, run_operator};
+pub use controller::{
+    Error, LeaseConfig, Operator, OperatorConfig, ServiceEventSink, run_operator,
+};
 pub use crd::{PostgresInstance, PostgresInstanceSpec, PostgresInstanceStatus, crd, crd_yaml};
 pub use runtime::KubeRuntime;

@@ -18,8 +18,24 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
-use strata_kube::PostgresInstance;
+use std::sync::{Arc, Mutex};
+use strata_core::events::NewServiceEvent;
+use strata_core::{EventKind, Phase};
 use strata_kube::crd::{FINALIZER, ROTATE_ANNOTATION};
+use strata_kube::{PostgresInstance, ServiceEventSink};
+
+#[derive(Default)]
+struct CollectingSink(Mutex<Vec<(String, String, NewServiceEvent)>>);
+
+#[async_trait::async_trait]
+impl ServiceEventSink for CollectingSink {
+    async fn record(&self, instance: &strata_core::Instance, event: NewServiceEvent) {
+        self.0
+            .lock()
+            .unwrap()
+            .push((instance.project.clone(), instance.name.clone(), event));
+    }
+}
 
 async fn get<K>(h: &Harness, name: &str) -> Option<K>
 where
@@ -145,7 +161,10 @@ async fn create_builds_every_owned_object_with_an_owner_reference() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ready_statefulset_makes_the_instance_ready_with_an_endpoint() {
     let h = Harness::new().await;
-    let op = RunningOperator::start(&h.client, "op-a");
+    let sink = Arc::new(CollectingSink::default());
+    let op = RunningOperator::start_with(&h.client, "op-a", |c| {
+        c.service_events = Some(sink.clone());
+    });
     h.create("orders", spec()).await;
     let _: StatefulSet = eventually("the StatefulSet", || get(&h, "orders")).await;
     wait_phase(&h, "orders", "Provisioning").await;
@@ -173,6 +192,32 @@ async fn ready_statefulset_makes_the_instance_ready_with_an_endpoint() {
     assert!(
         text.contains("strata_operator_instances{phase=\"Ready\"} 1"),
         "{text}"
+    );
+
+    // Service events for the Strata store, with the API's view of the instance.
+    let recorded = sink.0.lock().unwrap().clone();
+    let phases: Vec<_> = recorded
+        .iter()
+        .filter(|(_, _, e)| e.kind == EventKind::PhaseChanged)
+        .map(|(_, _, e)| (e.from, e.to))
+        .collect();
+    assert_eq!(
+        phases,
+        [
+            (None, Some(Phase::Provisioning)),
+            (Some(Phase::Provisioning), Some(Phase::Ready))
+        ],
+        "{recorded:?}"
+    );
+    assert!(
+        recorded
+            .iter()
+            .all(|(project, name, _)| project == "team-a" && name == "orders")
+    );
+    assert!(
+        recorded
+            .iter()
+            .any(|(_, _, e)| e.kind == EventKind::ProvisioningStep)
     );
     op.stop().await;
 }

@@ -197,7 +197,16 @@ pub struct RunningOperator {
 
 impl RunningOperator {
     pub fn start(client: &Client, identity: &str) -> Self {
+        Self::start_with(client, identity, |_| {})
+    }
+
+    pub fn start_with(
+        client: &Client,
+        identity: &str,
+        customise: impl FnOnce(&mut OperatorConfig),
+    ) -> Self {
         let mut config = OperatorConfig::new(client.clone(), "default");
+        customise(&mut config);
         identity.clone_into(&mut config.lease.identity);
         config.lease.duration_seconds = 4;
         config.lease.grace_seconds = 1;
