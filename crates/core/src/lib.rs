@@ -1,7 +1,9 @@
 //! Strata's domain: the names, plans, versions, ACLs, phases and events that
 //! every runtime and every client agree on. Nothing in here performs I/O.
 
+pub mod access;
 pub mod acl;
+pub mod audit;
 pub mod error;
 pub mod events;
 pub mod instance;
@@ -11,7 +13,9 @@ pub mod runtime;
 pub mod secret;
 pub mod versions;
 
+pub use access::{Action, Decision, Role};
 pub use acl::Acl;
+pub use audit::{Actor, AuditEvent, NewAuditEvent, Outcome, OutcomeResult, Target};
 pub use error::{FieldError, ValidationError};
 pub use events::{EventKind, ServiceEvent, Severity};
 pub use instance::{

@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::audit::NewAuditEvent;
 use crate::error::ValidationError;
 use crate::events::{PublishedEvent, ServiceEvent};
 use crate::instance::{Instance, InstanceSpec, UpdateInstance};
@@ -123,6 +124,49 @@ pub trait InstanceRuntime: Send + Sync + 'static {
         project: &ProjectName,
         name: &InstanceName,
     ) -> RuntimeResult<Credentials>;
+    // ---- audited changes -------------------------------------------------
+    //
+    // Each takes the audit event that records the request (target name,
+    // actor, success outcome filled in by the caller) and returns it back
+    // (`Some`) when the runtime did not write it. A runtime that keeps its
+    // state in the store writes it in the same transaction as the change (the
+    // target's id filled in), so that a change is never left unrecorded; the
+    // defaults make the change and hand the event back for the caller to
+    // append.
+
+    async fn create_audited(
+        &self,
+        project: &ProjectName,
+        spec: InstanceSpec,
+        audit: NewAuditEvent,
+    ) -> RuntimeResult<(Instance, Option<NewAuditEvent>)> {
+        Ok((self.create(project, spec).await?, Some(audit)))
+    }
+    async fn update_audited(
+        &self,
+        project: &ProjectName,
+        name: &InstanceName,
+        change: UpdateInstance,
+        audit: NewAuditEvent,
+    ) -> RuntimeResult<(Instance, Option<NewAuditEvent>)> {
+        Ok((self.update(project, name, change).await?, Some(audit)))
+    }
+    async fn delete_audited(
+        &self,
+        project: &ProjectName,
+        name: &InstanceName,
+        audit: NewAuditEvent,
+    ) -> RuntimeResult<(Instance, Option<NewAuditEvent>)> {
+        Ok((self.delete(project, name).await?, Some(audit)))
+    }
+    async fn rotate_credentials_audited(
+        &self,
+        project: &ProjectName,
+        name: &InstanceName,
+        audit: NewAuditEvent,
+    ) -> RuntimeResult<(Credentials, Option<NewAuditEvent>)> {
+        Ok((self.rotate_credentials(project, name).await?, Some(audit)))
+    }
     /// The instance's service events after `after` (an event id), oldest first.
     async fn events(
         &self,

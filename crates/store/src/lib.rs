@@ -5,6 +5,8 @@
 //! Every change goes through a [`Tx`], so that a change and the records that
 //! describe it (service events now, audit events later) commit together.
 
+mod audit;
+mod identity;
 mod rows;
 
 use std::str::FromStr;
@@ -17,6 +19,8 @@ use time::OffsetDateTime;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
+pub use audit::AuditFilter;
+pub use identity::{MemberRow, ProjectRow};
 pub use rows::{InstanceRecord, SigningKeyRow, UserRow};
 
 #[derive(Debug, thiserror::Error)]
@@ -44,7 +48,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// A handle on the store; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    pool: AnyPool,
+    pub(crate) pool: AnyPool,
     backend: Backend,
     events: broadcast::Sender<PublishedEvent>,
 }
@@ -60,7 +64,7 @@ pub(crate) fn parse_time(s: &str) -> Result<OffsetDateTime> {
 }
 
 /// Turns a unique-constraint violation into `Conflict`.
-fn conflict(e: sqlx::Error, what: &str) -> StoreError {
+pub(crate) fn conflict(e: sqlx::Error, what: &str) -> StoreError {
     match &e {
         sqlx::Error::Database(db) if db.is_unique_violation() => {
             StoreError::Conflict(what.to_owned())
@@ -131,6 +135,7 @@ impl Store {
         Ok(Tx {
             inner: tx,
             events: Vec::new(),
+            audits: Vec::new(),
             sender: self.events.clone(),
         })
     }
@@ -307,14 +312,18 @@ impl Store {
 /// A write transaction. Service events added to it are published to
 /// subscribers only once it commits.
 pub struct Tx {
-    inner: sqlx::Transaction<'static, sqlx::Any>,
+    pub(crate) inner: sqlx::Transaction<'static, sqlx::Any>,
     events: Vec<PublishedEvent>,
+    pub(crate) audits: Vec<strata_core::AuditEvent>,
     sender: broadcast::Sender<PublishedEvent>,
 }
 
 impl Tx {
     pub async fn commit(self) -> Result<()> {
         self.inner.commit().await?;
+        for e in &self.audits {
+            log_audit(e);
+        }
         for e in self.events {
             // No subscriber is fine.
             let _ = self.sender.send(e);
@@ -550,6 +559,33 @@ impl Tx {
             .map_err(|e| conflict(e, "idempotency key"))?;
         Ok(())
     }
+}
+
+/// Audit events go to the structured log too, under target `audit`. Details
+/// never hold secrets; they are logged as they are stored.
+fn log_audit(e: &strata_core::AuditEvent) {
+    tracing::info!(
+        target: "audit",
+        seq = e.seq,
+        id = %e.id,
+        actor = %e.actor.name,
+        actor_id = %e.actor.id,
+        source_ip = e.source_ip.as_deref().unwrap_or(""),
+        user_agent = e.user_agent.as_deref().unwrap_or(""),
+        request_id = e.request_id.as_deref().unwrap_or(""),
+        project = e.project.as_deref().unwrap_or(""),
+        action = %e.action,
+        target_kind = %e.target.kind,
+        target_name = %e.target.name,
+        result = e.outcome.result.as_str(),
+        status = e.outcome.status,
+        details = %e.details,
+        hash = %e.hash,
+        "{} {} {}",
+        e.actor.name,
+        e.action,
+        e.outcome.result.as_str()
+    );
 }
 
 impl FromStr for Backend {
