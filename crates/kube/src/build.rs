@@ -704,6 +704,48 @@ fn stateful_set(
     }
 }
 
+/// Size of a storage quantity in GiB, for the suffixes claims use.
+pub fn quantity_gib(q: &Quantity) -> Option<f64> {
+    let s = q.0.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (number, suffix) = s.split_at(split);
+    let n: f64 = number.parse().ok()?;
+    let factor = match suffix {
+        "" => 1.0 / 1024f64.powi(3),
+        "Ki" => 1.0 / 1024f64.powi(2),
+        "Mi" => 1.0 / 1024.0,
+        "Gi" => 1.0,
+        "Ti" => 1024.0,
+        "Pi" => 1024f64.powi(2),
+        "k" => 1e3 / 1024f64.powi(3),
+        "M" => 1e6 / 1024f64.powi(3),
+        "G" => 1e9 / 1024f64.powi(3),
+        "T" => 1e12 / 1024f64.powi(3),
+        _ => return None,
+    };
+    Some(n * factor)
+}
+
+/// Names of the data claims that are smaller than the spec asks for: the
+/// operator grows them in place (the claim template cannot change).
+pub fn claims_to_grow(claims: &[PersistentVolumeClaim], storage_gb: u32) -> Vec<String> {
+    claims
+        .iter()
+        .filter(|c| {
+            c.spec
+                .as_ref()
+                .and_then(|s| s.resources.as_ref())
+                .and_then(|r| r.requests.as_ref())
+                .and_then(|r| r.get("storage"))
+                .and_then(quantity_gib)
+                .is_some_and(|gib| gib < f64::from(storage_gb))
+        })
+        .filter_map(|c| c.metadata.name.clone())
+        .collect()
+}
+
 /// Condition types the operator maintains.
 pub const READY: &str = "Ready";
 pub const PROGRESSING: &str = "Progressing";

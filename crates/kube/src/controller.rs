@@ -34,7 +34,7 @@ use tracing::{debug, info, warn};
 
 use crate::build::{
     self, BuildConfig, Desired, FIELD_MANAGER, INSTANCE_LABEL, Observed, Outcome,
-    ROTATION_ANNOTATION,
+    ROTATION_ANNOTATION, ValidSpec,
 };
 use crate::crd::{FINALIZER, PostgresInstance, PostgresInstanceStatus};
 use crate::metrics::Metrics;
@@ -530,6 +530,7 @@ async fn apply(instance: &PostgresInstance, ctx: &Context) -> Result<Action, Err
             return Err(e);
         }
     };
+    grow_claims(&ctx.client, &ns, &valid).await?;
     if desired.new_password {
         let (reason, note) = if first_credentials {
             ("CredentialsCreated", "generated the database credentials")
@@ -564,6 +565,27 @@ async fn apply(instance: &PostgresInstance, ctx: &Context) -> Result<Action, Err
     let status = build::status(instance, Some(&valid), &Outcome::Applied(Some(&sts)), now());
     write_status(ctx, instance, status).await?;
     Ok(Action::requeue(ctx.resync))
+}
+
+/// Grows the instance's data claims to the size the spec asks for (the
+/// StatefulSet's claim template is immutable). Needs a StorageClass that
+/// allows volume expansion; the API server refuses otherwise.
+async fn grow_claims(client: &Client, ns: &str, valid: &ValidSpec) -> Result<(), Error> {
+    let api: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
+    let selector = format!("{INSTANCE_LABEL}={}", valid.name);
+    let claims = api.list(&ListParams::default().labels(&selector)).await?;
+    let size = build::storage_quantity(valid.storage_gb);
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..PatchParams::default()
+    };
+    for name in build::claims_to_grow(&claims.items, valid.storage_gb) {
+        let patch =
+            serde_json::json!({ "spec": { "resources": { "requests": { "storage": size } } } });
+        api.patch(&name, &params, &Patch::Merge(&patch)).await?;
+        info!(claim = %name, size = %size.0, "growing data claim");
+    }
+    Ok(())
 }
 
 async fn delete_owned<K>(

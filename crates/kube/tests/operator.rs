@@ -644,3 +644,75 @@ async fn kubectl_applies_the_committed_files_and_prints_the_columns() {
         "{table}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn growing_storage_grows_the_bound_data_claim() {
+    use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+    use k8s_openapi::api::storage::v1::StorageClass;
+
+    let h = Harness::new().await;
+    let op = RunningOperator::start(&h.client, "op-a");
+    let class: StorageClass = serde_json::from_value(json!({
+        "metadata": { "name": "expandable" },
+        "provisioner": "example.com/none",
+        "allowVolumeExpansion": true
+    }))
+    .unwrap();
+    Api::<StorageClass>::all(h.client.clone())
+        .create(&PostParams::default(), &class)
+        .await
+        .unwrap();
+    let mut s = spec();
+    s.storage_class = Some("expandable".into());
+    h.create("orders", s).await;
+    wait_phase(&h, "orders", "Provisioning").await;
+
+    // What the StatefulSet controller and a provisioner would do: a claim
+    // from the template, bound at the requested size.
+    let claims = h.api::<PersistentVolumeClaim>();
+    let claim: PersistentVolumeClaim = serde_json::from_value(json!({
+        "metadata": { "name": "data-orders-0", "labels": { "strata.dev/instance": "orders" } },
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "storageClassName": "expandable",
+            "resources": { "requests": { "storage": "20Gi" } }
+        }
+    }))
+    .unwrap();
+    claims.create(&PostParams::default(), &claim).await.unwrap();
+    claims
+        .patch_status(
+            "data-orders-0",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({ "status": { "phase": "Bound", "capacity": { "storage": "20Gi" } } }),
+            ),
+        )
+        .await
+        .unwrap();
+
+    h.api::<PostgresInstance>()
+        .patch(
+            "orders",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "storageGb": 50 } })),
+        )
+        .await
+        .unwrap();
+    eventually("the claim to grow to 50Gi", || async {
+        let c = claims.get("data-orders-0").await.ok()?;
+        let size = c.spec?.resources?.requests?.get("storage")?.0.clone();
+        (size == "50Gi").then_some(())
+    })
+    .await;
+    assert_eq!(
+        op.metrics
+            .reconcile_failures
+            .get_or_create(&strata_kube::metrics::ReasonLabels {
+                reason: "api_error".into()
+            })
+            .get(),
+        0
+    );
+    op.stop().await;
+}

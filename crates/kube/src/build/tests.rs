@@ -396,3 +396,34 @@ fn invalid_spec_is_reported_as_failed_and_degraded() {
     assert_eq!(condition(&s, DEGRADED).reason, "InvalidSpec");
     assert!(condition(&s, DEGRADED).message.contains("huge"));
 }
+
+#[test]
+fn claims_smaller_than_the_spec_are_grown() {
+    let claim = |name: &str, size: &str| PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PersistentVolumeClaimSpec {
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([(
+                    "storage".to_owned(),
+                    Quantity(size.into()),
+                )])),
+                ..VolumeResourceRequirements::default()
+            }),
+            ..PersistentVolumeClaimSpec::default()
+        }),
+        ..PersistentVolumeClaim::default()
+    };
+    let claims = [
+        claim("small", "20Gi"),
+        claim("same", "50Gi"),
+        claim("mebibytes", "51200Mi"),
+        claim("decimal", "10G"),
+        claim("bigger", "1Ti"),
+    ];
+    assert_eq!(claims_to_grow(&claims, 50), ["small", "decimal"]);
+    assert_eq!(quantity_gib(&Quantity("1536Mi".into())), Some(1.5));
+    assert_eq!(quantity_gib(&Quantity("lots".into())), None);
+}
