@@ -46,7 +46,6 @@ infra=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 passed=0
 failed=0
-skipped=0
 failures=()
 suite_start=$SECONDS
 work=$(mktemp -d "${TMPDIR:-/tmp}/strata-infra-test.XXXXXX")
@@ -68,7 +67,7 @@ section() { printf '\n== %s\n' "$*"; }
 check() {
   local name=$1 log
   shift
-  log="$work/log.$((passed + failed + skipped))"
+  log="$work/log.$((passed + failed))"
   if "$@" >"$log" 2>&1; then
     passed=$((passed + 1))
     printf 'ok    %s\n' "$name"
@@ -78,11 +77,6 @@ check() {
     printf 'FAIL  %s\n' "$name"
     tail -n 25 "$log" | sed 's/^/      | /'
   fi
-}
-
-skip() {
-  skipped=$((skipped + 1))
-  printf 'skip  %s (%s)\n' "$1" "$2"
 }
 
 # expect_fail NAME PATTERN CMD...: the check passes when CMD fails with
@@ -624,16 +618,14 @@ if [[ -n $other ]]; then
   done
   run_plans "$other" "$other_name" "$work/tree-other"
 else
-  skip "cross-check with $other_name" "not on this machine; STRATA_TEST_BOTH=1 builds it"
+  # Not a skipped test: an optional second CLI, built only on request (it is slow to build).
+  printf 'note  modules checked with %s only; STRATA_TEST_BOTH=1 also checks them with %s\n' \
+    "$(basename "$tf")" "$other_name"
 fi
 
 printf '\ninfra tests took %ss\n' "$((SECONDS - suite_start))"
 if ((failed > 0)); then
   printf 'failed: %s\n' "${failures[@]}"
 fi
-if ((skipped > 0)); then
-  printf '%d passed, %d failed, %d skipped\n' "$passed" "$failed" "$skipped"
-else
-  printf '%d passed, %d failed\n' "$passed" "$failed"
-fi
+printf '%d passed, %d failed\n' "$passed" "$failed"
 ((failed == 0))
