@@ -58,12 +58,21 @@ pub enum Error {
 impl Error {
     /// A short, bounded label for metrics.
     pub fn reason(&self) -> &'static str {
+        fn kube_reason(e: &kube::Error) -> &'static str {
+            match e {
+                kube::Error::Api(s) if s.code == 403 => "forbidden",
+                kube::Error::Api(s) if s.code == 409 => "conflict",
+                kube::Error::Api(s) if s.code == 422 => "invalid",
+                kube::Error::Api(_) => "api_error",
+                _ => "kube_client",
+            }
+        }
+        use kube::runtime::finalizer::Error as F;
         match self {
-            Error::Kube(kube::Error::Api(_)) => "api_error",
-            Error::Kube(_) => "kube_client",
+            Error::Kube(e) => kube_reason(e),
             Error::Finalizer(inner) => match inner.as_ref() {
-                kube::runtime::finalizer::Error::ApplyFailed(e)
-                | kube::runtime::finalizer::Error::CleanupFailed(e) => e.reason(),
+                F::ApplyFailed(e) | F::CleanupFailed(e) => e.reason(),
+                F::AddFinalizer(e) | F::RemoveFinalizer(e) => kube_reason(e),
                 _ => "finalizer",
             },
             Error::MissingNamespace => "missing_namespace",
