@@ -1,0 +1,417 @@
+//! `strata-bench`: measures a running `strata serve` (started by
+//! `scripts/bench.sh`) in one run — create → Ready latency, GET throughput and
+//! latency against a bare axum handler returning the same bytes, idle RSS —
+//! prints the figures and writes them as Markdown.
+
+mod bare;
+mod load;
+mod procfs;
+mod report;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use strata_client::{Client, CreateInstance, Phase};
+
+use crate::report::{CreateStep, Figures, LoadFigures};
+
+const PROJECT: &str = "default";
+/// Interval between GETs while waiting for Ready.
+const POLL: Duration = Duration::from_millis(10);
+const READY_TIMEOUT: Duration = Duration::from_mins(2);
+const DELETE_TIMEOUT: Duration = Duration::from_mins(1);
+/// Threads of the runtime that drives the load (named, to read their CPU time).
+const LOAD_THREAD_NAME: &str = "bench-load";
+
+/// Measures a running `strata serve` and writes the figures as Markdown.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// Base URL of the running `strata serve` (loopback only), e.g. http://127.0.0.1:8080
+    #[arg(long)]
+    url: String,
+    /// Process id of that `strata serve`, to read its RSS and CPU time from /proc.
+    #[arg(long)]
+    server_pid: u32,
+    #[arg(long, default_value = "admin")]
+    username: String,
+    #[arg(long, env = "STRATA_ADMIN_PASSWORD", hide_env_values = true)]
+    password: String,
+    /// Sequential creates to time.
+    #[arg(long, default_value_t = 20)]
+    creates: usize,
+    /// Concurrent keep-alive connections of the GET load.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Seconds measured per GET load run.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Seconds of load before measuring starts.
+    #[arg(long, default_value_t = 2)]
+    warmup: u64,
+    /// Rounds of (Strata, bare handler), alternating.
+    #[arg(long, default_value_t = 2)]
+    rounds: usize,
+    /// Seconds measured per breakdown run (/healthz, /v1/versions, /readyz); 0 skips them.
+    #[arg(long, default_value_t = 5)]
+    breakdown_duration: u64,
+    /// Prefix of the instances' names.
+    #[arg(long, default_value = "bench")]
+    prefix: String,
+    /// Commit measured, for the report.
+    #[arg(long)]
+    commit: Option<String>,
+    /// Markdown file to write; text after its notes marker is kept.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(procfs::machine().cpus)
+        .thread_name(LOAD_THREAD_NAME)
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let addr = loopback_addr(&args.url)?;
+    let machine = procfs::machine();
+    let date = time::OffsetDateTime::now_utc();
+
+    // Let start-up work (migrations, template cluster) settle before calling it idle.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_start = procfs::rss_bytes(args.server_pid)?;
+    println!("idle RSS after start-up: {}", report::mib(rss_start));
+
+    let mut client = Client::new(&args.url)?;
+    client
+        .login(&args.username, &args.password)
+        .await
+        .context("logging in (is STRATA_ADMIN_PASSWORD the server's?)")?;
+    let token = client.token().context("no token after login")?.to_owned();
+
+    let mut live: Vec<String> = Vec::new();
+    let measured = measure(&args, addr, &client, &token, &mut live).await;
+    // Whatever happened, delete what this run created.
+    for name in &live {
+        if let Err(e) = delete(&client, name).await {
+            eprintln!("deleting {name}: {e}");
+        }
+    }
+    let (creates, deletes, steps, rss_after_creates, get) = measured?;
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_after_load = procfs::rss_bytes(args.server_pid)?;
+    println!(
+        "idle RSS after the load and deletes: {}",
+        report::mib(rss_after_load)
+    );
+
+    let figures = Figures {
+        machine,
+        date,
+        commit: args.commit.clone(),
+        creates,
+        deletes,
+        slowest_create_steps: steps,
+        get,
+        rss_start,
+        rss_after_creates,
+        rss_after_load,
+    };
+    let summary = report::summary(&figures);
+    println!("\n{summary}");
+    if let Some(out) = &args.out {
+        let old = std::fs::read_to_string(out).unwrap_or_default();
+        std::fs::write(out, report::markdown(&figures, &old)?)
+            .with_context(|| format!("writing {}", out.display()))?;
+        println!("wrote {}", out.display());
+    }
+    Ok(())
+}
+
+type Measured = (
+    Vec<Duration>,
+    Vec<Duration>,
+    Vec<CreateStep>,
+    u64,
+    report::GetFigures,
+);
+
+async fn measure(
+    args: &Args,
+    addr: SocketAddr,
+    client: &Client,
+    token: &str,
+    live: &mut Vec<String>,
+) -> anyhow::Result<Measured> {
+    // 1. Create → Ready, sequentially.
+    let mut creates = Vec::new();
+    for i in 1..=args.creates {
+        let name = format!("{}-{i:02}", args.prefix);
+        let took = create(client, &name, live).await?;
+        println!("create {name}: {} ms to Ready", took.as_millis());
+        creates.push(took);
+    }
+    let steps = slowest_steps(client, &creates, &args.prefix).await;
+    let mut deletes = Vec::new();
+    while let Some(name) = live.pop() {
+        let t0 = Instant::now();
+        delete(client, &name).await?;
+        deletes.push(t0.elapsed());
+    }
+    println!(
+        "creates: p50 {} ms, p95 {} ms, max {} ms",
+        percentile(&sorted(&creates), 50.0).as_millis(),
+        percentile(&sorted(&creates), 95.0).as_millis(),
+        sorted(&creates).last().map_or(0, Duration::as_millis),
+    );
+
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_after_creates = procfs::rss_bytes(args.server_pid)?;
+    println!(
+        "idle RSS after the creates and deletes: {}",
+        report::mib(rss_after_creates)
+    );
+
+    // 2. GET load: Strata and the bare handler, alternating.
+    let name = format!("{}-get", args.prefix);
+    create(client, &name, live).await?;
+    let path = format!("/v1/projects/{PROJECT}/instances/{name}");
+    let request = load::get_request(addr, &path, Some(token));
+    let (status, body) = load::once(addr, &request).await?;
+    if status != 200 {
+        bail!("GET {path} answered {status}");
+    }
+    let bare = bare::BareServer::start(body.clone(), procfs::machine().cpus)?;
+    let bare_request = load::get_request(bare.addr, &path, Some(token));
+    let (bare_status, bare_body) = load::once(bare.addr, &bare_request).await?;
+    if bare_status != 200 || bare_body != body {
+        bail!("the bare handler does not answer with the same bytes");
+    }
+    let main_load = load::Load {
+        addr,
+        connections: args.connections,
+        warmup: Duration::from_secs(args.warmup),
+        duration: Duration::from_secs(args.duration),
+    };
+    let mut rounds = Vec::new();
+    for round in 1..=args.rounds {
+        let strata = run_load(&main_load, request.clone(), Cpu::Process(args.server_pid)).await?;
+        println!("round {round}: strata  {}", strata.line());
+        let bare_load = load::Load {
+            addr: bare.addr,
+            ..main_load.clone()
+        };
+        let bare_fig = run_load(
+            &bare_load,
+            bare_request.clone(),
+            Cpu::Threads(bare::THREAD_NAME),
+        )
+        .await?;
+        println!("round {round}: bare    {}", bare_fig.line());
+        rounds.push((strata, bare_fig));
+    }
+    drop(bare);
+
+    // Where the time goes: the same server, less of the work per request.
+    let mut breakdown = Vec::new();
+    if args.breakdown_duration > 0 {
+        let small = load::Load {
+            warmup: Duration::from_secs(1),
+            duration: Duration::from_secs(args.breakdown_duration),
+            ..main_load.clone()
+        };
+        for (label, path) in [
+            (
+                "strata /healthz (middleware, no auth, no store)",
+                "/healthz",
+            ),
+            (
+                "strata /v1/versions (+ JWT verification, no store)",
+                "/v1/versions",
+            ),
+            ("strata /readyz (+ one store query, no auth)", "/readyz"),
+        ] {
+            let req = load::get_request(addr, path, Some(token));
+            let fig = run_load(&small, req, Cpu::Process(args.server_pid)).await?;
+            println!("{label}: {}", fig.line());
+            breakdown.push((label.to_owned(), fig));
+        }
+    }
+
+    let get = report::GetFigures {
+        connections: args.connections,
+        warmup: main_load.warmup,
+        duration: main_load.duration,
+        body_len: body.len(),
+        rounds,
+        breakdown,
+    };
+    Ok((creates, deletes, steps, rss_after_creates, get))
+}
+
+/// Creates `name` and waits for Ready; returns the time from POST to Ready.
+async fn create(client: &Client, name: &str, live: &mut Vec<String>) -> anyhow::Result<Duration> {
+    let req = CreateInstance {
+        name: name.to_owned(),
+        ..CreateInstance::default()
+    };
+    let t0 = Instant::now();
+    client
+        .create_instance(PROJECT, &req, None)
+        .await
+        .with_context(|| format!("creating {name}"))?;
+    live.push(name.to_owned());
+    loop {
+        let i = client.get_instance(PROJECT, name).await?;
+        match i.status.phase {
+            Phase::Ready => return Ok(t0.elapsed()),
+            Phase::Failed => bail!("instance {name} failed: {}", i.status.message),
+            _ if t0.elapsed() > READY_TIMEOUT => {
+                bail!(
+                    "instance {name} is {} after {READY_TIMEOUT:?}",
+                    i.status.phase
+                );
+            }
+            _ => tokio::time::sleep(POLL).await,
+        }
+    }
+}
+
+async fn delete(client: &Client, name: &str) -> anyhow::Result<()> {
+    match client.delete_instance(PROJECT, name).await {
+        Err(e) if e.status() == Some(404) => return Ok(()),
+        r => {
+            r.with_context(|| format!("deleting {name}"))?;
+        }
+    }
+    client.wait_deleted(PROJECT, name, DELETE_TIMEOUT).await?;
+    Ok(())
+}
+
+/// The service events of the slowest create, as offsets from its first event.
+async fn slowest_steps(client: &Client, creates: &[Duration], prefix: &str) -> Vec<CreateStep> {
+    let Some((i, _)) = creates.iter().enumerate().max_by_key(|(_, d)| **d) else {
+        return Vec::new();
+    };
+    let name = format!("{prefix}-{:02}", i + 1);
+    let Ok(events) = client.events(PROJECT, &name, None).await else {
+        return Vec::new();
+    };
+    let Some(first) = events.first().map(|e| e.time) else {
+        return Vec::new();
+    };
+    events
+        .iter()
+        .map(|e| CreateStep {
+            instance: name.clone(),
+            offset: (e.time - first).unsigned_abs(),
+            message: e.message.clone(),
+        })
+        .collect()
+}
+
+/// Whose CPU time a load run is charged with.
+enum Cpu {
+    Process(u32),
+    Threads(&'static str),
+}
+
+impl Cpu {
+    fn read(&self) -> anyhow::Result<Duration> {
+        match self {
+            Cpu::Process(pid) => procfs::process_cpu(*pid),
+            Cpu::Threads(prefix) => procfs::threads_cpu(prefix),
+        }
+    }
+}
+
+/// One load run, with the server's and the load generator's CPU time over the
+/// measured window.
+async fn run_load(
+    l: &load::Load,
+    request: std::sync::Arc<[u8]>,
+    cpu: Cpu,
+) -> anyhow::Result<LoadFigures> {
+    let probe = async {
+        tokio::time::sleep(l.warmup).await;
+        let server0 = cpu.read()?;
+        let client0 = procfs::threads_cpu(LOAD_THREAD_NAME)?;
+        tokio::time::sleep(l.duration).await;
+        let server = cpu.read()?.saturating_sub(server0);
+        let client = procfs::threads_cpu(LOAD_THREAD_NAME)?.saturating_sub(client0);
+        anyhow::Ok((server, client))
+    };
+    let (outcome, cpu) = tokio::join!(load::run(l, request), probe);
+    let outcome = outcome?;
+    let (server_cpu, client_cpu) = cpu?;
+    Ok(LoadFigures::new(&outcome, server_cpu, client_cpu))
+}
+
+/// The socket address of a loopback `http://` URL; anything else is refused.
+fn loopback_addr(url: &str) -> anyhow::Result<SocketAddr> {
+    let rest = url
+        .strip_prefix("http://")
+        .context("the URL must start with http://")?;
+    let hostport = rest.split('/').next().unwrap_or(rest);
+    let addr: SocketAddr = hostport
+        .replace("localhost", "127.0.0.1")
+        .parse()
+        .with_context(|| format!("{hostport:?} is not IP:PORT"))?;
+    if !addr.ip().is_loopback() {
+        bail!("the benchmark only sends load to loopback addresses, not {addr}");
+    }
+    Ok(addr)
+}
+
+fn sorted(v: &[Duration]) -> Vec<Duration> {
+    let mut v = v.to_vec();
+    v.sort_unstable();
+    v
+}
+
+/// Nearest-rank percentile of sorted samples.
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // rank is in 1..=len
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = (p / 100.0 * as_f64(sorted.len() as u64)).ceil();
+    let index = (rank.max(1.0) as usize).min(sorted.len()) - 1;
+    sorted[index]
+}
+
+/// Counts and sizes as `f64`; they stay far below 2^52 here.
+#[allow(clippy::cast_precision_loss)]
+pub fn as_f64(n: u64) -> f64 {
+    n as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let v: Vec<Duration> = (1..=20).map(Duration::from_millis).collect();
+        assert_eq!(percentile(&v, 50.0), Duration::from_millis(10));
+        assert_eq!(percentile(&v, 95.0), Duration::from_millis(19));
+        assert_eq!(percentile(&v, 100.0), Duration::from_millis(20));
+        assert_eq!(percentile(&[], 99.0), Duration::ZERO);
+    }
+
+    #[test]
+    fn only_loopback_urls_are_targets() {
+        assert!(loopback_addr("http://127.0.0.1:8080").is_ok());
+        assert!(loopback_addr("http://localhost:8080/").is_ok());
+        assert!(loopback_addr("http://10.0.0.1:8080").is_err());
+        assert!(loopback_addr("https://127.0.0.1:8080").is_err());
+    }
+}

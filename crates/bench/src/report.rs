@@ -1,0 +1,581 @@
+//! The figures, judged against the goals of the Performance section, as
+//! plain text for stdout and as Markdown for docs/benchmarks.md.
+
+use std::fmt::Write;
+use std::time::Duration;
+
+use crate::load::Outcome;
+use crate::procfs::Machine;
+use crate::{as_f64, percentile};
+
+/// Everything after this line of the old file is kept when the file is rewritten.
+pub const NOTES_MARKER: &str = "<!-- Hand-written notes go below this line; scripts/bench.sh keeps them when it rewrites the figures above. -->";
+
+const CREATE_P50_GOAL: Duration = Duration::from_secs(1);
+const CREATE_P95_GOAL: Duration = Duration::from_secs(2);
+const RATIO_GOAL: f64 = 0.5;
+const P99_GOAL: Duration = Duration::from_millis(5);
+const RSS_GOAL: u64 = 50 * 1024 * 1024;
+
+/// One provisioning step of a create, from its service events.
+#[derive(Debug, Clone)]
+pub struct CreateStep {
+    pub instance: String,
+    pub offset: Duration,
+    pub message: String,
+}
+
+/// One load run (or several pooled).
+#[derive(Debug, Clone, Default)]
+pub struct LoadFigures {
+    pub ok: u64,
+    pub errors: u64,
+    pub window: Duration,
+    pub latencies: Vec<Duration>,
+    pub server_cpu: Duration,
+    pub client_cpu: Duration,
+}
+
+impl LoadFigures {
+    pub fn new(o: &Outcome, server_cpu: Duration, client_cpu: Duration) -> Self {
+        Self {
+            ok: o.ok,
+            errors: o.errors,
+            window: o.window,
+            latencies: o.latencies.clone(),
+            server_cpu,
+            client_cpu,
+        }
+    }
+
+    fn pooled<'a>(runs: impl Iterator<Item = &'a LoadFigures>) -> Self {
+        let mut all = Self::default();
+        for r in runs {
+            all.ok += r.ok;
+            all.errors += r.errors;
+            all.window += r.window;
+            all.latencies.extend_from_slice(&r.latencies);
+            all.server_cpu += r.server_cpu;
+            all.client_cpu += r.client_cpu;
+        }
+        all.latencies.sort_unstable();
+        all
+    }
+
+    pub fn rps(&self) -> f64 {
+        if self.window.is_zero() {
+            return 0.0;
+        }
+        as_f64(self.ok) / self.window.as_secs_f64()
+    }
+
+    pub fn p(&self, p: f64) -> Duration {
+        percentile(&self.latencies, p)
+    }
+
+    /// CPU microseconds per request.
+    fn per_request(&self, cpu: Duration) -> f64 {
+        if self.ok == 0 {
+            return 0.0;
+        }
+        cpu.as_secs_f64() * 1e6 / as_f64(self.ok)
+    }
+
+    pub fn server_us(&self) -> f64 {
+        self.per_request(self.server_cpu)
+    }
+
+    pub fn client_us(&self) -> f64 {
+        self.per_request(self.client_cpu)
+    }
+
+    pub fn line(&self) -> String {
+        format!(
+            "{:>8.0} req/s  p50 {}  p99 {}  max {}  errors {}  server CPU {:.0} µs/req  load generator CPU {:.0} µs/req",
+            self.rps(),
+            ms(self.p(50.0)),
+            ms(self.p(99.0)),
+            ms(self.latencies.last().copied().unwrap_or_default()),
+            self.errors,
+            self.server_us(),
+            self.client_us(),
+        )
+    }
+}
+
+/// The GET load figures.
+#[derive(Debug, Clone)]
+pub struct GetFigures {
+    pub connections: usize,
+    pub warmup: Duration,
+    pub duration: Duration,
+    pub body_len: usize,
+    /// (Strata, bare handler) per round.
+    pub rounds: Vec<(LoadFigures, LoadFigures)>,
+    pub breakdown: Vec<(String, LoadFigures)>,
+}
+
+impl GetFigures {
+    fn strata(&self) -> LoadFigures {
+        LoadFigures::pooled(self.rounds.iter().map(|(s, _)| s))
+    }
+
+    fn bare(&self) -> LoadFigures {
+        LoadFigures::pooled(self.rounds.iter().map(|(_, b)| b))
+    }
+}
+
+/// Everything one run measured.
+#[derive(Debug, Clone)]
+pub struct Figures {
+    pub machine: Machine,
+    pub date: time::OffsetDateTime,
+    pub commit: Option<String>,
+    pub creates: Vec<Duration>,
+    pub deletes: Vec<Duration>,
+    pub slowest_create_steps: Vec<CreateStep>,
+    pub get: GetFigures,
+    pub rss_start: u64,
+    pub rss_after_creates: u64,
+    pub rss_after_load: u64,
+}
+
+struct Row {
+    figure: &'static str,
+    goal: &'static str,
+    measured: String,
+    met: Option<bool>,
+}
+
+fn rows(f: &Figures) -> Vec<Row> {
+    let mut creates = f.creates.clone();
+    creates.sort_unstable();
+    let p50 = percentile(&creates, 50.0);
+    let p95 = percentile(&creates, 95.0);
+    let max = creates.last().copied().unwrap_or_default();
+    let strata = f.get.strata();
+    let bare = f.get.bare();
+    let ratio = if bare.rps() > 0.0 {
+        strata.rps() / bare.rps()
+    } else {
+        0.0
+    };
+    vec![
+        Row {
+            figure: "Create → Ready p50",
+            goal: "≤ 1 s",
+            measured: ms(p50),
+            met: Some(p50 <= CREATE_P50_GOAL),
+        },
+        Row {
+            figure: "Create → Ready p95",
+            goal: "≤ 2 s",
+            measured: ms(p95),
+            met: Some(p95 <= CREATE_P95_GOAL),
+        },
+        Row {
+            figure: "Create → Ready max",
+            goal: "—",
+            measured: ms(max),
+            met: None,
+        },
+        Row {
+            figure: "GET instance, throughput vs bare axum handler",
+            goal: "≥ 0.5",
+            measured: format!(
+                "{ratio:.2} ({:.0} vs {:.0} req/s)",
+                strata.rps(),
+                bare.rps()
+            ),
+            met: Some(ratio >= RATIO_GOAL),
+        },
+        Row {
+            figure: "GET instance p99",
+            goal: "< 5 ms",
+            measured: format!("{} (bare: {})", ms(strata.p(99.0)), ms(bare.p(99.0))),
+            met: Some(strata.p(99.0) < P99_GOAL),
+        },
+        Row {
+            figure: "GET instance p50",
+            goal: "—",
+            measured: format!("{} (bare: {})", ms(strata.p(50.0)), ms(bare.p(50.0))),
+            met: None,
+        },
+        Row {
+            figure: "Idle RSS of `strata serve`, after start-up",
+            goal: "≤ 50 MiB",
+            measured: mib(f.rss_start),
+            met: Some(f.rss_start <= RSS_GOAL),
+        },
+        Row {
+            figure: "Idle RSS of `strata serve`, after the creates and deletes",
+            goal: "≤ 50 MiB",
+            measured: mib(f.rss_after_creates),
+            met: Some(f.rss_after_creates <= RSS_GOAL),
+        },
+        Row {
+            figure: "Idle RSS of `strata serve`, after the GET load",
+            goal: "≤ 50 MiB",
+            measured: mib(f.rss_after_load),
+            met: Some(f.rss_after_load <= RSS_GOAL),
+        },
+    ]
+}
+
+fn verdict(met: Option<bool>) -> &'static str {
+    match met {
+        Some(true) => "met",
+        Some(false) => "**not met**",
+        None => "(reported)",
+    }
+}
+
+/// The figures and verdicts as plain text.
+pub fn summary(f: &Figures) -> String {
+    let mut s = String::new();
+    for r in rows(f) {
+        let _ = writeln!(
+            s,
+            "{:<48} {:<40} goal {:<9} {}",
+            r.figure,
+            r.measured,
+            r.goal,
+            verdict(r.met).trim_matches('*')
+        );
+    }
+    s
+}
+
+/// docs/benchmarks.md: the figures, then the hand-written notes of `old`.
+pub fn markdown(f: &Figures, old: &str) -> anyhow::Result<String> {
+    let mut s = String::new();
+    let m = &f.machine;
+    let date = f.date.format(time::macros::format_description!(
+        "[year]-[month]-[day] [hour]:[minute] UTC"
+    ))?;
+    writeln!(s, "# Benchmarks")?;
+    writeln!(s)?;
+    writeln!(
+        s,
+        "Written by `make bench` (`scripts/bench.sh`); the goals are those of the Performance section of issue 2."
+    )?;
+    writeln!(
+        s,
+        "All figures come from one run, so ratios compare like with like on a noisy machine."
+    )?;
+    writeln!(s)?;
+    writeln!(s, "* Date: {date}")?;
+    if let Some(c) = &f.commit {
+        writeln!(s, "* Commit: `{c}`")?;
+    }
+    writeln!(
+        s,
+        "* Machine: {} CPUs ({}), {} memory, Linux {}",
+        m.cpus,
+        m.cpu_model,
+        gib(m.memory_bytes),
+        m.kernel
+    )?;
+    writeln!(
+        s,
+        "* Load average when the run started: {} (other work on the machine shares its CPUs)",
+        m.load_average
+    )?;
+    writeln!(s)?;
+    writeln!(s, "| figure | goal | measured | verdict |")?;
+    writeln!(s, "|---|---|---|---|")?;
+    for r in rows(f) {
+        writeln!(
+            s,
+            "| {} | {} | {} | {} |",
+            r.figure,
+            r.goal,
+            r.measured,
+            verdict(r.met)
+        )?;
+    }
+    writeln!(s)?;
+
+    get_details(&mut s, &f.get)?;
+    create_details(&mut s, f)?;
+    method(&mut s, f)?;
+    in_the_way(&mut s, f)?;
+
+    writeln!(s, "{NOTES_MARKER}")?;
+    match old.split_once(NOTES_MARKER) {
+        Some((_, notes)) => s.push_str(notes.trim_start_matches('\n')),
+        None => writeln!(s, "\n## Findings\n\nNone recorded yet.")?,
+    }
+    if !s.ends_with('\n') {
+        s.push('\n');
+    }
+    Ok(s)
+}
+
+fn get_details(s: &mut String, g: &GetFigures) -> anyhow::Result<()> {
+    writeln!(s, "## GET instance under load")?;
+    writeln!(s)?;
+    writeln!(
+        s,
+        "{} keep-alive connections, {} s warm-up then {} s measured per run; body {} bytes. \
+         CPU columns are CPU time over the measured window divided by requests: the server's \
+         (the `strata serve` process, or the bare handler's threads) and the load generator's.",
+        g.connections,
+        g.warmup.as_secs(),
+        g.duration.as_secs(),
+        g.body_len
+    )?;
+    writeln!(s)?;
+    writeln!(
+        s,
+        "| run | req/s | p50 | p99 | max | errors | server CPU µs/req | load generator CPU µs/req |"
+    )?;
+    writeln!(s, "|---|---|---|---|---|---|---|---|")?;
+    let row = |s: &mut String, label: &str, r: &LoadFigures| {
+        writeln!(
+            s,
+            "| {label} | {:.0} | {} | {} | {} | {} | {:.0} | {:.0} |",
+            r.rps(),
+            ms(r.p(50.0)),
+            ms(r.p(99.0)),
+            ms(r.latencies.last().copied().unwrap_or_default()),
+            r.errors,
+            r.server_us(),
+            r.client_us()
+        )
+    };
+    for (i, (strata, bare)) in g.rounds.iter().enumerate() {
+        row(s, &format!("round {}: Strata GET instance", i + 1), strata)?;
+        row(s, &format!("round {}: bare axum, same bytes", i + 1), bare)?;
+    }
+    for (label, r) in &g.breakdown {
+        row(s, label, r)?;
+    }
+    writeln!(s)?;
+    Ok(())
+}
+
+fn create_details(s: &mut String, f: &Figures) -> anyhow::Result<()> {
+    writeln!(s, "## Create → Ready")?;
+    writeln!(s)?;
+    let all: Vec<String> = f
+        .creates
+        .iter()
+        .map(|d| d.as_millis().to_string())
+        .collect();
+    writeln!(
+        s,
+        "{} sequential creates, in order (ms): {}.",
+        f.creates.len(),
+        all.join(", ")
+    )?;
+    let mut deletes = f.deletes.clone();
+    deletes.sort_unstable();
+    writeln!(
+        s,
+        "Deletes (DELETE → 404, polled every 50 ms): p50 {}, max {}.",
+        ms(percentile(&deletes, 50.0)),
+        ms(deletes.last().copied().unwrap_or_default())
+    )?;
+    if let Some(first) = f.slowest_create_steps.first() {
+        writeln!(s)?;
+        writeln!(
+            s,
+            "Service events of the slowest create (`{}`), from its first event:",
+            first.instance
+        )?;
+        writeln!(s)?;
+        writeln!(s, "| at | event |")?;
+        writeln!(s, "|---|---|")?;
+        for step in &f.slowest_create_steps {
+            writeln!(
+                s,
+                "| +{} | {} |",
+                ms(step.offset),
+                step.message.replace('|', "\\|")
+            )?;
+        }
+    }
+    writeln!(s)?;
+    Ok(())
+}
+
+fn method(s: &mut String, f: &Figures) -> anyhow::Result<()> {
+    writeln!(s, "## Method")?;
+    writeln!(s)?;
+    writeln!(
+        s,
+        "`scripts/bench.sh` builds `strata` and `strata-bench` in release mode, starts `strata serve` on a \
+         fresh temporary data directory with loopback listeners on free ports, runs `strata-bench` \
+         against it and stops the server (and so its PostgreSQL servers) on exit."
+    )?;
+    writeln!(s)?;
+    writeln!(
+        s,
+        "* Create → Ready: {} creates one after another, each timed from the POST to the first GET \
+         (polled every 10 ms) that shows phase `Ready`; then all are deleted.",
+        f.creates.len()
+    )?;
+    writeln!(
+        s,
+        "* GET: a closed-loop load generator written for this benchmark (raw HTTP/1.1 over tokio TCP, \
+         one request in flight per keep-alive connection, bounded in time) sends the same request, \
+         with a valid token, to Strata and to a bare axum handler that the benchmark starts in its own \
+         process on its own runtime and that returns the bytes of a real Strata response; the two \
+         alternate for {} rounds and the table's headline figures pool the rounds. Load generator and \
+         servers share the machine's {} CPUs, as they would on any single machine.",
+        f.get.rounds.len(),
+        f.machine.cpus
+    )?;
+    writeln!(
+        s,
+        "* Breakdown: the same load on cheaper routes of the same server — `/healthz` (routing and \
+         middleware only), `/v1/versions` (plus JWT verification), `/readyz` (one store query, no \
+         token check) — shows what each layer costs."
+    )?;
+    writeln!(
+        s,
+        "* RSS: `VmRSS` of the `strata serve` process from /proc (its PostgreSQL children are other \
+         processes), 1 s after start-up, 1 s after the creates and deletes, and 2 s after the GET load \
+         (and the deletion of the instance it read)."
+    )?;
+    writeln!(s)?;
+    Ok(())
+}
+
+/// What stands in the way of each goal not met, from this run's own figures.
+fn in_the_way(s: &mut String, f: &Figures) -> anyhow::Result<()> {
+    let missed: Vec<Row> = rows(f)
+        .into_iter()
+        .filter(|r| r.met == Some(false))
+        .collect();
+    if missed.is_empty() {
+        return Ok(());
+    }
+    writeln!(s, "## What stands in the way (from this run's figures)")?;
+    writeln!(s)?;
+    let strata = f.get.strata();
+    let bare = f.get.bare();
+    for r in &missed {
+        match r.figure {
+            "Create → Ready p50" | "Create → Ready p95" => writeln!(
+                s,
+                "* {}: the service events of the slowest create above show which provisioning step takes the time.",
+                r.figure
+            )?,
+            "GET instance, throughput vs bare axum handler" | "GET instance p99" => {
+                let cost = |label: &str| {
+                    f.get
+                        .breakdown
+                        .iter()
+                        .find(|(l, _)| l.contains(label))
+                        .map(|(_, r)| r.server_us())
+                };
+                write!(
+                    s,
+                    "* {}: Strata spends {:.0} µs of CPU per GET, the bare handler {:.0} µs; the load \
+                     generator {:.0} µs per request on the same CPUs.",
+                    r.figure,
+                    strata.server_us(),
+                    bare.server_us(),
+                    strata.client_us()
+                )?;
+                if let (Some(health), Some(jwt), Some(store)) =
+                    (cost("/healthz"), cost("/v1/versions"), cost("/readyz"))
+                {
+                    write!(
+                        s,
+                        " Per request, routing and middleware cost about {:.0} µs over the bare handler \
+                         (`/healthz`), JWT verification about {:.0} µs more (`/v1/versions`), and one \
+                         store query about {:.0} µs more (`/readyz`); the instance GET verifies the \
+                         token, makes two store queries (project, instance) and serialises the instance.",
+                        health - bare.server_us(),
+                        jwt - health,
+                        store - health
+                    )?;
+                }
+                writeln!(s)?;
+            }
+            _ => writeln!(
+                s,
+                "* {}: {} measured; see the notes below.",
+                r.figure, r.measured
+            )?,
+        }
+    }
+    writeln!(s)?;
+    Ok(())
+}
+
+pub fn ms(d: Duration) -> String {
+    let ms = d.as_secs_f64() * 1e3;
+    if ms >= 100.0 {
+        format!("{ms:.0} ms")
+    } else if ms >= 10.0 {
+        format!("{ms:.1} ms")
+    } else {
+        format!("{ms:.2} ms")
+    }
+}
+
+pub fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", as_f64(bytes) / (1024.0 * 1024.0))
+}
+
+fn gib(bytes: u64) -> String {
+    format!("{:.1} GiB", as_f64(bytes) / (1024.0 * 1024.0 * 1024.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn figures() -> Figures {
+        let run = |rps: u64| LoadFigures {
+            ok: rps * 10,
+            errors: 0,
+            window: Duration::from_secs(10),
+            latencies: vec![Duration::from_millis(1); 10],
+            server_cpu: Duration::from_secs(5),
+            client_cpu: Duration::from_secs(5),
+        };
+        Figures {
+            machine: crate::procfs::machine(),
+            date: time::OffsetDateTime::UNIX_EPOCH,
+            commit: Some("abc1234".into()),
+            creates: (1..=20)
+                .map(|i| Duration::from_millis(400 + i * 10))
+                .collect(),
+            deletes: vec![Duration::from_millis(200)],
+            slowest_create_steps: Vec::new(),
+            get: GetFigures {
+                connections: 64,
+                warmup: Duration::from_secs(2),
+                duration: Duration::from_secs(10),
+                body_len: 900,
+                rounds: vec![(run(1000), run(4000))],
+                breakdown: Vec::new(),
+            },
+            rss_start: 20 << 20,
+            rss_after_creates: 30 << 20,
+            rss_after_load: 60 << 20,
+        }
+    }
+
+    #[test]
+    fn judges_each_goal_and_keeps_the_notes() {
+        let old = format!("# old figures\n{NOTES_MARKER}\n## Findings\n\nkept text\n");
+        let md = markdown(&figures(), &old).unwrap_or_default();
+        assert!(
+            md.contains("| Create → Ready p50 | ≤ 1 s | 500 ms | met |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("0.25 (1000 vs 4000 req/s) | **not met**"),
+            "{md}"
+        );
+        assert!(md.contains("| 60.0 MiB | **not met**"), "{md}");
+        assert!(md.ends_with("## Findings\n\nkept text\n"), "{md}");
+        assert!(!md.contains("# old figures"));
+    }
+}
