@@ -408,11 +408,18 @@ async fn write_status(
     if instance.status.as_ref() == Some(&status) {
         return Ok(());
     }
-    let previous = instance.status.as_ref().and_then(|s| s.phase.clone());
+    let mut previous = instance.status.as_ref().and_then(|s| s.phase.clone());
     let api: Api<PostgresInstance> = Api::namespaced(
         ctx.client.clone(),
         &instance.namespace().ok_or(Error::MissingNamespace)?,
     );
+    if previous != status.phase {
+        // The watch cache may not show our own last status write yet: ask the
+        // server, so that one transition is announced once.
+        if let Some(fresh) = api.get_opt(&instance.name_any()).await? {
+            previous = fresh.status.and_then(|s| s.phase);
+        }
+    }
     let patch = serde_json::json!({ "status": status });
     api.patch_status(
         &instance.name_any(),
