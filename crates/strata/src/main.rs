@@ -1,5 +1,6 @@
 //! `strata`: one binary for the server and its tools. It only wires crates together.
 
+mod kube;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -15,18 +16,34 @@ struct Cli {
 enum Command {
     /// Run the API, web UI and the local runtime with an embedded SQLite store.
     Serve(Box<serve::ServeArgs>),
+    /// Run the API against the Kubernetes runtime (stateless; scale it out).
+    Api(Box<kube::ApiArgs>),
+    /// Run the operator that reconciles PostgresInstance resources.
+    Operator(Box<kube::OperatorArgs>),
+    /// Print the PostgresInstance CRD (YAML).
+    Crd,
     /// Print the OpenAPI document of the REST API.
     Openapi,
+}
+
+fn block_on<F: Future<Output = anyhow::Result<()>>>(f: F) -> anyhow::Result<()> {
+    // One TLS crypto provider for every client in the process (kube, reqwest).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(f)
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(args) => {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
-            rt.block_on(serve::run(*args))
+        Command::Serve(args) => block_on(serve::run(*args)),
+        Command::Api(args) => block_on(kube::api(*args)),
+        Command::Operator(args) => block_on(kube::operator(*args)),
+        Command::Crd => {
+            print!("{}", strata_kube::crd_yaml());
+            Ok(())
         }
         Command::Openapi => {
             println!("{}", strata_api::openapi().to_pretty_json()?);

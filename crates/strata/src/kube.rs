@@ -1,0 +1,202 @@
+//! `strata operator`, `strata api --runtime kubernetes` and `strata crd`: the
+//! Kubernetes side, wired from strata-kube, the store and the API.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use clap::Args;
+use strata_api::{AppState, auth::Auth, bootstrap, metrics::HttpMetrics};
+use strata_core::Secret;
+use strata_core::events::NewServiceEvent;
+use strata_kube::{KubeRuntime, OperatorConfig, ServiceEventSink};
+use strata_store::Store;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::serve::{init_logging, shutdown_signal};
+
+#[derive(Args, Debug)]
+pub struct OperatorArgs {
+    /// Watch only this namespace [default: all namespaces].
+    #[arg(long, env = "STRATA_WATCH_NAMESPACE")]
+    namespace: Option<String>,
+    /// Namespace of the Lease that elects the one operator that reconciles.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "strata-system")]
+    lease_namespace: String,
+    /// Address of /metrics and /healthz.
+    #[arg(long, env = "STRATA_ADMIN_LISTEN", default_value = "0.0.0.0:9090")]
+    admin_listen: SocketAddr,
+    /// Store for service events (postgres://… shared with the API); none when omitted.
+    #[arg(long, env = "STRATA_DATABASE_URL")]
+    database_url: Option<String>,
+    /// Log format: json or text.
+    #[arg(long, env = "STRATA_LOG_FORMAT", default_value = "json")]
+    log_format: String,
+}
+
+#[derive(Args, Debug)]
+pub struct ApiArgs {
+    /// Which runtime runs the databases: only `kubernetes` here (`strata serve` is the local one).
+    #[arg(long, default_value = "kubernetes", value_parser = ["kubernetes"])]
+    runtime: String,
+    #[arg(long, env = "STRATA_LISTEN", default_value = "0.0.0.0:8080")]
+    listen: SocketAddr,
+    #[arg(long, env = "STRATA_ADMIN_LISTEN", default_value = "0.0.0.0:9090")]
+    admin_listen: SocketAddr,
+    /// The shared store (postgres://…; sqlite:// for a single replica).
+    #[arg(long, env = "STRATA_DATABASE_URL")]
+    database_url: String,
+    /// The `iss` of tokens Strata issues (the public URL of the API).
+    #[arg(long, env = "STRATA_ISSUER")]
+    issuer: String,
+    /// Project namespaces are named `<prefix><project>`.
+    #[arg(long, env = "STRATA_NAMESPACE_PREFIX", default_value = "strata-")]
+    namespace_prefix: String,
+    #[arg(long, env = "STRATA_LOG_FORMAT", default_value = "json")]
+    log_format: String,
+}
+
+/// Service events of the operator, written to the store the API reads.
+struct StoreSink(Store);
+
+#[async_trait]
+impl ServiceEventSink for StoreSink {
+    async fn record(&self, instance: &strata_core::Instance, event: NewServiceEvent) {
+        let result = async {
+            let mut tx = self.0.begin().await?;
+            tx.add_event(instance, event).await?;
+            tx.commit().await
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(instance = %instance.name, error = %e, "cannot record a service event");
+        }
+    }
+}
+
+async fn serve_metrics(
+    addr: SocketAddr,
+    registry: prometheus_client::registry::Registry,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let registry = Arc::new(registry);
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(move || {
+                let registry = registry.clone();
+                async move {
+                    let mut body = String::new();
+                    let _ = prometheus_client::encoding::text::encode(&mut body, &registry);
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        body,
+                    )
+                }
+            }),
+        )
+        .route("/healthz", axum::routing::get(|| async { "ok" }));
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening on {addr}"))?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await?;
+    Ok(())
+}
+
+pub async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
+    init_logging(&args.log_format);
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to Kubernetes (in-cluster config or KUBECONFIG)")?;
+    let mut config = OperatorConfig::new(client, &args.lease_namespace);
+    config.namespace = args.namespace.clone();
+    if let Some(url) = &args.database_url {
+        config.service_events = Some(Arc::new(StoreSink(
+            Store::open(url).await.context("opening the store")?,
+        )));
+    }
+    let mut registry = prometheus_client::registry::Registry::with_prefix("strata");
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    let operator =
+        strata_kube::Operator::new(config, registry.sub_registry_with_prefix("operator"));
+    let operator = operator.run(async move {
+        shutdown_signal().await;
+        stop.cancel();
+    });
+    let metrics = serve_metrics(args.admin_listen, registry, shutdown.clone());
+    let (op, m) = tokio::join!(operator, metrics);
+    shutdown.cancel();
+    op?;
+    m
+}
+
+pub async fn api(args: ApiArgs) -> anyhow::Result<()> {
+    init_logging(&args.log_format);
+    let store = Store::open(&args.database_url)
+        .await
+        .context("opening the store")?;
+    let admin_password = std::env::var("STRATA_ADMIN_PASSWORD")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .map(Secret::new);
+    if admin_password.is_none() && store.user_by_name(bootstrap::ADMIN_USER).await?.is_none() {
+        anyhow::bail!(
+            "set STRATA_ADMIN_PASSWORD (from a Secret) for the first start of a stateless API"
+        );
+    }
+    let tmp = tempfile::tempdir()?;
+    bootstrap::bootstrap(&store, tmp.path(), admin_password)
+        .await
+        .map_err(|e| anyhow::anyhow!("bootstrap: {e:?}"))?;
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to Kubernetes (in-cluster config or KUBECONFIG)")?;
+    let runtime = KubeRuntime::new(client, &args.namespace_prefix);
+    let mut registry = prometheus_client::registry::Registry::with_prefix("strata");
+    let auth = Auth::load(&store, args.issuer.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let shutdown = CancellationToken::new();
+    let state = AppState {
+        runtime: Arc::new(runtime),
+        store: store.clone(),
+        auth: Arc::new(auth),
+        metrics: Arc::new(HttpMetrics::register(&mut registry)),
+        sse_keepalive: Duration::from_secs(15),
+        shutdown: shutdown.clone(),
+    };
+    let app = strata_api::router(state.clone());
+    let admin = strata_api::admin_router(state, Arc::new(registry));
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let admin_listener = TcpListener::bind(args.admin_listen)
+        .await
+        .with_context(|| format!("listening on {}", args.admin_listen))?;
+    tracing::info!(listen = %args.listen, runtime = %args.runtime, "Strata API is serving");
+    let api = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let admin = axum::serve(admin_listener, admin)
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let signal = async {
+        shutdown_signal().await;
+        shutdown.cancel();
+    };
+    let (r1, r2, ()) = tokio::join!(api.into_future(), admin.into_future(), signal);
+    r1?;
+    r2?;
+    store.close().await;
+    Ok(())
+}
