@@ -13,3 +13,7 @@ pub use controller::{
 };
 pub use crd::{PostgresInstance, PostgresInstanceSpec, PostgresInstanceStatus, crd, crd_yaml};
 pub use runtime::KubeRuntime;
+
+/// The `kube` and `k8s-openapi` this crate is built with, so that the binary
+/// builds a `kube::Client` without declaring (and feature-matching) them.
+pub use {k8s_openapi, kube};
