@@ -16,7 +16,7 @@ use strata_store::Store;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::serve::{init_logging, shutdown_signal};
+use crate::serve::{bind, init_logging, serve_until_signal, shutdown_signal};
 
 #[derive(Args, Debug)]
 pub struct OperatorArgs {
@@ -174,29 +174,9 @@ pub async fn api(args: ApiArgs) -> anyhow::Result<()> {
         sse_keepalive: Duration::from_secs(15),
         shutdown: shutdown.clone(),
     };
-    let app = strata_api::router(state.clone());
-    let admin = strata_api::admin_router(state, Arc::new(registry));
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("listening on {}", args.listen))?;
-    let admin_listener = TcpListener::bind(args.admin_listen)
-        .await
-        .with_context(|| format!("listening on {}", args.admin_listen))?;
+    let (listener, admin_listener) = bind(args.listen, args.admin_listen).await?;
     tracing::info!(listen = %args.listen, runtime = %args.runtime, "Strata API is serving");
-    let api = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    let admin = axum::serve(admin_listener, admin)
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    let signal = async {
-        shutdown_signal().await;
-        shutdown.cancel();
-    };
-    let (r1, r2, ()) = tokio::join!(api.into_future(), admin.into_future(), signal);
-    r1?;
-    r2?;
+    serve_until_signal(state, registry, listener, admin_listener).await?;
     store.close().await;
     Ok(())
 }

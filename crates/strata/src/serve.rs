@@ -179,15 +179,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         sse_keepalive: Duration::from_secs(15),
         shutdown: shutdown.clone(),
     };
-    let app = strata_api::router(state.clone());
-    let admin = strata_api::admin_router(state, Arc::new(registry));
-
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("listening on {}", args.listen))?;
-    let admin_listener = TcpListener::bind(args.admin_listen)
-        .await
-        .with_context(|| format!("listening on {}", args.admin_listen))?;
+    let (listener, admin_listener) = bind(args.listen, args.admin_listen).await?;
     tracing::info!(
         listen = %listener.local_addr()?,
         admin = %admin_listener.local_addr()?,
@@ -200,7 +192,39 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         listener.local_addr()?,
         admin_listener.local_addr()?
     );
+    serve_until_signal(state, registry, listener, admin_listener).await?;
+    tracing::info!("shutting down: stopping PostgreSQL servers");
+    runtime.shutdown().await;
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
 
+/// Binds the API and admin listeners.
+pub(crate) async fn bind(
+    listen: SocketAddr,
+    admin_listen: SocketAddr,
+) -> anyhow::Result<(TcpListener, TcpListener)> {
+    let api = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    let admin = TcpListener::bind(admin_listen)
+        .await
+        .with_context(|| format!("listening on {admin_listen}"))?;
+    Ok((api, admin))
+}
+
+/// Serves the API and the admin endpoints until SIGTERM or SIGINT, then lets
+/// open requests finish (event streams end with `state.shutdown`).
+pub(crate) async fn serve_until_signal(
+    state: AppState,
+    registry: prometheus_client::registry::Registry,
+    listener: TcpListener,
+    admin_listener: TcpListener,
+) -> anyhow::Result<()> {
+    let shutdown = state.shutdown.clone();
+    let app = strata_api::router(state.clone());
+    let admin = strata_api::admin_router(state, Arc::new(registry));
     let api = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
@@ -210,14 +234,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let signal = async {
         shutdown_signal().await;
-        tracing::info!("shutting down: stopping PostgreSQL servers");
         shutdown.cancel();
     };
     let (r1, r2, ()) = tokio::join!(api.into_future(), admin.into_future(), signal);
     r1?;
     r2?;
-    runtime.shutdown().await;
-    store.close().await;
-    tracing::info!("stopped");
     Ok(())
 }
