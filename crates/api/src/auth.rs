@@ -234,6 +234,18 @@ impl FromRequestParts<AppState> for Caller {
             .ok_or_else(|| {
                 ApiError::unauthorized("the Authorization header must be Bearer <token>")
             })?;
-        state.auth.verify(token.trim())
+        let claimed = state.auth.verify(token.trim())?;
+        // Rights come from the store, not the token: a deleted user or a
+        // revoked admin flag takes effect at once.
+        let user = state
+            .store
+            .user_by_id(&claimed.user_id)
+            .await?
+            .ok_or_else(|| ApiError::unauthorized("the token's user no longer exists"))?;
+        Ok(Caller {
+            user_id: user.id.to_string(),
+            username: user.username,
+            admin: user.is_admin,
+        })
     }
 }

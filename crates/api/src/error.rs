@@ -59,6 +59,15 @@ impl ApiError {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
     }
 
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", detail)
+    }
+
+    /// The human-readable detail (never holds a secret).
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
+
     pub fn not_found(what: impl std::fmt::Display) -> Self {
         Self::new(
             StatusCode::NOT_FOUND,

@@ -1,6 +1,7 @@
 //! Strata's REST API: routes, authentication, problem+json errors, metrics and
 //! the OpenAPI document generated from the handlers.
 
+pub mod audit;
 pub mod auth;
 pub mod bootstrap;
 pub mod error;

@@ -8,7 +8,7 @@ use utoipa::{Modify, OpenApi};
     info(
         title = "Strata API",
         version = "1",
-        description = "Managed PostgreSQL: instances, credentials, service events. \
+        description = "Managed PostgreSQL: instances, credentials, service events, projects, members and the audit log. \
                        Errors are application/problem+json (RFC 9457).",
         license(name = "Apache-2.0", identifier = "Apache-2.0")
     ),
@@ -17,6 +17,8 @@ use utoipa::{Modify, OpenApi};
         (name = "auth", description = "Tokens and the issuer's discovery documents"),
         (name = "catalog", description = "What can be ordered: versions and plans"),
         (name = "instances", description = "PostgreSQL instances, their credentials and service events"),
+        (name = "identity", description = "The caller, users, projects and project members"),
+        (name = "audit", description = "The hash-chained audit log"),
         (name = "health", description = "Liveness and readiness"),
     )
 )]

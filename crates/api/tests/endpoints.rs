@@ -35,6 +35,8 @@ struct App {
     store: Store,
     runtime: LocalRuntime,
     token: String,
+    admin_id: String,
+    db_url: String,
     _dir: tempfile::TempDir,
 }
 
@@ -62,7 +64,14 @@ async fn app() -> App {
     let auth = Auth::load(&store, "http://strata.test".into())
         .await
         .unwrap();
-    let token = auth.issue("u1", "admin", true).unwrap();
+    let admin_id = store
+        .user_by_name("admin")
+        .await
+        .unwrap()
+        .unwrap()
+        .id
+        .to_string();
+    let token = auth.issue(&admin_id, "admin", true).unwrap();
     let state = AppState {
         runtime: Arc::new(runtime.clone()),
         store: store.clone(),
@@ -76,6 +85,8 @@ async fn app() -> App {
         store,
         runtime,
         token,
+        admin_id,
+        db_url: format!("sqlite://{}/strata.db", dir.path().display()),
         _dir: dir,
     }
 }
@@ -281,7 +292,7 @@ async fn bad_tokens_get_401() {
     let key = app.store.signing_keys().await.unwrap().pop().unwrap();
     let enc = jsonwebtoken::EncodingKey::from_ed_pem(key.private_pem.expose().as_bytes()).unwrap();
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let claims = |exp: i64, nbf: i64, iss: &str, aud: &str| json!({"iss": iss, "sub": "u1", "aud": aud, "exp": exp, "nbf": nbf, "iat": now, "jti": "j", "name": "admin", "admin": true});
+    let claims = |exp: i64, nbf: i64, iss: &str, aud: &str| json!({"iss": iss, "sub": app.admin_id, "aud": aud, "exp": exp, "nbf": nbf, "iat": now, "jti": "j", "name": "admin", "admin": true});
     let sign = |c: &Value, kid: &str| {
         let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
         h.kid = Some(kid.to_owned());
@@ -712,5 +723,449 @@ async fn idempotency_and_concurrent_creates() {
             .is_none(),
         "an instance directory was left behind"
     );
+    app.stop().await;
+}
+
+impl App {
+    /// A request as the holder of `token`, with a user agent the audit log records.
+    async fn call_as(&self, token: &str, method: &str, uri: &str, body: Option<&Value>) -> Res {
+        let b = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(header::USER_AGENT, "tenancy-test/1");
+        let req = match body {
+            Some(v) => b
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(v.to_string()))
+                .unwrap(),
+            None => b.body(Body::empty()).unwrap(),
+        };
+        self.call(req).await
+    }
+
+    /// Creates a user through the API and logs it in.
+    async fn user(&self, name: &str) -> String {
+        let r = self
+            .send_json(
+                "POST",
+                "/v1/users",
+                &json!({"username": name, "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        let t = self
+            .call(
+                Request::post("/v1/auth/token")
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(Body::from(
+                        json!({"username": name, "password": PASSWORD}).to_string(),
+                    ))
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(t.status, StatusCode::OK, "{}", t.body);
+        t.body["access_token"].as_str().unwrap().to_owned()
+    }
+}
+
+#[tokio::test]
+async fn tenants_see_only_their_projects_roles_limit_and_the_audit_log_records_it() {
+    let app = app().await;
+    // Platform admin: projects and users; bad input names the field.
+    for p in ["tenant-a", "tenant-b"] {
+        let r = app
+            .send_json("POST", "/v1/projects", &json!({"name": p}))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    }
+    let r = app
+        .send_json("POST", "/v1/projects", &json!({"name": "Bad_Name"}))
+        .await;
+    assert_problem(&r, StatusCode::BAD_REQUEST, "name");
+    let r = app
+        .send_json("POST", "/v1/projects", &json!({"name": "tenant-a"}))
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    let r = app
+        .send_json(
+            "POST",
+            "/v1/users",
+            &json!({"username": "carol", "password": "short"}),
+        )
+        .await;
+    assert_problem(&r, StatusCode::BAD_REQUEST, "password");
+    let r = app
+        .send_json(
+            "POST",
+            "/v1/users",
+            &json!({"username": "Carol!", "password": PASSWORD}),
+        )
+        .await;
+    assert_problem(&r, StatusCode::BAD_REQUEST, "username");
+    let alice = app.user("alice").await;
+    let bob = app.user("bob").await;
+    for (user, project) in [("alice", "tenant-a"), ("bob", "tenant-b")] {
+        let r = app
+            .send_json(
+                "POST",
+                &format!("/v1/projects/{project}/members"),
+                &json!({"user": user, "role": "owner"}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    }
+    let r = app
+        .send_json(
+            "POST",
+            "/v1/projects/tenant-a/members",
+            &json!({"user": "alice", "role": "god"}),
+        )
+        .await;
+    assert_problem(&r, StatusCode::BAD_REQUEST, "role");
+    let r = app
+        .send_json(
+            "POST",
+            "/v1/projects/tenant-a/members",
+            &json!({"user": "nobody", "role": "viewer"}),
+        )
+        .await;
+    assert_problem(&r, StatusCode::BAD_REQUEST, "user");
+
+    // Bob creates an instance in his project.
+    let r = app
+        .call_as(
+            &bob,
+            "POST",
+            "/v1/projects/tenant-b/instances",
+            Some(&json!({"name": "orders"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    let orders_id = r.body["id"].as_str().unwrap().to_owned();
+
+    // Alice (owner of tenant-a) names tenant-b and its instance in every
+    // endpoint: each answer is the one for a project that does not exist.
+    let patch = json!({"labels": {"x": "y"}});
+    let create = json!({"name": "sneaky"});
+    let member = json!({"user": "alice", "role": "owner"});
+    let endpoints: Vec<(&str, &str, Option<&Value>)> = vec![
+        ("GET", "/instances", None),
+        ("POST", "/instances", Some(&create)),
+        ("GET", "/instances/orders", None),
+        ("PATCH", "/instances/orders", Some(&patch)),
+        ("DELETE", "/instances/orders", None),
+        ("GET", "/instances/orders/credentials", None),
+        ("POST", "/instances/orders/credentials/rotate", None),
+        ("GET", "/instances/orders/events", None),
+        ("GET", "/audit-events", None),
+        ("GET", "/members", None),
+        ("POST", "/members", Some(&member)),
+        ("DELETE", "/members/bob", None),
+    ];
+    for (method, path, body) in &endpoints {
+        let theirs = app
+            .call_as(
+                &alice,
+                method,
+                &format!("/v1/projects/tenant-b{path}"),
+                *body,
+            )
+            .await;
+        let nowhere = app
+            .call_as(
+                &alice,
+                method,
+                &format!("/v1/projects/tenant-z{path}"),
+                *body,
+            )
+            .await;
+        assert_eq!(
+            theirs.status,
+            StatusCode::NOT_FOUND,
+            "{method} {path}: {}",
+            theirs.body
+        );
+        assert_eq!(
+            theirs.body.to_string().replace("tenant-b", "tenant-z"),
+            nowhere.body.to_string(),
+            "{method} {path} tells tenant-b apart from a missing project"
+        );
+        let text = theirs.body.to_string();
+        assert!(
+            !text.contains("orders") && !text.contains(&orders_id),
+            "{text}"
+        );
+    }
+    // Nothing changed in tenant-b.
+    let r = app.get("/v1/projects/tenant-b/instances").await;
+    let names: Vec<&str> = r.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["orders"]);
+    assert!(r.body["items"][0]["labels"].get("x").is_none());
+    let r = app.get("/v1/projects/tenant-b/members").await;
+    assert_eq!(r.body["items"].as_array().unwrap().len(), 1, "{}", r.body);
+
+    // Alice sees only her project; she is not an admin.
+    let r = app.call_as(&alice, "GET", "/v1/projects", None).await;
+    let names: Vec<&str> = r.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["tenant-a"]);
+    let r = app.call_as(&alice, "GET", "/v1/me", None).await;
+    assert_eq!(r.body["username"], "alice");
+    assert_eq!(r.body["admin"], false);
+    assert_eq!(
+        r.body["projects"],
+        json!([{"project": "tenant-a", "role": "owner"}])
+    );
+    for (method, uri, body) in [
+        ("GET", "/v1/users", None),
+        ("POST", "/v1/projects", Some(json!({"name": "mine"}))),
+        ("DELETE", "/v1/users/bob", None),
+        ("GET", "/v1/admin/audit/verify", None),
+    ] {
+        let r = app.call_as(&alice, method, uri, body.as_ref()).await;
+        assert_eq!(
+            r.status,
+            StatusCode::FORBIDDEN,
+            "{method} {uri}: {}",
+            r.body
+        );
+    }
+
+    // Bob (owner) makes Alice a viewer of tenant-b: she can list and get,
+    // but not change, delete, or touch credentials.
+    let r = app
+        .call_as(
+            &bob,
+            "POST",
+            "/v1/projects/tenant-b/members",
+            Some(&json!({"user": "alice", "role": "viewer"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let r = app
+        .call_as(&bob, "GET", "/v1/projects/tenant-b/members", None)
+        .await;
+    assert_eq!(r.body["items"].as_array().unwrap().len(), 2, "{}", r.body);
+    for (method, path) in [
+        ("GET", "/instances"),
+        ("GET", "/instances/orders"),
+        ("GET", "/instances/orders/events"),
+        ("GET", "/audit-events"),
+    ] {
+        let r = app
+            .call_as(
+                &alice,
+                method,
+                &format!("/v1/projects/tenant-b{path}"),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{method} {path}: {}", r.body);
+    }
+    for (method, path, body) in [
+        ("DELETE", "/instances/orders", None),
+        ("GET", "/instances/orders/credentials", None),
+        ("POST", "/instances/orders/credentials/rotate", None),
+        ("PATCH", "/instances/orders", Some(&patch)),
+        ("POST", "/instances", Some(&create)),
+        ("GET", "/members", None),
+        ("DELETE", "/members/bob", None),
+    ] {
+        let r = app
+            .call_as(
+                &alice,
+                method,
+                &format!("/v1/projects/tenant-b{path}"),
+                body,
+            )
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::FORBIDDEN,
+            "{method} {path}: {}",
+            r.body
+        );
+        assert_eq!(r.headers[header::CONTENT_TYPE], "application/problem+json");
+    }
+    let wait = Instant::now();
+    loop {
+        let r = app
+            .call_as(&bob, "GET", "/v1/projects/tenant-b/instances/orders", None)
+            .await;
+        if r.body["status"]["phase"] == "Ready" {
+            break;
+        }
+        assert!(wait.elapsed() < Duration::from_mins(1), "{}", r.body);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let creds = app
+        .call_as(
+            &bob,
+            "GET",
+            "/v1/projects/tenant-b/instances/orders/credentials",
+            None,
+        )
+        .await;
+    assert_eq!(creds.status, StatusCode::OK, "{}", creds.body);
+    let rotated = app
+        .call_as(
+            &bob,
+            "POST",
+            "/v1/projects/tenant-b/instances/orders/credentials/rotate",
+            None,
+        )
+        .await;
+    assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.body);
+
+    // The audit log of tenant-b shows who did what, and how it ended.
+    let log = app
+        .call_as(
+            &alice,
+            "GET",
+            "/v1/projects/tenant-b/audit-events?page_size=500",
+            None,
+        )
+        .await;
+    assert_eq!(log.status, StatusCode::OK, "{}", log.body);
+    let events = log.body["items"].as_array().unwrap();
+    let find = |actor: &str, action: &str, status: u16| {
+        events
+            .iter()
+            .find(|e| {
+                e["actor"]["name"] == actor
+                    && e["action"] == action
+                    && e["outcome"]["status"] == status
+            })
+            .unwrap_or_else(|| panic!("no {action} by {actor} with {status} in {}", log.body))
+    };
+    let created = find("bob", "instance.create", 202);
+    assert_eq!(created["outcome"]["result"], "success");
+    assert_eq!(
+        created["target"],
+        json!({"kind": "instance", "id": orders_id, "name": "orders"})
+    );
+    assert_eq!(created["user_agent"], "tenancy-test/1");
+    assert!(
+        created["request_id"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty())
+    );
+    assert_eq!(created["details"]["plan"], "micro");
+    assert_eq!(
+        find("alice", "instance.delete", 403)["outcome"]["result"],
+        "failure"
+    );
+    find("alice", "instance.delete", 404);
+    find("alice", "instance.credentials.read", 403);
+    find("alice", "instance.credentials.rotate", 403);
+    find("bob", "instance.credentials.read", 200);
+    find("bob", "instance.credentials.rotate", 200);
+    find("bob", "member.add", 201);
+    find("admin", "member.add", 201);
+    // Newest first, one chain.
+    let seqs: Vec<i64> = events.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] > w[1]), "{seqs:?}");
+    // Secrets never reach the log.
+    let text = log.body.to_string();
+    for c in [&creds, &rotated] {
+        assert!(!text.contains(c.body["password"].as_str().unwrap()));
+    }
+    assert!(!text.contains(PASSWORD));
+
+    // Filters and pagination.
+    let r = app
+        .call_as(
+            &bob,
+            "GET",
+            "/v1/projects/tenant-b/audit-events?actor=alice&action=instance.delete",
+            None,
+        )
+        .await;
+    let items = r.body["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{}", r.body);
+    assert!(
+        items
+            .iter()
+            .all(|e| e["actor"]["name"] == "alice" && e["action"] == "instance.delete")
+    );
+    let r = app
+        .call_as(
+            &bob,
+            "GET",
+            "/v1/projects/tenant-b/audit-events?instance=orders&page_size=1",
+            None,
+        )
+        .await;
+    assert_eq!(r.body["items"].as_array().unwrap().len(), 1);
+    let token = r.body["next_page_token"].as_str().unwrap();
+    let next = app
+        .call_as(
+            &bob,
+            "GET",
+            &format!(
+                "/v1/projects/tenant-b/audit-events?instance=orders&page_size=1&page_token={token}"
+            ),
+            None,
+        )
+        .await;
+    assert!(next.body["items"][0]["seq"].as_i64() < r.body["items"][0]["seq"].as_i64());
+    let r = app
+        .call_as(
+            &bob,
+            "GET",
+            "/v1/projects/tenant-b/audit-events?since=yesterday",
+            None,
+        )
+        .await;
+    assert_problem(&r, StatusCode::BAD_REQUEST, "since");
+    let r = app
+        .call_as(
+            &bob,
+            "GET",
+            "/v1/projects/tenant-b/audit-events?until=2000-01-01T00:00:00Z",
+            None,
+        )
+        .await;
+    assert!(r.body["items"].as_array().unwrap().is_empty());
+
+    // The admin verifies the chain; a row edited in the database breaks it there.
+    let r = app.get("/v1/admin/audit/verify").await;
+    assert_eq!(r.body["ok"], true, "{}", r.body);
+    let edited = created["seq"].as_i64().unwrap();
+    {
+        use sqlx::Connection;
+        let mut c = sqlx::SqliteConnection::connect(&app.db_url).await.unwrap();
+        sqlx::query("UPDATE audit_events SET actor_name = 'mallory' WHERE seq = $1")
+            .bind(edited)
+            .execute(&mut c)
+            .await
+            .unwrap();
+    }
+    let r = app.get("/v1/admin/audit/verify").await;
+    assert_eq!(r.body["ok"], false, "{}", r.body);
+    assert_eq!(r.body["first_broken"]["seq"], edited);
+    assert_eq!(r.body["first_broken"]["id"], created["id"]);
+
+    // A deleted user's token stops working at once.
+    let r = app
+        .call(
+            app.req("DELETE", "/v1/users/alice")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let r = app.call_as(&alice, "GET", "/v1/me", None).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     app.stop().await;
 }

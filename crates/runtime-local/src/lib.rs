@@ -23,6 +23,7 @@ use async_trait::async_trait;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use strata_core::NewAuditEvent;
 use strata_core::events::NewServiceEvent;
 use strata_core::{
     Credentials, EventKind, Instance, InstanceName, InstanceRuntime, InstanceSpec, InstanceStatus,
@@ -443,6 +444,129 @@ impl InstanceRuntime for LocalRuntime {
     }
 
     async fn create(&self, project: &ProjectName, spec: InstanceSpec) -> RuntimeResult<Instance> {
+        self.create_with(project, spec, None).await.map(|(i, _)| i)
+    }
+
+    async fn create_audited(
+        &self,
+        project: &ProjectName,
+        spec: InstanceSpec,
+        audit: NewAuditEvent,
+    ) -> RuntimeResult<(Instance, Option<NewAuditEvent>)> {
+        self.create_with(project, spec, Some(audit)).await
+    }
+
+    async fn update_audited(
+        &self,
+        project: &ProjectName,
+        name: &InstanceName,
+        change: UpdateInstance,
+        audit: NewAuditEvent,
+    ) -> RuntimeResult<(Instance, Option<NewAuditEvent>)> {
+        self.update_with(project, name, change, Some(audit)).await
+    }
+
+    async fn delete_audited(
+        &self,
+        project: &ProjectName,
+        name: &InstanceName,
+        audit: NewAuditEvent,
+    ) -> RuntimeResult<(Instance, Option<NewAuditEvent>)> {
+        self.delete_with(project, name, Some(audit)).await
+    }
+
+    async fn rotate_credentials_audited(
+        &self,
+        project: &ProjectName,
+        name: &InstanceName,
+        audit: NewAuditEvent,
+    ) -> RuntimeResult<(Credentials, Option<NewAuditEvent>)> {
+        self.rotate_with(project, name, Some(audit)).await
+    }
+
+    async fn get(&self, project: &ProjectName, name: &InstanceName) -> RuntimeResult<Instance> {
+        Ok(self.view(self.record(project, name).await?))
+    }
+
+    async fn list(
+        &self,
+        project: &ProjectName,
+        labels: &[(String, String)],
+        page: PageRequest,
+    ) -> RuntimeResult<Page<Instance>> {
+        self.list_page(project, labels, page).await
+    }
+
+    async fn update(
+        &self,
+        project: &ProjectName,
+        name: &InstanceName,
+        change: UpdateInstance,
+    ) -> RuntimeResult<Instance> {
+        self.update_with(project, name, change, None)
+            .await
+            .map(|(i, _)| i)
+    }
+
+    async fn delete(&self, project: &ProjectName, name: &InstanceName) -> RuntimeResult<Instance> {
+        self.delete_with(project, name, None).await.map(|(i, _)| i)
+    }
+
+    async fn credentials(
+        &self,
+        project: &ProjectName,
+        name: &InstanceName,
+    ) -> RuntimeResult<Credentials> {
+        let rec = self.record(project, name).await?;
+        match rec.instance.status.phase {
+            Phase::Provisioning => Err(RuntimeError::Conflict(format!(
+                "instance {name} is still provisioning; credentials are available once it is Ready"
+            ))),
+            Phase::Deleting => Err(RuntimeError::Conflict(format!(
+                "instance {name} is being deleted"
+            ))),
+            _ => Ok(self.credentials_of(&rec)),
+        }
+    }
+
+    async fn rotate_credentials(
+        &self,
+        project: &ProjectName,
+        name: &InstanceName,
+    ) -> RuntimeResult<Credentials> {
+        self.rotate_with(project, name, None).await.map(|(c, _)| c)
+    }
+
+    async fn events(
+        &self,
+        project: &ProjectName,
+        name: &InstanceName,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> RuntimeResult<Vec<ServiceEvent>> {
+        let rec = self.record(project, name).await?;
+        self.inner
+            .store
+            .events(rec.instance.id, after, limit)
+            .await
+            .map_err(store_err)
+    }
+
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<strata_core::events::PublishedEvent> {
+        self.inner.store.subscribe()
+    }
+}
+
+/// The changes, each with the audit event (if any) that records it, written
+/// in the change's transaction. They return the event back when there was
+/// nothing to write it with (a change that changes nothing).
+impl LocalRuntime {
+    async fn create_with(
+        &self,
+        project: &ProjectName,
+        spec: InstanceSpec,
+        audit: Option<NewAuditEvent>,
+    ) -> RuntimeResult<(Instance, Option<NewAuditEvent>)> {
         let now = OffsetDateTime::now_utc();
         let instance = Instance {
             id: Uuid::now_v7(),
@@ -474,13 +598,16 @@ impl InstanceRuntime for LocalRuntime {
                     NewServiceEvent::phase(None, Phase::Provisioning, "instance requested"),
                 )
                 .await?;
+                if let Some(a) = &audit {
+                    tx.append_audit(with_target(a, &rec.instance)).await?;
+                }
                 tx.commit().await
             }
             .await;
             match result {
                 Ok(()) => {
                     self.supervise(rec.instance.id);
-                    return Ok(self.view(rec));
+                    return Ok((self.view(rec), None));
                 }
                 // Another create took the port first: pick again.
                 Err(StoreError::Conflict(what)) if what == "port" => last = Some(what),
@@ -499,11 +626,7 @@ impl InstanceRuntime for LocalRuntime {
         )))
     }
 
-    async fn get(&self, project: &ProjectName, name: &InstanceName) -> RuntimeResult<Instance> {
-        Ok(self.view(self.record(project, name).await?))
-    }
-
-    async fn list(
+    async fn list_page(
         &self,
         project: &ProjectName,
         labels: &[(String, String)],
@@ -544,17 +667,18 @@ impl InstanceRuntime for LocalRuntime {
         }
     }
 
-    async fn update(
+    async fn update_with(
         &self,
         project: &ProjectName,
         name: &InstanceName,
         change: UpdateInstance,
-    ) -> RuntimeResult<Instance> {
+        audit: Option<NewAuditEvent>,
+    ) -> RuntimeResult<(Instance, Option<NewAuditEvent>)> {
         let mut rec = self.record(project, name).await?;
         let current = rec.instance.spec()?;
         let next = change.apply(&current, &self.inner.plans)?;
         if next == current {
-            return Ok(self.view(rec));
+            return Ok((self.view(rec), audit));
         }
         let phase = rec.instance.status.phase;
         if !phase.accepts_update() {
@@ -592,12 +716,22 @@ impl InstanceRuntime for LocalRuntime {
             .await
             .map_err(store_err)?;
         }
+        if let Some(a) = &audit {
+            tx.append_audit(with_target(a, &rec.instance))
+                .await
+                .map_err(store_err)?;
+        }
         tx.commit().await.map_err(store_err)?;
         self.notify(rec.instance.id, Command::Apply);
-        Ok(self.view(rec))
+        Ok((self.view(rec), None))
     }
 
-    async fn delete(&self, project: &ProjectName, name: &InstanceName) -> RuntimeResult<Instance> {
+    async fn delete_with(
+        &self,
+        project: &ProjectName,
+        name: &InstanceName,
+        mut audit: Option<NewAuditEvent>,
+    ) -> RuntimeResult<(Instance, Option<NewAuditEvent>)> {
         let mut rec = self.record(project, name).await?;
         let before = rec.instance.status.phase;
         if before != Phase::Deleting {
@@ -616,34 +750,23 @@ impl InstanceRuntime for LocalRuntime {
             )
             .await
             .map_err(store_err)?;
+            if let Some(a) = audit.take() {
+                tx.append_audit(with_target(&a, &rec.instance))
+                    .await
+                    .map_err(store_err)?;
+            }
             tx.commit().await.map_err(store_err)?;
         }
         self.notify(rec.instance.id, Command::Delete);
-        Ok(self.view(rec))
+        Ok((self.view(rec), audit))
     }
 
-    async fn credentials(
+    async fn rotate_with(
         &self,
         project: &ProjectName,
         name: &InstanceName,
-    ) -> RuntimeResult<Credentials> {
-        let rec = self.record(project, name).await?;
-        match rec.instance.status.phase {
-            Phase::Provisioning => Err(RuntimeError::Conflict(format!(
-                "instance {name} is still provisioning; credentials are available once it is Ready"
-            ))),
-            Phase::Deleting => Err(RuntimeError::Conflict(format!(
-                "instance {name} is being deleted"
-            ))),
-            _ => Ok(self.credentials_of(&rec)),
-        }
-    }
-
-    async fn rotate_credentials(
-        &self,
-        project: &ProjectName,
-        name: &InstanceName,
-    ) -> RuntimeResult<Credentials> {
+        audit: Option<NewAuditEvent>,
+    ) -> RuntimeResult<(Credentials, Option<NewAuditEvent>)> {
         let rec = self.record(project, name).await?;
         if !matches!(rec.instance.status.phase, Phase::Ready | Phase::Updating) {
             return Err(RuntimeError::Conflict(format!(
@@ -670,6 +793,9 @@ impl InstanceRuntime for LocalRuntime {
                 ),
             )
             .await?;
+            if let Some(a) = &audit {
+                tx.append_audit(with_target(a, &rec.instance)).await?;
+            }
             tx.commit().await
         }
         .await;
@@ -680,25 +806,13 @@ impl InstanceRuntime for LocalRuntime {
         }
         let mut rec = rec;
         rec.password = password;
-        Ok(self.credentials_of(&rec))
+        Ok((self.credentials_of(&rec), None))
     }
+}
 
-    async fn events(
-        &self,
-        project: &ProjectName,
-        name: &InstanceName,
-        after: Option<Uuid>,
-        limit: u32,
-    ) -> RuntimeResult<Vec<ServiceEvent>> {
-        let rec = self.record(project, name).await?;
-        self.inner
-            .store
-            .events(rec.instance.id, after, limit)
-            .await
-            .map_err(store_err)
-    }
-
-    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<strata_core::events::PublishedEvent> {
-        self.inner.store.subscribe()
-    }
+/// The audit event with its target's id.
+fn with_target(audit: &NewAuditEvent, instance: &Instance) -> NewAuditEvent {
+    let mut a = audit.clone();
+    a.target.id = Some(instance.id.to_string());
+    a
 }

@@ -1,5 +1,6 @@
 //! `strata`: one binary for the server and its tools. It only wires crates together.
 
+mod audit;
 mod kube;
 mod serve;
 
@@ -24,6 +25,8 @@ enum Command {
     Crd,
     /// Print the OpenAPI document of the REST API.
     Openapi,
+    /// Check the audit log (`strata audit verify --data-dir DIR`).
+    Audit(audit::AuditArgs),
 }
 
 fn block_on<F: Future<Output = anyhow::Result<()>>>(f: F) -> anyhow::Result<()> {
@@ -49,5 +52,6 @@ fn main() -> anyhow::Result<()> {
             println!("{}", strata_api::openapi().to_pretty_json()?);
             Ok(())
         }
+        Command::Audit(args) => block_on(audit::run(args)),
     }
 }

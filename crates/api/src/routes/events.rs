@@ -43,6 +43,7 @@ pub struct EventList {
         (status = 200, body = EventList, description = "JSON, or text/event-stream when following"),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json", description = "The caller's role does not allow this"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list(
@@ -53,7 +54,13 @@ pub async fn list(
     q: QueryParams,
 ) -> ApiResult<Response> {
     q.only(&["after", "page_size", "follow"])?;
-    let project = project(&st, &caller, &project_name).await?;
+    let project = project(
+        &st,
+        &caller,
+        &project_name,
+        strata_core::Action::InstanceRead,
+    )
+    .await?;
     let name = instance_name(&name)?;
     let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok());
     let after = match q.get("after").or(last_event_id) {

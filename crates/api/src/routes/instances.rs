@@ -8,12 +8,14 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use strata_core::instance::parse_label_selector;
 use strata_core::{
-    CreateInstance, Credentials, Instance, PageRequest, ProjectName, RuntimeError, UpdateInstance,
+    Action, CreateInstance, Credentials, Instance, PageRequest, ProjectName, RuntimeError,
+    UpdateInstance,
 };
 use utoipa::ToSchema;
 
 use super::{instance_name, project};
 use crate::AppState;
+use crate::audit::{self, Audit, RequestMeta};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{self, QueryParams};
@@ -82,6 +84,7 @@ fn accepted(project: &ProjectName, instance: &Instance) -> Response {
         (status = 200, body = InstanceList),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json", description = "The caller's role does not allow this"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list(
@@ -91,7 +94,7 @@ pub async fn list(
     q: QueryParams,
 ) -> ApiResult<Json<InstanceList>> {
     q.only(&["label", "page_size", "page_token"])?;
-    let project = project(&st, &caller, &project_name).await?;
+    let project = project(&st, &caller, &project_name, Action::InstanceRead).await?;
     let labels = q
         .all("label")
         .map(parse_label_selector)
@@ -171,6 +174,7 @@ async fn replay(
         (status = 202, body = Instance, description = "Accepted; Location names the instance"),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json", description = "The caller's role does not allow this"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, content_type = "application/problem+json", description = "The name is taken"),
         (status = 413, body = Problem, content_type = "application/problem+json"),
@@ -180,23 +184,69 @@ async fn replay(
 pub async fn create(
     State(st): State<AppState>,
     caller: Caller,
+    meta: RequestMeta,
     Path(project_name): Path<String>,
     headers: HeaderMap,
-    body: extract::Json<CreateInstance>,
+    body: Result<extract::Json<CreateInstance>, ApiError>,
 ) -> ApiResult<Response> {
-    let project = project(&st, &caller, &project_name).await?;
-    let key = idempotency_key(&headers)?;
+    let name = body
+        .as_ref()
+        .ok()
+        .map(|b| b.value.name.clone())
+        .unwrap_or_default();
+    let audit = Audit::new(
+        &caller,
+        &meta,
+        Some(&project_name),
+        "instance.create",
+        audit::instance(&name),
+    );
+    let result = create_inner(&st, &caller, &project_name, &headers, body, &audit).await;
+    audit.finish(&st, result).await
+}
+
+async fn create_inner(
+    st: &AppState,
+    caller: &Caller,
+    project_name: &str,
+    headers: &HeaderMap,
+    body: Result<extract::Json<CreateInstance>, ApiError>,
+    audit: &Audit,
+) -> ApiResult<Response> {
+    let project = project(st, caller, project_name, Action::InstanceCreate).await?;
+    let body = body?;
+    let key = idempotency_key(headers)?;
     let fingerprint = hex(&Sha256::digest(&body.raw));
     if let Some(key) = &key
-        && let Some(res) = replay(&st, &project, key, &fingerprint).await?
+        && let Some(res) = replay(st, &project, key, &fingerprint).await?
     {
+        st.store
+            .append_audit(replayed(audit, res.status().as_u16()))
+            .await?;
         return Ok(res);
     }
     let spec = body
         .value
         .validate(st.runtime.plans(), st.runtime.versions())?;
-    match st.runtime.create(&project, spec).await {
-        Ok(instance) => {
+    let details = serde_json::json!({
+        "version": spec.version, "plan": spec.plan, "storage_gb": spec.storage_gb,
+        "acl": spec.acl.to_strings(), "labels": spec.labels,
+    });
+    let event = {
+        let mut e = audit.event(202);
+        e.details = details;
+        e
+    };
+    match st.runtime.create_audited(&project, spec, event).await {
+        Ok((instance, pending)) => {
+            Audit::write_pending(
+                st,
+                pending.map(|mut e| {
+                    e.target.id = Some(instance.id.to_string());
+                    e
+                }),
+            )
+            .await?;
             if let Some(key) = &key {
                 let json = serde_json::to_string(&instance).map_err(ApiError::internal)?;
                 let mut tx = st.store.begin().await?;
@@ -214,14 +264,24 @@ pub async fn create(
         Err(RuntimeError::Conflict(m)) => {
             // A concurrent request with the same key may have won the race.
             if let Some(key) = &key
-                && let Some(res) = replay(&st, &project, key, &fingerprint).await?
+                && let Some(res) = replay(st, &project, key, &fingerprint).await?
             {
+                st.store
+                    .append_audit(replayed(audit, res.status().as_u16()))
+                    .await?;
                 return Ok(res);
             }
             Err(RuntimeError::Conflict(m).into())
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// A retried create answered from the stored response.
+fn replayed(audit: &Audit, status: u16) -> strata_core::NewAuditEvent {
+    let mut e = audit.event(status);
+    e.details = serde_json::json!({ "idempotent_replay": true });
+    e
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -241,6 +301,7 @@ fn hex(bytes: &[u8]) -> String {
     responses(
         (status = 200, body = Instance),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json", description = "The caller's role does not allow this"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn get(
@@ -248,7 +309,7 @@ pub async fn get(
     caller: Caller,
     Path((project_name, name)): Path<(String, String)>,
 ) -> ApiResult<Json<Instance>> {
-    let project = project(&st, &caller, &project_name).await?;
+    let project = project(&st, &caller, &project_name, Action::InstanceRead).await?;
     Ok(Json(
         st.runtime.get(&project, &instance_name(&name)?).await?,
     ))
@@ -264,19 +325,47 @@ pub async fn get(
         (status = 202, body = Instance),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json", description = "The caller's role does not allow this"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, content_type = "application/problem+json", description = "The instance is provisioning or being deleted"),
     ))]
 pub async fn update(
     State(st): State<AppState>,
     caller: Caller,
+    meta: RequestMeta,
     Path((project_name, name)): Path<(String, String)>,
-    body: extract::Json<UpdateInstance>,
+    body: Result<extract::Json<UpdateInstance>, ApiError>,
 ) -> ApiResult<Response> {
-    let project = project(&st, &caller, &project_name).await?;
-    let name = instance_name(&name)?;
-    let instance = st.runtime.update(&project, &name, body.value).await?;
-    Ok(accepted(&project, &instance))
+    let audit = Audit::new(
+        &caller,
+        &meta,
+        Some(&project_name),
+        "instance.update",
+        audit::instance(&name),
+    );
+    let result = async {
+        let project = project(&st, &caller, &project_name, Action::InstanceUpdate).await?;
+        let name = instance_name(&name)?;
+        let change = body?.value;
+        let details = serde_json::to_value(&change).unwrap_or_default();
+        let mut event = audit.event(202);
+        event.details = details;
+        let (instance, pending) = st
+            .runtime
+            .update_audited(&project, &name, change, event)
+            .await?;
+        Audit::write_pending(
+            &st,
+            pending.map(|mut e| {
+                e.target.id = Some(instance.id.to_string());
+                e
+            }),
+        )
+        .await?;
+        Ok(accepted(&project, &instance))
+    }
+    .await;
+    audit.finish(&st, result).await
 }
 
 /// Deletes an instance and its data. Returns 202 with phase `Deleting`; the
@@ -287,16 +376,40 @@ pub async fn update(
     responses(
         (status = 202, body = Instance),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json", description = "The caller's role does not allow this"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn delete(
     State(st): State<AppState>,
     caller: Caller,
+    meta: RequestMeta,
     Path((project_name, name)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let project = project(&st, &caller, &project_name).await?;
-    let instance = st.runtime.delete(&project, &instance_name(&name)?).await?;
-    Ok(accepted(&project, &instance))
+    let audit = Audit::new(
+        &caller,
+        &meta,
+        Some(&project_name),
+        "instance.delete",
+        audit::instance(&name),
+    );
+    let result = async {
+        let project = project(&st, &caller, &project_name, Action::InstanceDelete).await?;
+        let (instance, pending) = st
+            .runtime
+            .delete_audited(&project, &instance_name(&name)?, audit.event(202))
+            .await?;
+        Audit::write_pending(
+            &st,
+            pending.map(|mut e| {
+                e.target.id = Some(instance.id.to_string());
+                e
+            }),
+        )
+        .await?;
+        Ok(accepted(&project, &instance))
+    }
+    .await;
+    audit.finish(&st, result).await
 }
 
 fn no_store(creds: Credentials) -> Response {
@@ -313,20 +426,40 @@ fn no_store(creds: Credentials) -> Response {
     responses(
         (status = 200, body = Credentials),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json", description = "The caller's role does not allow this"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, content_type = "application/problem+json", description = "Still provisioning"),
     ))]
 pub async fn credentials(
     State(st): State<AppState>,
     caller: Caller,
+    meta: RequestMeta,
     Path((project_name, name)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let project = project(&st, &caller, &project_name).await?;
-    Ok(no_store(
-        st.runtime
-            .credentials(&project, &instance_name(&name)?)
-            .await?,
-    ))
+    let audit = Audit::new(
+        &caller,
+        &meta,
+        Some(&project_name),
+        "instance.credentials.read",
+        audit::instance(&name),
+    );
+    let result = async {
+        let project = project(&st, &caller, &project_name, Action::CredentialsRead).await?;
+        let name = instance_name(&name)?;
+        let creds = st.runtime.credentials(&project, &name).await?;
+        let mut event = audit.event(200);
+        event.target.id = st
+            .runtime
+            .get(&project, &name)
+            .await
+            .ok()
+            .map(|i| i.id.to_string());
+        // No record, no credentials.
+        st.store.append_audit(event).await?;
+        Ok(no_store(creds))
+    }
+    .await;
+    audit.finish(&st, result).await
 }
 
 /// Sets a new password; the old one stops working before this returns.
@@ -336,6 +469,7 @@ pub async fn credentials(
     responses(
         (status = 200, body = Credentials),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json", description = "The caller's role does not allow this"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, content_type = "application/problem+json", description = "Not Ready"),
         (status = 503, body = Problem, content_type = "application/problem+json", description = "The server is not reachable"),
@@ -343,12 +477,25 @@ pub async fn credentials(
 pub async fn rotate(
     State(st): State<AppState>,
     caller: Caller,
+    meta: RequestMeta,
     Path((project_name, name)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let project = project(&st, &caller, &project_name).await?;
-    Ok(no_store(
-        st.runtime
-            .rotate_credentials(&project, &instance_name(&name)?)
-            .await?,
-    ))
+    let audit = Audit::new(
+        &caller,
+        &meta,
+        Some(&project_name),
+        "instance.credentials.rotate",
+        audit::instance(&name),
+    );
+    let result = async {
+        let project = project(&st, &caller, &project_name, Action::CredentialsRotate).await?;
+        let (creds, pending) = st
+            .runtime
+            .rotate_credentials_audited(&project, &instance_name(&name)?, audit.event(200))
+            .await?;
+        Audit::write_pending(&st, pending).await?;
+        Ok(no_store(creds))
+    }
+    .await;
+    audit.finish(&st, result).await
 }

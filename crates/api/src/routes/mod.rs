@@ -1,12 +1,15 @@
 //! Route handlers, grouped by resource. Each handler parses, authorises,
 //! calls the runtime or store, and maps the result; nothing more.
 
+pub(crate) mod audit;
 pub(crate) mod auth;
 pub(crate) mod events;
+pub(crate) mod identity;
 pub(crate) mod instances;
 pub(crate) mod meta;
 
 use axum::http::StatusCode;
+use strata_core::access::{Action, Decision, decide};
 use strata_core::{InstanceName, ProjectName};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -34,21 +37,63 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(instances::credentials))
         .routes(routes!(instances::rotate))
         .routes(routes!(events::list))
+        .routes(routes!(identity::me))
+        .routes(routes!(identity::list_users, identity::create_user))
+        .routes(routes!(identity::delete_user))
+        .routes(routes!(identity::list_projects, identity::create_project))
+        .routes(routes!(identity::list_members, identity::add_member))
+        .routes(routes!(identity::remove_member))
+        .routes(routes!(audit::list))
+        .routes(routes!(audit::verify))
 }
 
 pub(crate) async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such route")
 }
 
-/// The project a caller names, when it exists and the caller may see it.
-/// Anything else is a 404 that does not tell which.
-pub(crate) async fn project(st: &AppState, _caller: &Caller, name: &str) -> ApiResult<ProjectName> {
+/// The project a caller names, when it exists and the caller may do
+/// `action` in it — the one place where access to a project is decided.
+/// A caller without a role in the project gets the same 404 as for a project
+/// that does not exist; a caller whose role is too small gets 403.
+pub(crate) async fn project(
+    st: &AppState,
+    caller: &Caller,
+    name: &str,
+    action: Action,
+) -> ApiResult<ProjectName> {
     let missing = || ApiError::not_found(format!("project {name}"));
     let project = ProjectName::parse(name).map_err(|_| missing())?;
-    if !st.store.project_exists(project.as_str()).await? {
-        return Err(missing());
+    let role = if caller.admin {
+        None
+    } else {
+        st.store.role_in(&caller.user_id, project.as_str()).await?
+    };
+    match decide(caller.admin, role, action) {
+        Decision::Hidden => Err(missing()),
+        Decision::Forbidden => Err(ApiError::forbidden(format!(
+            "your role in project {project} ({}) does not allow this; it needs {} or more",
+            role.map_or("none", strata_core::Role::as_str),
+            action.least_role()
+        ))),
+        Decision::Allow => {
+            if st.store.project_exists(project.as_str()).await? {
+                Ok(project)
+            } else {
+                Err(missing())
+            }
+        }
     }
-    Ok(project)
+}
+
+/// Platform administrators only; everyone else gets 403.
+pub(crate) fn admin_only(caller: &Caller) -> ApiResult<()> {
+    if caller.admin {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(
+            "only platform administrators may do this",
+        ))
+    }
 }
 
 /// An instance name from a path: one that breaks the rules cannot exist.

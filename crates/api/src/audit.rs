@@ -1,0 +1,125 @@
+//! Recording requests in the audit log: who (the caller), from where (source
+//! address, user agent, request id), what (action and target), and how it
+//! ended. Successful changes are recorded in the change's own transaction;
+//! failed and denied attempts get an event of their own.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::header::USER_AGENT;
+use axum::http::request::Parts;
+use strata_core::{Actor, NewAuditEvent, Outcome, ProjectName, Target};
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::error::ApiResult;
+
+/// Where a request came from. Never rejects: missing parts stay empty.
+#[derive(Debug, Clone, Default)]
+pub struct RequestMeta {
+    /// The peer address when the server was started with connect info.
+    pub source_ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+}
+
+fn header(parts: &Parts, name: &str) -> Option<String> {
+    parts
+        .headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.chars().take(512).collect())
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestMeta {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self {
+            source_ip: parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(a)| a.ip().to_string()),
+            user_agent: header(parts, USER_AGENT.as_str()),
+            request_id: header(parts, "x-request-id"),
+        })
+    }
+}
+
+/// The audit record of one request, filled in as the handler learns more.
+pub(crate) struct Audit {
+    event: NewAuditEvent,
+}
+
+impl Audit {
+    /// `project` as named in the path: kept when it is a valid name, so that
+    /// denied attempts show up in that project's log.
+    pub fn new(
+        caller: &Caller,
+        meta: &RequestMeta,
+        project: Option<&str>,
+        action: &str,
+        target: Target,
+    ) -> Self {
+        Self {
+            event: NewAuditEvent {
+                actor: Actor {
+                    kind: "user".into(),
+                    id: caller.user_id.clone(),
+                    name: caller.username.clone(),
+                },
+                source_ip: meta.source_ip.clone(),
+                user_agent: meta.user_agent.clone(),
+                request_id: meta.request_id.clone(),
+                project: project
+                    .filter(|p| ProjectName::parse(p).is_ok())
+                    .map(str::to_owned),
+                action: action.into(),
+                target,
+                outcome: Outcome::of_status(200),
+                details: serde_json::json!({}),
+            },
+        }
+    }
+
+    /// The event as it reads when the request ends with `status`.
+    pub fn event(&self, status: u16) -> NewAuditEvent {
+        let mut e = self.event.clone();
+        e.outcome = Outcome::of_status(status);
+        e
+    }
+
+    /// Appends an event the runtime handed back unwritten; the request fails
+    /// when it cannot be written.
+    pub async fn write_pending(st: &AppState, pending: Option<NewAuditEvent>) -> ApiResult<()> {
+        if let Some(e) = pending {
+            st.store.append_audit(e).await?;
+        }
+        Ok(())
+    }
+
+    /// Records a failed or denied attempt, then returns the result unchanged.
+    pub async fn finish<T>(&self, st: &AppState, result: ApiResult<T>) -> ApiResult<T> {
+        if let Err(err) = &result {
+            let mut e = self.event(err.status().as_u16());
+            e.details = serde_json::json!({ "error": err.detail() });
+            if let Err(w) = st.store.append_audit(e).await {
+                tracing::error!(error = %w, action = %self.event.action, "cannot record a failed request in the audit log");
+            }
+        }
+        result
+    }
+}
+
+/// A target of kind `instance`.
+pub(crate) fn instance(name: &str) -> Target {
+    target("instance", name)
+}
+
+pub(crate) fn target(kind: &str, name: &str) -> Target {
+    Target {
+        kind: kind.into(),
+        id: None,
+        name: name.chars().take(256).collect(),
+    }
+}
