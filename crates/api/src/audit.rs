@@ -34,12 +34,13 @@ fn header(parts: &Parts, name: &str) -> Option<String> {
 impl<S: Send + Sync> FromRequestParts<S> for RequestMeta {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        // Absent when the router runs without connect info (in-process tests).
+        let peer = ConnectInfo::<SocketAddr>::from_request_parts(parts, state)
+            .await
+            .ok();
         Ok(Self {
-            source_ip: parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|ConnectInfo(a)| a.ip().to_string()),
+            source_ip: peer.map(|ConnectInfo(a)| a.ip().to_string()),
             user_agent: header(parts, USER_AGENT.as_str()),
             request_id: header(parts, "x-request-id"),
         })

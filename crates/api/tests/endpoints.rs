@@ -1169,3 +1169,75 @@ async fn tenants_see_only_their_projects_roles_limit_and_the_audit_log_records_i
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_change_whose_audit_event_cannot_be_written_does_not_happen() {
+    let app = app().await;
+    {
+        use sqlx::Connection;
+        let mut c = sqlx::SqliteConnection::connect(&app.db_url).await.unwrap();
+        sqlx::query("CREATE TRIGGER no_audit BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'audit log unavailable'); END")
+            .execute(&mut c)
+            .await
+            .unwrap();
+    }
+    let r = app
+        .send_json(
+            "POST",
+            "/v1/projects/default/instances",
+            &json!({"name": "ghost"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR, "{}", r.body);
+    let list = app.get("/v1/projects/default/instances").await;
+    assert_eq!(
+        list.body["items"],
+        json!([]),
+        "an unrecorded create left an instance"
+    );
+    let r = app
+        .send_json("POST", "/v1/projects", &json!({"name": "ghost-project"}))
+        .await;
+    assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR, "{}", r.body);
+    let projects = app.get("/v1/projects").await;
+    assert!(!projects.body.to_string().contains("ghost-project"));
+    let r = app
+        .send_json(
+            "POST",
+            "/v1/users",
+            &json!({"username": "ghost", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR, "{}", r.body);
+    assert!(app.store.user_by_name("ghost").await.unwrap().is_none());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_audit_log_records_the_peer_address() {
+    let app = app().await;
+    let router = app
+        .router
+        .clone()
+        .layer(axum::extract::connect_info::MockConnectInfo(
+            std::net::SocketAddr::from(([10, 1, 2, 3], 45678)),
+        ));
+    let res = router
+        .oneshot(
+            app.req("POST", "/v1/projects")
+                .header(header::CONTENT_TYPE, "application/json")
+                .header("x-request-id", "req-peer-1")
+                .body(Body::from(json!({"name": "peer"}).to_string()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let log = app.get("/v1/projects/peer/audit-events").await;
+    let e = &log.body["items"][0];
+    assert_eq!(e["action"], "project.create", "{}", log.body);
+    assert_eq!(e["source_ip"], "10.1.2.3");
+    assert_eq!(e["request_id"], "req-peer-1");
+    assert_eq!(e["actor"]["name"], "admin");
+    app.stop().await;
+}
