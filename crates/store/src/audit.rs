@@ -156,6 +156,19 @@ impl Store {
         rows.iter().map(event_from_row).collect()
     }
 
+    /// Every event (all projects and platform-wide ones), in chain order,
+    /// with `seq` after `after`: for exports.
+    pub async fn audit_chain(&self, after: i64, limit: u32) -> Result<Vec<AuditEvent>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2"
+        )))
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(event_from_row).collect()
+    }
+
     /// Walks the whole chain in order and checks, for every event, that its
     /// sequence number follows the previous one, that it names the previous
     /// hash, and that its own hash matches its contents; then that the chain

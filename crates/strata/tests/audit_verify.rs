@@ -66,6 +66,20 @@ async fn verify_passes_on_an_untouched_log_and_names_an_edited_event() {
     }
     store.close().await;
 
+    let export = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["audit", "export", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(export.status.success());
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&export.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[1]["id"], ids[1].as_str());
+    assert_eq!(lines[1]["prev_hash"], lines[0]["hash"]);
+
     let ok = verify(dir.path());
     assert!(
         ok.status.success(),
