@@ -29,7 +29,7 @@ fn field_of_message(message: &str) -> Option<&str> {
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
         let content_type = req
             .headers()
             .get(CONTENT_TYPE)
@@ -52,7 +52,6 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
                     format!("the body must be at most {BODY_LIMIT} bytes"),
                 )
             })?;
-        let _ = state;
         let de = &mut serde_json::Deserializer::from_slice(&raw);
         let value = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
@@ -128,6 +127,21 @@ impl QueryParams {
             .iter()
             .filter(move |(k, _)| k == name)
             .map(|(_, v)| v.as_str())
+    }
+
+    /// `page_size`: 1 to 500, 100 when absent.
+    pub fn page_size(&self) -> Result<u32, ApiError> {
+        let size = self
+            .parse::<u32>("page_size", "a number from 1 to 500")?
+            .unwrap_or(100);
+        if !(1..=500).contains(&size) {
+            return Err(ApiError::field(
+                StatusCode::BAD_REQUEST,
+                "page_size",
+                "must be from 1 to 500",
+            ));
+        }
+        Ok(size)
     }
 
     /// Parses `name` when present; the error names it.

@@ -78,11 +78,9 @@ impl Store {
     /// `postgres://…` — and applies pending migrations.
     pub async fn open(url: &str) -> Result<Self> {
         sqlx::any::install_default_drivers();
-        let backend = if url.starts_with("sqlite:") {
-            Backend::Sqlite
-        } else {
-            Backend::Postgres
-        };
+        let backend: Backend = url
+            .parse()
+            .map_err(|e: String| StoreError::Database(sqlx::Error::Configuration(e.into())))?;
         let mut options = AnyPoolOptions::new().max_connections(match backend {
             Backend::Sqlite => 4,
             Backend::Postgres => 16,

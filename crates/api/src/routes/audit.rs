@@ -76,16 +76,7 @@ pub async fn list(
         "page_token",
     ])?;
     let project = project(&st, &caller, &project_name, Action::AuditRead).await?;
-    let size = q
-        .parse::<u32>("page_size", "a number from 1 to 500")?
-        .unwrap_or(100);
-    if !(1..=500).contains(&size) {
-        return Err(ApiError::field(
-            StatusCode::BAD_REQUEST,
-            "page_size",
-            "must be from 1 to 500",
-        ));
-    }
+    let size = q.page_size()?;
     let before = q
         .get("page_token")
         .map(|t| {

@@ -94,16 +94,7 @@ pub async fn list(
             .keep_alive(KeepAlive::new().interval(st.sse_keepalive))
             .into_response());
     }
-    let size = q
-        .parse::<u32>("page_size", "a number from 1 to 500")?
-        .unwrap_or(100);
-    if !(1..=500).contains(&size) {
-        return Err(ApiError::field(
-            StatusCode::BAD_REQUEST,
-            "page_size",
-            "must be from 1 to 500",
-        ));
-    }
+    let size = q.page_size()?;
     let items = st.runtime.events(&project, &name, after, size).await?;
     let next_page_token = (items.len() == size as usize)
         .then(|| items.last().map(|e| e.id.to_string()))

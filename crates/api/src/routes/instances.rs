@@ -28,21 +28,9 @@ pub struct InstanceList {
     pub next_page_token: Option<String>,
 }
 
-const DEFAULT_PAGE: u32 = 100;
-const MAX_PAGE: u32 = 500;
-
 /// Reads `page_size` and `page_token`.
 pub(crate) fn page(q: &QueryParams) -> ApiResult<PageRequest> {
-    let size = q
-        .parse::<u32>("page_size", "a number from 1 to 500")?
-        .unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&size) {
-        return Err(ApiError::field(
-            StatusCode::BAD_REQUEST,
-            "page_size",
-            "must be from 1 to 500",
-        ));
-    }
+    let size = q.page_size()?;
     let token = q
         .get("page_token")
         .map(|t| {
