@@ -1,0 +1,156 @@
+//! The store's guarantees for local instances and their service events, on
+//! both backends (SQLite and a throwaway PostgreSQL server).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+
+use strata_core::events::NewServiceEvent;
+use strata_core::{EventKind, Instance, InstanceStatus, Phase, Secret};
+use strata_store::{Backend, InstanceRecord, Store, StoreError};
+use strata_testpg::{TestDb, each_backend};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+async fn store(backend: Backend) -> (Store, TestDb) {
+    let db = TestDb::new(backend).await;
+    let store = db.open().await;
+    let mut tx = store.begin().await.unwrap();
+    tx.insert_project("default").await.unwrap();
+    tx.commit().await.unwrap();
+    (store, db)
+}
+
+fn record(name: &str, port: u16) -> InstanceRecord {
+    let now = OffsetDateTime::now_utc();
+    InstanceRecord {
+        instance: Instance {
+            id: Uuid::now_v7(),
+            name: name.into(),
+            project: "default".into(),
+            engine: "postgresql".into(),
+            version: "15".into(),
+            plan: "micro".into(),
+            storage_gb: 1,
+            acl: vec!["10.0.0.0/8".into()],
+            labels: BTreeMap::from([("team".into(), "a".into())]),
+            status: InstanceStatus::provisioning(now),
+            created_at: now,
+            updated_at: now,
+        },
+        port,
+        password: Secret::new("p".repeat(40)),
+        generation: 1,
+    }
+}
+
+async fn insert(store: &Store, r: &InstanceRecord) -> Result<(), StoreError> {
+    let mut tx = store.begin().await?;
+    tx.insert_instance(r).await?;
+    tx.commit().await
+}
+
+each_backend! {
+    #[tokio::test]
+    async fn round_trips_and_conflicts(backend) {
+        let (store, _db) = store(backend).await;
+        let a = record("orders", 15432);
+        insert(&store, &a).await.unwrap();
+        let back = store.instance("default", "orders").await.unwrap().unwrap();
+        assert_eq!(back.instance, a.instance);
+        assert_eq!(back.password.expose(), a.password.expose());
+
+        assert!(
+            matches!(insert(&store, &record("orders", 15433)).await, Err(StoreError::Conflict(w)) if w == "instance")
+        );
+        assert!(
+            matches!(insert(&store, &record("other", 15432)).await, Err(StoreError::Conflict(w)) if w == "port")
+        );
+        let mut tx = store.begin().await.unwrap();
+        assert!(matches!(
+            tx.insert_project("default").await,
+            Err(StoreError::Conflict(_))
+        ));
+        drop(tx);
+        assert_eq!(
+            store.all_instances().await.unwrap().len(),
+            1,
+            "a failed insert left a row"
+        );
+    }
+
+    #[tokio::test]
+    async fn rolled_back_transactions_publish_nothing(backend) {
+        let (store, _db) = store(backend).await;
+        let a = record("orders", 15432);
+        let mut rx = store.subscribe();
+        let mut tx = store.begin().await.unwrap();
+        tx.insert_instance(&a).await.unwrap();
+        tx.add_event(
+            &a.instance,
+            NewServiceEvent::info(EventKind::ProvisioningStep, "one"),
+        )
+        .await
+        .unwrap();
+        drop(tx);
+        assert!(rx.try_recv().is_err());
+        assert!(store.instance("default", "orders").await.unwrap().is_none());
+
+        insert(&store, &a).await.unwrap();
+        let mut tx = store.begin().await.unwrap();
+        for m in ["one", "two", "three"] {
+            tx.add_event(
+                &a.instance,
+                NewServiceEvent::info(EventKind::ProvisioningStep, m),
+            )
+            .await
+            .unwrap();
+        }
+        tx.commit().await.unwrap();
+        assert_eq!(rx.try_recv().unwrap().event.message, "one");
+        let all = store.events(a.instance.id, None, 10).await.unwrap();
+        let messages: Vec<_> = all.iter().map(|e| e.message.as_str()).collect();
+        assert_eq!(messages, ["one", "two", "three"]);
+        let after = store
+            .events(a.instance.id, Some(all[0].id), 10)
+            .await
+            .unwrap();
+        assert_eq!(after.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn deletion_wins_over_status_updates(backend) {
+        let (store, _db) = store(backend).await;
+        let a = record("orders", 15432);
+        insert(&store, &a).await.unwrap();
+        let now = OffsetDateTime::now_utc();
+        let mut deleting = a.instance.status.clone();
+        deleting.set_phase(Phase::Deleting, "DeleteRequested", "deleting", now);
+        let mut tx = store.begin().await.unwrap();
+        tx.mark_deleting(a.instance.id, &deleting, now)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+
+        let mut ready = a.instance.status.clone();
+        ready.set_phase(Phase::Ready, "Ready", "ok", now);
+        let mut tx = store.begin().await.unwrap();
+        assert!(!tx.set_status(a.instance.id, &ready, now).await.unwrap());
+        let mut spec = store.instance_by_id(a.instance.id).await.unwrap().unwrap();
+        spec.generation += 1;
+        assert!(
+            !tx.update_spec(&spec).await.unwrap(),
+            "a spec change during deletion was accepted"
+        );
+        tx.commit().await.unwrap();
+        let now_phase = store
+            .instance_by_id(a.instance.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .instance
+            .status
+            .phase;
+        assert_eq!(now_phase, Phase::Deleting);
+    }
+}

@@ -1,0 +1,373 @@
+//! The PostgreSQL server shared by the tests of one process.
+//!
+//! It is started on first use from the installed binaries, in a temporary
+//! directory, listening on a free port of 127.0.0.1 (its unix socket stays in
+//! that directory too). A test process has no hook that runs when it ends, so
+//! a small reaper process holds the read end of a pipe whose write end only
+//! this process holds: when this process ends, however it ends, the pipe
+//! closes, and the reaper stops the server and removes its directory.
+
+use std::fs::File;
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use strata_runtime_local::{Installations, RunAs};
+
+/// The major the fixture runs when it is installed (the one Strata deploys);
+/// otherwise the newest installed one.
+const PREFERRED_MAJOR: &str = "15";
+const INITDB_TIMEOUT: Duration = Duration::from_mins(1);
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+const PSQL_TIMEOUT: Duration = Duration::from_secs(30);
+const START_ATTEMPTS: usize = 5;
+/// The role that owns the tests' databases: not a superuser, like the role a
+/// production deployment gives Strata.
+pub(crate) const OWNER: &str = "strata";
+const SUPERUSER: &str = "postgres";
+
+/// Stops the server once its stdin reaches end of file, and removes its
+/// directory. Immediate shutdown (SIGQUIT): the data goes with the directory,
+/// so a checkpoint buys nothing, and the server is gone within milliseconds of
+/// the test process. SIGKILL after 5 s as the last resort. Ignores the signals
+/// a terminal or a test runner sends to a whole process group.
+const REAPER: &str = r#"trap '' INT TERM HUP
+read -r _ignored
+kill -QUIT "$1" 2>/dev/null
+n=0
+while kill -0 "$1" 2>/dev/null && [ "$n" -lt 500 ]; do sleep 0.01; n=$((n + 1)); done
+kill -KILL "$1" 2>/dev/null
+rm -rf "$2"
+"#;
+
+pub(crate) struct Server {
+    pub(crate) pid: u32,
+    pub(crate) dir: PathBuf,
+    pub(crate) port: u16,
+    pub(crate) password: String,
+    /// Never written, never closed while this process lives: its end of file
+    /// is the reaper's signal.
+    _reaper_pipe: ChildStdin,
+}
+
+static SERVER: OnceLock<Result<Server, String>> = OnceLock::new();
+
+/// The server of this process, started on first use. Panics, naming what
+/// failed, when it cannot be started; every later call panics the same way.
+pub(crate) fn shared() -> &'static Server {
+    match SERVER.get_or_init(start) {
+        Ok(server) => server,
+        Err(e) => panic!("the test PostgreSQL server did not start: {e}"),
+    }
+}
+
+/// Undoes a start that did not finish: stops the server, removes the
+/// directory. Disarmed (both `None`) once the reaper has taken over.
+struct Cleanup {
+    dir: Option<PathBuf>,
+    server: Option<Child>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.server.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Some(dir) = self.dir.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+fn start() -> Result<Server, String> {
+    let installs = Installations::discover(&[]);
+    let newest = installs.majors().last().map(ToString::to_string);
+    let bindir = installs
+        .bindir(PREFERRED_MAJOR)
+        .or_else(|| newest.as_deref().and_then(|m| installs.bindir(m)))
+        .map(Path::to_path_buf)
+        .ok_or(
+            "no PostgreSQL server binaries (initdb, postgres) in /usr/lib/postgresql/*/bin \
+             or `pg_config --bindir`: apt-get install -y postgresql-15",
+        )?;
+    let run_as = RunAs::detect("postgres").map_err(|e| e.to_string())?;
+    let base = tempfile::Builder::new()
+        .prefix("strata-testpg-")
+        .tempdir()
+        .map_err(|e| format!("creating a temporary directory: {e}"))?
+        .keep();
+    let mut cleanup = Cleanup {
+        dir: Some(base.clone()),
+        server: None,
+    };
+    prepare(&base, &run_as)?;
+    let password = uuid::Uuid::new_v4().simple().to_string();
+    initdb(&bindir, &base, &run_as, &password)?;
+
+    let log = base.join("postgres.log");
+    let mut last_error = String::new();
+    for _ in 0..START_ATTEMPTS {
+        let port = free_port()?;
+        let mut child = spawn_postgres(&bindir, &base, &run_as, port, &log)?;
+        match wait_ready(&base.join("data"), &mut child) {
+            Ok(()) => {
+                let pid = child.id();
+                cleanup.server = Some(child);
+                let reaper_pipe = spawn_reaper(pid, &base)?;
+                // From here on the reaper cleans up, whatever happens.
+                cleanup.server = None;
+                cleanup.dir = None;
+                create_owner(&bindir, &base, port, &password)?;
+                return Ok(Server {
+                    pid,
+                    dir: base,
+                    port,
+                    password,
+                    _reaper_pipe: reaper_pipe,
+                });
+            }
+            Err(Started::Exited(status)) => {
+                let text = read_log(&log);
+                if text.contains("could not bind") || text.contains("already in use") {
+                    // Another process took the port between our probe and the bind.
+                    last_error = text;
+                    continue;
+                }
+                return Err(format!("postgres exited on start ({status}): {text}"));
+            }
+            Err(Started::TimedOut) => {
+                cleanup.server = Some(child);
+                return Err(format!(
+                    "postgres did not accept connections within {} s: {}",
+                    START_TIMEOUT.as_secs(),
+                    read_log(&log)
+                ));
+            }
+        }
+    }
+    Err(format!(
+        "postgres found no free port in {START_ATTEMPTS} attempts: {last_error}"
+    ))
+}
+
+/// The directory layout: `base` (traversable), `base/data` and `base/run`
+/// owned by the PostgreSQL user with mode 0700.
+fn prepare(base: &Path, run_as: &RunAs) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(base, std::fs::Permissions::from_mode(0o711))
+        .map_err(|e| format!("chmod {}: {e}", base.display()))?;
+    run_as
+        .check_traversable(base)
+        .map_err(|e| format!("{e} (set TMPDIR to a directory it can enter)"))?;
+    for dir in ["data", "run"] {
+        run_as
+            .own_dir(&base.join(dir), 0o700)
+            .map_err(|e| format!("preparing {}: {e}", base.join(dir).display()))?;
+    }
+    Ok(())
+}
+
+fn initdb(bindir: &Path, base: &Path, run_as: &RunAs, password: &str) -> Result<(), String> {
+    let pwfile = base.join("pwfile");
+    run_as
+        .write_private(&pwfile, password.as_bytes())
+        .map_err(|e| format!("writing the password file: {e}"))?;
+    let mut cmd = Command::new(bindir.join("initdb"));
+    cmd.arg("-D")
+        .arg(base.join("data"))
+        .args(["-U", SUPERUSER, "--auth=scram-sha-256"])
+        .arg(format!("--pwfile={}", pwfile.display()))
+        .args(["-E", "UTF8", "--no-locale", "--no-sync"]);
+    let result = run(
+        cmd,
+        Some(run_as),
+        &base.join("initdb.log"),
+        INITDB_TIMEOUT,
+        "initdb",
+    );
+    let _ = std::fs::remove_file(&pwfile);
+    result
+}
+
+fn spawn_postgres(
+    bindir: &Path,
+    base: &Path,
+    run_as: &RunAs,
+    port: u16,
+    log: &Path,
+) -> Result<Child, String> {
+    let mut cmd = Command::new(bindir.join("postgres"));
+    cmd.arg("-D")
+        .arg(base.join("data"))
+        .arg("-p")
+        .arg(port.to_string())
+        .args(["-c", "listen_addresses=127.0.0.1"])
+        .arg("-c")
+        .arg(format!(
+            "unix_socket_directories={}",
+            base.join("run").display()
+        ))
+        // A throwaway server: durability buys nothing here.
+        .args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
+        .args(["-c", "full_page_writes=off", "-c", "max_connections=200"]);
+    configure(&mut cmd, Some(run_as), base, log)?;
+    cmd.spawn().map_err(|e| format!("running postgres: {e}"))
+}
+
+enum Started {
+    Exited(ExitStatus),
+    TimedOut,
+}
+
+/// Waits until `postmaster.pid` says the server accepts connections.
+fn wait_ready(data: &Path, child: &mut Child) -> Result<(), Started> {
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(Started::Exited(status));
+        }
+        let ready = std::fs::read_to_string(data.join("postmaster.pid"))
+            .is_ok_and(|pid_file| pid_file.lines().nth(7).map(str::trim) == Some("ready"));
+        if ready {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(Started::TimedOut);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn spawn_reaper(pid: u32, base: &Path) -> Result<ChildStdin, String> {
+    let mut reaper = Command::new("sh")
+        .arg("-c")
+        .arg(REAPER)
+        .arg("strata-testpg-reaper")
+        .arg(pid.to_string())
+        .arg(base)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("running sh for the reaper: {e}"))?;
+    reaper
+        .stdin
+        .take()
+        .ok_or_else(|| "the reaper has no stdin".to_owned())
+}
+
+/// Creates the non-superuser role that owns the tests' databases.
+fn create_owner(bindir: &Path, base: &Path, port: u16, password: &str) -> Result<(), String> {
+    // The statement names the password: a private file, not an argument
+    // that every user sees in the process list.
+    let script = base.join("owner.sql");
+    write_private(
+        &script,
+        &format!(
+            "CREATE ROLE {OWNER} LOGIN PASSWORD '{password}' NOSUPERUSER NOCREATEDB NOCREATEROLE;\n"
+        ),
+    )?;
+    let psql = bindir.join("psql");
+    let mut cmd = Command::new(if psql.is_file() { psql } else { "psql".into() });
+    cmd.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1"])
+        .arg("-p")
+        .arg(port.to_string())
+        .args(["-U", SUPERUSER, "-d", "postgres", "-f"])
+        .arg(&script)
+        .env("PGPASSWORD", password);
+    let result = run(cmd, None, &base.join("psql.log"), PSQL_TIMEOUT, "psql");
+    let _ = std::fs::remove_file(&script);
+    result
+}
+
+/// Output to `log`, a clean environment, and the PostgreSQL user when this
+/// process runs as root.
+fn configure(
+    cmd: &mut Command,
+    run_as: Option<&RunAs>,
+    base: &Path,
+    log: &Path,
+) -> Result<(), String> {
+    let log_file = File::options()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|e| format!("opening {}: {e}", log.display()))?;
+    let err_file = log_file
+        .try_clone()
+        .map_err(|e| format!("opening {}: {e}", log.display()))?;
+    cmd.stdin(Stdio::null())
+        .stdout(log_file)
+        .stderr(err_file)
+        .current_dir(base)
+        .env_remove("PGDATA")
+        .env("PATH", "/usr/bin:/bin")
+        .env("LC_ALL", "C.UTF-8");
+    if let Some(run_as) = run_as.filter(|r| r.drop_privileges) {
+        cmd.uid(run_as.uid).gid(run_as.gid);
+    }
+    Ok(())
+}
+
+/// Runs `cmd` to completion within `timeout`.
+fn run(
+    mut cmd: Command,
+    run_as: Option<&RunAs>,
+    log: &Path,
+    timeout: Duration,
+    what: &str,
+) -> Result<(), String> {
+    let base = log.parent().unwrap_or(Path::new("/"));
+    configure(&mut cmd, run_as, base, log)?;
+    let mut child = cmd.spawn().map_err(|e| format!("running {what}: {e}"))?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) if status.success() => return Ok(()),
+            Ok(Some(status)) => return Err(format!("{what} failed ({status}): {}", read_log(log))),
+            Ok(None) if Instant::now() > deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "{what} did not finish within {} s: {}",
+                    timeout.as_secs(),
+                    read_log(log)
+                ));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => return Err(format!("waiting for {what}: {e}")),
+        }
+    }
+}
+
+/// Writes a file only this process's user can read.
+fn write_private(path: &Path, contents: &str) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    File::options()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(contents.as_bytes()))
+        .map_err(|e| format!("writing {}: {e}", path.display()))
+}
+
+fn read_log(log: &Path) -> String {
+    std::fs::read_to_string(log).map_or_else(
+        |e| format!("(no log at {}: {e})", log.display()),
+        |t| t.trim().to_owned(),
+    )
+}
+
+fn free_port() -> Result<u16, String> {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("finding a free port on 127.0.0.1: {e}"))
+}
