@@ -3,15 +3,17 @@
 //! It is started on first use from the installed binaries, in a temporary
 //! directory, listening on a free port of 127.0.0.1 (its unix socket stays in
 //! that directory too). A test process has no hook that runs when it ends, so
-//! a small reaper process holds the read end of a pipe whose write end only
-//! this process holds: when this process ends, however it ends, the pipe
-//! closes, and the reaper stops the server and removes its directory.
+//! the server runs under a small supervisor (a shell) that reads a pipe whose
+//! write end only this process holds: when this process ends, however it
+//! ends, the pipe closes, and the supervisor stops the server, reaps it, and
+//! removes its directory.
 
 use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -29,18 +31,23 @@ const START_ATTEMPTS: usize = 5;
 pub(crate) const OWNER: &str = "strata";
 const SUPERUSER: &str = "postgres";
 
-/// Stops the server once its stdin reaches end of file, and removes its
-/// directory. Immediate shutdown (SIGQUIT): the data goes with the directory,
-/// so a checkpoint buys nothing, and the server is gone within milliseconds of
-/// the test process. SIGKILL after 5 s as the last resort. Ignores the signals
-/// a terminal or a test runner sends to a whole process group.
-const REAPER: &str = r#"trap '' INT TERM HUP
-read -r _ignored
-kill -QUIT "$1" 2>/dev/null
-n=0
-while kill -0 "$1" 2>/dev/null && [ "$n" -lt 500 ]; do sleep 0.01; n=$((n + 1)); done
-kill -KILL "$1" 2>/dev/null
-rm -rf "$2"
+/// Runs the server as its child (so that it reaps it: no zombie outlives the
+/// tests), prints its pid, and stops it once its stdin reaches end of file.
+/// Immediate shutdown (SIGQUIT; PostgreSQL itself SIGKILLs its children
+/// after 5 s): the data goes with the directory, so a checkpoint buys
+/// nothing. Then it removes the directory, unless the line it read says
+/// `keep` (a start that failed and is retried on another port). It ignores
+/// the signals a terminal or a test runner sends to a whole process group.
+const SUPERVISOR: &str = r#"trap '' INT TERM HUP
+dir=$1
+shift
+"$@" >>"$dir/postgres.log" 2>&1 </dev/null &
+pid=$!
+echo "$pid"
+read -r keep
+kill -QUIT "$pid" 2>/dev/null
+wait "$pid"
+[ "$keep" = keep ] || rm -rf "$dir"
 "#;
 
 pub(crate) struct Server {
@@ -49,8 +56,8 @@ pub(crate) struct Server {
     pub(crate) port: u16,
     pub(crate) password: String,
     /// Never written, never closed while this process lives: its end of file
-    /// is the reaper's signal.
-    _reaper_pipe: ChildStdin,
+    /// is the supervisor's signal.
+    _supervisor_stdin: ChildStdin,
 }
 
 static SERVER: OnceLock<Result<Server, String>> = OnceLock::new();
@@ -64,21 +71,48 @@ pub(crate) fn shared() -> &'static Server {
     }
 }
 
-/// Undoes a start that did not finish: stops the server, removes the
-/// directory. Disarmed (both `None`) once the reaper has taken over.
-struct Cleanup {
-    dir: Option<PathBuf>,
-    server: Option<Child>,
+/// Removes the directory of a start that failed before the supervisor ran.
+struct RemoveOnFailure(Option<PathBuf>);
+
+impl Drop for RemoveOnFailure {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
 }
 
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.server.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+/// A server under its supervisor.
+struct Supervised {
+    supervisor: Child,
+    stdin: ChildStdin,
+    pid: u32,
+}
+
+impl Supervised {
+    /// Stops the server; keeps the directory when `keep`. Bounded by
+    /// PostgreSQL's own immediate shutdown.
+    fn stop(self, keep: bool) -> Result<(), String> {
+        let Self {
+            mut supervisor,
+            mut stdin,
+            ..
+        } = self;
+        if keep {
+            let _ = stdin.write_all(b"keep\n");
         }
-        if let Some(dir) = self.dir.take() {
-            let _ = std::fs::remove_dir_all(dir);
+        drop(stdin);
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            match supervisor.try_wait() {
+                Ok(Some(_)) => return Ok(()),
+                Ok(None) if Instant::now() > deadline => {
+                    let _ = supervisor.kill();
+                    return Err("the server did not stop".into());
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+                Err(e) => return Err(format!("waiting for the supervisor: {e}")),
+            }
         }
     }
 }
@@ -100,10 +134,7 @@ fn start() -> Result<Server, String> {
         .tempdir()
         .map_err(|e| format!("creating a temporary directory: {e}"))?
         .keep();
-    let mut cleanup = Cleanup {
-        dir: Some(base.clone()),
-        server: None,
-    };
+    let mut remove = RemoveOnFailure(Some(base.clone()));
     prepare(&base, &run_as)?;
     let password = uuid::Uuid::new_v4().simple().to_string();
     initdb(&bindir, &base, &run_as, &password)?;
@@ -112,35 +143,36 @@ fn start() -> Result<Server, String> {
     let mut last_error = String::new();
     for _ in 0..START_ATTEMPTS {
         let port = free_port()?;
-        let mut child = spawn_postgres(&bindir, &base, &run_as, port, &log)?;
-        match wait_ready(&base.join("data"), &mut child) {
+        let server = supervise(&bindir, &base, &run_as, port)?;
+        match wait_ready(&base.join("data"), server.pid) {
             Ok(()) => {
-                let pid = child.id();
-                cleanup.server = Some(child);
-                let reaper_pipe = spawn_reaper(pid, &base)?;
-                // From here on the reaper cleans up, whatever happens.
-                cleanup.server = None;
-                cleanup.dir = None;
-                create_owner(&bindir, &base, port, &password)?;
+                // From here on the supervisor cleans up, whatever happens.
+                remove.0 = None;
+                let pid = server.pid;
+                if let Err(e) = create_owner(&bindir, &base, port, &password) {
+                    let _ = server.stop(false);
+                    return Err(e);
+                }
                 return Ok(Server {
                     pid,
                     dir: base,
                     port,
                     password,
-                    _reaper_pipe: reaper_pipe,
+                    _supervisor_stdin: server.stdin,
                 });
             }
-            Err(Started::Exited(status)) => {
+            Err(Started::Exited) => {
+                server.stop(true)?;
                 let text = read_log(&log);
                 if text.contains("could not bind") || text.contains("already in use") {
                     // Another process took the port between our probe and the bind.
                     last_error = text;
                     continue;
                 }
-                return Err(format!("postgres exited on start ({status}): {text}"));
+                return Err(format!("postgres exited on start: {text}"));
             }
             Err(Started::TimedOut) => {
-                cleanup.server = Some(child);
+                server.stop(true)?;
                 return Err(format!(
                     "postgres did not accept connections within {} s: {}",
                     START_TIMEOUT.as_secs(),
@@ -154,19 +186,16 @@ fn start() -> Result<Server, String> {
     ))
 }
 
-/// The directory layout: `base` (traversable), `base/data` and `base/run`
-/// owned by the PostgreSQL user with mode 0700.
+/// The directory layout: `base`, `base/data` and `base/run`, owned by the
+/// PostgreSQL user with mode 0700 (it removes them in the end).
 fn prepare(base: &Path, run_as: &RunAs) -> Result<(), String> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(base, std::fs::Permissions::from_mode(0o711))
-        .map_err(|e| format!("chmod {}: {e}", base.display()))?;
     run_as
-        .check_traversable(base)
+        .check_traversable(base.parent().unwrap_or(base))
         .map_err(|e| format!("{e} (set TMPDIR to a directory it can enter)"))?;
-    for dir in ["data", "run"] {
+    for dir in [base.to_path_buf(), base.join("data"), base.join("run")] {
         run_as
-            .own_dir(&base.join(dir), 0o700)
-            .map_err(|e| format!("preparing {}: {e}", base.join(dir).display()))?;
+            .own_dir(&dir, 0o700)
+            .map_err(|e| format!("preparing {}: {e}", dir.display()))?;
     }
     Ok(())
 }
@@ -193,15 +222,15 @@ fn initdb(bindir: &Path, base: &Path, run_as: &RunAs, password: &str) -> Result<
     result
 }
 
-fn spawn_postgres(
-    bindir: &Path,
-    base: &Path,
-    run_as: &RunAs,
-    port: u16,
-    log: &Path,
-) -> Result<Child, String> {
-    let mut cmd = Command::new(bindir.join("postgres"));
-    cmd.arg("-D")
+/// Starts the supervisor, which starts `postgres` as its child.
+fn supervise(bindir: &Path, base: &Path, run_as: &RunAs, port: u16) -> Result<Supervised, String> {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(SUPERVISOR)
+        .arg("strata-testpg")
+        .arg(base)
+        .arg(bindir.join("postgres"))
+        .arg("-D")
         .arg(base.join("data"))
         .arg("-p")
         .arg(port.to_string())
@@ -213,22 +242,61 @@ fn spawn_postgres(
         ))
         // A throwaway server: durability buys nothing here.
         .args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
-        .args(["-c", "full_page_writes=off", "-c", "max_connections=200"]);
-    configure(&mut cmd, Some(run_as), base, log)?;
-    cmd.spawn().map_err(|e| format!("running postgres: {e}"))
+        .args(["-c", "full_page_writes=off", "-c", "max_connections=200"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .current_dir(base)
+        .env_remove("PGDATA")
+        .env("PATH", "/usr/bin:/bin")
+        .env("LC_ALL", "C.UTF-8")
+        // Its own process group: a Ctrl-C at the terminal is not its end.
+        .process_group(0);
+    if run_as.drop_privileges {
+        cmd.uid(run_as.uid).gid(run_as.gid);
+    }
+    let mut supervisor = cmd
+        .spawn()
+        .map_err(|e| format!("running sh to supervise postgres: {e}"))?;
+    let (Some(stdin), Some(stdout)) = (supervisor.stdin.take(), supervisor.stdout.take()) else {
+        return Err("the supervisor has no stdin or stdout".into());
+    };
+    // The first line is written at once; end of file means the shell failed.
+    let mut line = String::new();
+    let _ = BufReader::new(stdout).read_line(&mut line);
+    match line.trim().parse() {
+        Ok(pid) => Ok(Supervised {
+            supervisor,
+            stdin,
+            pid,
+        }),
+        Err(_) => {
+            let _ = supervisor.kill();
+            let _ = supervisor.wait();
+            Err(format!("the supervisor did not start postgres: {line:?}"))
+        }
+    }
 }
 
 enum Started {
-    Exited(ExitStatus),
+    Exited,
     TimedOut,
 }
 
+/// Whether process `pid` has ended (gone, or a zombie its parent has yet to reap).
+fn ended(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+        stat.rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z'))
+    })
+}
+
 /// Waits until `postmaster.pid` says the server accepts connections.
-fn wait_ready(data: &Path, child: &mut Child) -> Result<(), Started> {
+fn wait_ready(data: &Path, pid: u32) -> Result<(), Started> {
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(Started::Exited(status));
+        if ended(pid) {
+            return Err(Started::Exited);
         }
         let ready = std::fs::read_to_string(data.join("postmaster.pid"))
             .is_ok_and(|pid_file| pid_file.lines().nth(7).map(str::trim) == Some("ready"));
@@ -240,25 +308,6 @@ fn wait_ready(data: &Path, child: &mut Child) -> Result<(), Started> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-fn spawn_reaper(pid: u32, base: &Path) -> Result<ChildStdin, String> {
-    let mut reaper = Command::new("sh")
-        .arg("-c")
-        .arg(REAPER)
-        .arg("strata-testpg-reaper")
-        .arg(pid.to_string())
-        .arg(base)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .map_err(|e| format!("running sh for the reaper: {e}"))?;
-    reaper
-        .stdin
-        .take()
-        .ok_or_else(|| "the reaper has no stdin".to_owned())
 }
 
 /// Creates the non-superuser role that owns the tests' databases.
