@@ -264,17 +264,16 @@ fn supervise(bindir: &Path, base: &Path, run_as: &RunAs, port: u16) -> Result<Su
     // The first line is written at once; end of file means the shell failed.
     let mut line = String::new();
     let _ = BufReader::new(stdout).read_line(&mut line);
-    match line.trim().parse() {
-        Ok(pid) => Ok(Supervised {
+    if let Ok(pid) = line.trim().parse() {
+        Ok(Supervised {
             supervisor,
             stdin,
             pid,
-        }),
-        Err(_) => {
-            let _ = supervisor.kill();
-            let _ = supervisor.wait();
-            Err(format!("the supervisor did not start postgres: {line:?}"))
-        }
+        })
+    } else {
+        let _ = supervisor.kill();
+        let _ = supervisor.wait();
+        Err(format!("the supervisor did not start postgres: {line:?}"))
     }
 }
 
