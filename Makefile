@@ -4,14 +4,14 @@ SHELL := /usr/bin/env bash
 
 CARGO ?= cargo
 
-.PHONY: run test bench deps lint test-rust test-testenv test-infra openapi check-openapi
+.PHONY: run test bench deps lint test-rust test-testenv test-infra test-deploy openapi check-openapi
 
 ## run: start Strata (`strata serve`) with its embedded defaults
 run: deps
 	$(CARGO) run --release --bin strata -- serve
 
 ## test: every check CI runs
-test: deps lint check-openapi test-rust test-testenv test-infra
+test: deps lint check-openapi test-rust test-testenv test-infra test-deploy
 
 deps:
 	scripts/deps.sh
@@ -42,6 +42,12 @@ test-testenv:
 
 test-infra:
 	infra/test.sh
+
+# The Helm chart and the plain manifests, rendered and dry-run applied
+# against a real API server from testenv (see docs/deploy.md).
+test-deploy:
+	shellcheck -x deploy/test.sh
+	deploy/test.sh
 
 ## bench: measure and write docs/benchmarks.md
 bench: deps

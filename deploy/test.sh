@@ -1,0 +1,234 @@
+#!/usr/bin/env bash
+# Checks the Helm chart and the plain manifests (`make test-deploy`).
+set -euo pipefail
+
+HELM_MODULE="helm.sh/helm/v3"
+HELM_VERSION="3.22.0"
+
+usage() {
+    cat <<'EOF'
+Usage: deploy/test.sh [--help] [--helm-path]
+
+Checks deploy/helm/strata and the plain manifests under deploy/:
+
+  1. helm lint --strict, with the default and with non-default values;
+  2. drift: the chart's CRD is deploy/crds/postgresinstances.strata.dev.yaml,
+     and the rules of the rendered RBAC are those of deploy/rbac/*.yaml;
+  3. helm template with default values, with non-default values (names,
+     namespace, replicas, watch namespace, Secrets, RBAC in the release
+     namespace), with components turned off, and a missing required value
+     failing with a message that names it;
+  4. a fresh kube-apiserver + etcd from testenv/ (started and stopped by this
+     script, on loopback): kubectl apply --dry-run=server of every rendering
+     and of deploy/crds and deploy/rbac.
+
+helm is built from the Go module proxy on first use ($HELM_MODULE
+v$HELM_VERSION) and cached under ${XDG_CACHE_HOME:-~/.cache}/strata/tools.
+
+Options:
+  --helm-path   Only build (or find) helm and print its path
+  -h, --help    This help
+EOF
+}
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source-path=SCRIPTDIR source=../infra/lib/tools.sh
+source "$root/infra/lib/tools.sh"
+
+# helm_binary prints the path of the cached helm, building it first if needed.
+helm_binary() {
+    strata_require_go || return 1
+    local dir
+    dir="$(strata_tools_dir)/helm-$HELM_VERSION"
+    STRATA_GO_LDFLAGS="-X helm.sh/helm/v3/internal/version.version=v$HELM_VERSION" \
+        _strata_build_once "$dir" helm \
+        _strata_build_wrapped "$dir" helm "$HELM_MODULE" "v$HELM_VERSION" "$HELM_MODULE/cmd/helm" || return 1
+    printf '%s\n' "$dir/helm"
+}
+
+case "${1:-}" in
+    -h | --help) usage; exit 0 ;;
+    --helm-path) helm_binary; exit 0 ;;
+    "") ;;
+    *) echo "deploy/test.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+esac
+
+passed=0
+failed=0
+ok() { echo "ok   $*"; passed=$((passed + 1)); }
+fail() { echo "FAIL $*"; failed=$((failed + 1)); }
+# quiet COMMAND...: runs COMMAND, shows its output only when it fails.
+quiet() {
+    local out
+    if out="$("$@" 2>&1)"; then return 0; fi
+    echo "$out" >&2
+    return 1
+}
+# check DESCRIPTION COMMAND...: runs COMMAND, counts the outcome.
+check() {
+    local what="$1"
+    shift
+    if "$@"; then ok "$what"; else fail "$what"; fi
+}
+
+chart="$root/deploy/helm/strata"
+work="$(mktemp -d "${TMPDIR:-/tmp}/strata-deploy-test.XXXXXX")"
+testenv_dir=""
+cleanup() {
+    local status=$?
+    if [[ -n "$testenv_dir" ]]; then
+        "$root/testenv/stop.sh" --dir "$testenv_dir" || status=1
+    fi
+    rm -rf "$work"
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+helm="$(helm_binary)"
+export HELM_CACHE_HOME="$work/helm/cache" HELM_CONFIG_HOME="$work/helm/config" HELM_DATA_HOME="$work/helm/data"
+"$helm" version --short
+# Render for the Kubernetes version testenv runs (the chart's kubeVersion
+# constraint is checked against it).
+kube_version="$("$root/testenv/build.sh" --versions | sed -n 's/^KUBERNETES_VERSION=//p')"
+[[ -n "$kube_version" ]] || { echo "deploy/test.sh: testenv/build.sh --versions named no Kubernetes version" >&2; exit 1; }
+template() { "$helm" template --kube-version "$kube_version" "$@"; }
+
+# Non-default values: another release name and namespace, one operator
+# watching one namespace with service events, a named admin-password Secret,
+# no admin port on the Service, extra labels.
+cat >"$work/custom-values.yaml" <<'EOF'
+fullnameOverride: pg
+logFormat: text
+commonLabels:
+  team: platform
+image:
+  repository: registry.example/strata
+  tag: "1.2.3"
+operator:
+  replicas: 1
+  watchNamespace: team-a
+  database:
+    existingSecret: strata-store
+    key: dsn
+  metricsService:
+    enabled: false
+api:
+  replicas: 3
+  issuer: https://strata.example.com
+  namespacePrefix: pg-
+  database:
+    existingSecret: strata-store
+    key: dsn
+  adminPassword:
+    existingSecret: strata-admin
+  service:
+    type: LoadBalancer
+    exposeAdmin: false
+EOF
+
+# --- 1. lint ---------------------------------------------------------------
+check "helm lint --strict (default values)" quiet "$helm" lint --strict --kube-version "$kube_version" "$chart"
+check "helm lint --strict (non-default values)" quiet "$helm" lint --strict --kube-version "$kube_version" "$chart" -f "$work/custom-values.yaml"
+
+# --- 2. drift --------------------------------------------------------------
+"$helm" show crds "$chart" >"$work/chart-crds.yaml"
+check "the chart's CRD is deploy/crds/postgresinstances.strata.dev.yaml" \
+    diff -u -B "$root/deploy/crds/postgresinstances.strata.dev.yaml" "$work/chart-crds.yaml"
+
+# --- 3. template -----------------------------------------------------------
+template strata "$chart" --namespace strata-system --include-crds >"$work/default.yaml"
+template prod "$chart" --namespace strata-prod -f "$work/custom-values.yaml" >"$work/custom.yaml"
+template strata "$chart" --namespace strata-system --set api.enabled=false --set rbac.create=false >"$work/operator-only.yaml"
+
+# kinds FILE: "Kind/name" of every object, sorted.
+kinds() { awk '/^kind:/ { k = $2 } /^  name:/ && k { print k "/" $2; k = "" }' "$1" | sort; }
+# has FILE PATTERN: FILE contains a line matching PATTERN (grep -E).
+has() { grep -Eq -- "$2" "$1"; }
+
+expected_default="ClusterRole/strata-api
+ClusterRole/strata-operator
+ClusterRoleBinding/strata-api
+ClusterRoleBinding/strata-operator
+CustomResourceDefinition/postgresinstances.strata.dev
+Deployment/strata-api
+Deployment/strata-operator
+Service/strata-api
+Service/strata-operator-metrics
+ServiceAccount/strata-api
+ServiceAccount/strata-operator"
+# Roles and RoleBindings of deploy/rbac/operator.yaml, renamed like the rest.
+rolenames="$(awk '/^kind: (Role|RoleBinding)$/ { k = $2; next } /^  name:/ && k { print k "/" $2; k = "" }' \
+    "$root/deploy/rbac/operator.yaml")"
+expected_default="$(printf '%s\n%s\n' "$expected_default" "$rolenames" | sed '/^$/d' | sort)"
+check "default values render the CRD, both Deployments, Services, ServiceAccounts and RBAC" \
+    diff -u <(echo "$expected_default") <(kinds "$work/default.yaml")
+check "default: the operator elects a leader in its namespace and serves metrics and probes" \
+    bash -c "grep -q 'fieldPath: metadata.namespace' '$work/default.yaml' &&
+        grep -q -- '--admin-listen=0.0.0.0:9090' '$work/default.yaml' &&
+        grep -q 'path: /healthz' '$work/default.yaml' && grep -q 'replicas: 2' '$work/default.yaml'"
+check "default: the API runs the Kubernetes runtime with the store URL from a Secret" \
+    bash -c "grep -q -- '--runtime=kubernetes' '$work/default.yaml' &&
+        grep -A4 'name: STRATA_DATABASE_URL' '$work/default.yaml' | grep -q 'name: strata-database' &&
+        grep -q 'value: \"http://strata-api.strata-system.svc\"' '$work/default.yaml' &&
+        grep -q 'path: /readyz' '$work/default.yaml'"
+check "default: pods run as non-root with a read-only root filesystem and no capabilities" \
+    bash -c "[[ \$(grep -c 'runAsNonRoot: true' '$work/default.yaml') -eq 2 &&
+        \$(grep -c 'readOnlyRootFilesystem: true' '$work/default.yaml') -eq 2 &&
+        \$(grep -c 'allowPrivilegeEscalation: false' '$work/default.yaml') -eq 2 ]]"
+check "default: every ServiceAccount subject is in the release namespace" \
+    bash -c "! grep -A3 'kind: ServiceAccount$' '$work/default.yaml' | grep 'namespace:' | grep -v 'namespace: strata-system'"
+
+check "non-default: names, namespace, replicas and image follow the values" \
+    bash -c "grep -q 'name: pg-operator$' '$work/custom.yaml' && grep -q 'name: pg-api$' '$work/custom.yaml' &&
+        grep -q 'replicas: 3' '$work/custom.yaml' && grep -q 'image: registry.example/strata:1.2.3' '$work/custom.yaml' &&
+        ! grep -q 'strata-system' '$work/custom.yaml' && grep -q 'team: platform' '$work/custom.yaml'"
+check "non-default: RBAC subjects and Roles move to the release namespace" \
+    bash -c "[[ \$(grep -c 'namespace: strata-prod' '$work/custom.yaml') -ge 6 ]] &&
+        grep -B2 -A2 'kind: ServiceAccount$' '$work/custom.yaml' | grep -q 'name: pg-api'"
+check "non-default: watch namespace, Secrets and Service type follow the values" \
+    bash -c "grep -A1 'name: STRATA_WATCH_NAMESPACE' '$work/custom.yaml' | grep -q 'value: \"team-a\"' &&
+        grep -A4 'name: STRATA_ADMIN_PASSWORD' '$work/custom.yaml' | grep -q 'name: strata-admin' &&
+        grep -q 'key: dsn' '$work/custom.yaml' && grep -q 'type: LoadBalancer' '$work/custom.yaml' &&
+        grep -q 'value: \"pg-\"' '$work/custom.yaml' && grep -q 'value: \"https://strata.example.com\"' '$work/custom.yaml' &&
+        ! grep -q 'targetPort: admin' '$work/custom.yaml' && ! grep -q 'operator-metrics' '$work/custom.yaml'"
+check "components off: only the operator's Deployment and Service, no RBAC, no CRD without --include-crds" \
+    diff -u <(printf 'Deployment/strata-operator\nService/strata-operator-metrics\n') <(kinds "$work/operator-only.yaml")
+if template strata "$chart" --set api.database.existingSecret= >"$work/missing.out" 2>&1; then
+    fail "a missing store Secret is refused"
+else
+    check "a missing store Secret is refused, naming the value" grep -q "api.database.existingSecret" "$work/missing.out"
+fi
+
+# --- 4. against a real API server ------------------------------------------
+bin_dir="$("$root/testenv/build.sh" | tail -n 1)"
+testenv_dir="$work/testenv"
+"$root/testenv/start.sh" --dir "$testenv_dir" --bin-dir "$bin_dir" --owner-pid $$ >/dev/null
+kubectl=("$bin_dir/kubectl" --kubeconfig "$testenv_dir/kubeconfig")
+for ns in strata-system strata-prod; do
+    "${kubectl[@]}" create namespace "$ns" >/dev/null
+done
+
+# The RBAC rules the chart renders are those of the files: compare the rules
+# of each ClusterRole and Role, as the API server normalises them.
+rules() {
+    "${kubectl[@]}" apply --dry-run=server -o jsonpath='{range .items[*]}{.kind}{" "}{.rules}{"\n"}{end}' -f "$1" |
+        grep -E '^(ClusterRole|Role) ' | sort
+}
+template strata "$chart" --namespace strata-system --show-only templates/rbac.yaml >"$work/rbac.yaml"
+check "the chart's RBAC rules are deploy/rbac/*.yaml's" \
+    diff -u <(cat "$root/deploy/rbac/operator.yaml" <(echo ---) "$root/deploy/rbac/api.yaml" >"$work/plain-rbac.yaml" && rules "$work/plain-rbac.yaml") \
+    <(rules "$work/rbac.yaml")
+
+check "kubectl apply --dry-run=server: default rendering" \
+    quiet "${kubectl[@]}" apply --dry-run=server -f "$work/default.yaml"
+check "kubectl apply --dry-run=server: non-default rendering" \
+    quiet "${kubectl[@]}" apply --dry-run=server -f "$work/custom.yaml"
+check "kubectl apply --dry-run=server: operator-only rendering" \
+    quiet "${kubectl[@]}" apply --dry-run=server -f "$work/operator-only.yaml"
+check "kubectl apply --dry-run=server: deploy/crds and deploy/rbac" \
+    quiet "${kubectl[@]}" apply --dry-run=server -f "$root/deploy/crds" -f "$root/deploy/rbac"
+
+echo "$passed passed, $failed failed"
+[[ $failed -eq 0 ]]
