@@ -65,7 +65,11 @@ impl Audit {
         Self {
             event: NewAuditEvent {
                 actor: Actor {
-                    kind: "user".into(),
+                    kind: if caller.user_id.is_empty() {
+                        "anonymous".into()
+                    } else {
+                        "user".into()
+                    },
                     id: caller.user_id.clone(),
                     name: caller.username.clone(),
                 },
@@ -81,6 +85,27 @@ impl Audit {
                 details: serde_json::json!({}),
             },
         }
+    }
+
+    /// The record of a request that names no signed-in caller yet (a
+    /// sign-in): the actor is who it claims to be.
+    pub fn anonymous(meta: &RequestMeta, claimed: &str, action: &str, target: Target) -> Self {
+        let caller = Caller::anonymous(claimed.chars().take(64).collect());
+        Self::new(&caller, meta, None, action, target)
+    }
+
+    /// The same record, now naming the signed-in user as actor.
+    pub fn signed_in(&mut self, user_id: &str, username: &str) {
+        self.event.actor = Actor {
+            kind: "user".into(),
+            id: user_id.to_owned(),
+            name: username.to_owned(),
+        };
+    }
+
+    /// Records the event under `project`, learnt after the request started.
+    pub fn in_project(&mut self, project: &str) {
+        self.event.project = Some(project.to_owned());
     }
 
     /// The event as it reads when the request ends with `status`.

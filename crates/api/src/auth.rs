@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -13,18 +14,50 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use strata_core::Secret;
-use strata_store::{SigningKeyRow, Store};
+use sha2::{Digest, Sha256};
+use strata_core::{Role, Scope, Secret};
+use strata_store::{ProjectRow, SigningKeyRow, Store, UserRow};
+use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::AppState;
 use crate::error::ApiError;
+use crate::oidc::OidcVerifier;
+use crate::ratelimit::{Limiter, LoginLimits};
 
 /// Audience of tokens the built-in issuer signs.
 pub const AUDIENCE: &str = "strata";
 /// Lifetime of an access token.
 pub const ACCESS_TOKEN_SECONDS: i64 = 15 * 60;
+/// Lifetime of a refresh token (each use replaces it with a new one).
+pub const REFRESH_TOKEN_SECONDS: i64 = 30 * 24 * 60 * 60;
+/// Every personal access token starts with this, so that secret scanners
+/// can recognise one.
+pub const PAT_PREFIX: &str = "strata_pat_";
+/// Every refresh token starts with this.
+pub const REFRESH_PREFIX: &str = "strata_rt_";
+
+/// A new opaque token: `prefix` and 32 random bytes, URL-safe.
+pub fn new_opaque_token(prefix: &str) -> Secret {
+    Secret::new(format!("{prefix}{}", crate::random_token(32).expose()))
+}
+
+/// What the store keeps of an opaque token: its SHA-256, hex.
+pub fn token_hash(token: &str) -> String {
+    use std::fmt::Write;
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .fold(String::with_capacity(64), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+/// Compares two secrets (or their hashes) in time independent of where they differ.
+pub fn same_secret(a: &str, b: &str) -> bool {
+    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Claims {
@@ -42,19 +75,114 @@ pub struct Claims {
     pub admin: bool,
 }
 
-/// Who is calling.
+/// The 401 for a JWT that failed validation, saying which check failed.
+pub(crate) fn jwt_error(e: &jsonwebtoken::errors::Error) -> ApiError {
+    use jsonwebtoken::errors::ErrorKind;
+    ApiError::unauthorized(match e.kind() {
+        ErrorKind::ExpiredSignature => "the token has expired",
+        ErrorKind::ImmatureSignature => "the token is not valid yet",
+        ErrorKind::InvalidIssuer => "the token's issuer is not accepted",
+        ErrorKind::InvalidAudience => "the token's audience is not accepted",
+        _ => "the token is invalid",
+    })
+}
+
+/// Who is calling, and with what rights.
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub user_id: String,
     pub username: String,
+    /// Acts as platform admin: the user's flag or the external token's
+    /// grants — never through a personal access token.
     pub admin: bool,
+    /// The user's own admin flag.
+    user_admin: bool,
+    /// What the credential allows on top of the user's memberships.
+    pub scope: Scope,
+    /// The personal access token the request carried, if any.
+    pub token_id: Option<Uuid>,
+}
+
+impl Caller {
+    pub(crate) fn new(user: &UserRow, scope: Scope, token_id: Option<Uuid>) -> Self {
+        Self {
+            user_id: user.id.to_string(),
+            username: user.username.clone(),
+            admin: scope.platform_admin(user.is_admin),
+            user_admin: user.is_admin,
+            scope,
+            token_id,
+        }
+    }
+
+    /// Nobody yet: what a sign-in request is recorded under until it succeeds.
+    pub(crate) fn anonymous(claimed_name: String) -> Self {
+        Self {
+            user_id: String::new(),
+            username: claimed_name,
+            admin: false,
+            user_admin: false,
+            scope: Scope::Project {
+                project: String::new(),
+                role: Role::Viewer,
+            },
+            token_id: None,
+        }
+    }
+
+    /// A caller signed in with a password (a session of the built-in issuer).
+    pub fn session(user: &UserRow) -> Self {
+        Self::new(user, Scope::full(), None)
+    }
+
+    /// The caller's role in a project: membership, grants and token scope together.
+    pub async fn role_in(&self, store: &Store, project: &str) -> Result<Option<Role>, ApiError> {
+        let membership = store.role_in(&self.user_id, project).await?;
+        Ok(self.scope.role_in(self.user_admin, membership, project))
+    }
+
+    /// The existing projects the caller has a role in, by name.
+    pub async fn projects(&self, store: &Store) -> Result<Vec<(ProjectRow, Role)>, ApiError> {
+        let memberships = store.memberships_of(&self.user_id).await?;
+        let candidates: Vec<ProjectRow> = match &self.scope {
+            Scope::Full { granted, .. } if !granted.is_empty() => store
+                .project_rows()
+                .await?
+                .into_iter()
+                .filter(|p| {
+                    granted.iter().any(|(g, _)| *g == p.name)
+                        || memberships.iter().any(|(m, _)| m.name == p.name)
+                })
+                .collect(),
+            Scope::Project { project, .. } if self.user_admin => store
+                .project_rows()
+                .await?
+                .into_iter()
+                .filter(|p| p.name == *project)
+                .collect(),
+            _ => memberships.iter().map(|(p, _)| p.clone()).collect(),
+        };
+        Ok(candidates
+            .into_iter()
+            .filter_map(|p| {
+                let membership = memberships
+                    .iter()
+                    .find(|(m, _)| m.name == p.name)
+                    .map(|(_, r)| *r);
+                self.scope
+                    .role_in(self.user_admin, membership, &p.name)
+                    .map(|r| (p, r))
+            })
+            .collect())
+    }
 }
 
 struct VerifyKey {
     key: DecodingKey,
 }
 
-/// The issuer's keys: the newest signs; all verify.
+/// The issuer's keys: the newest signs; all verify. Also what verifies
+/// other kinds of tokens and limits sign-in attempts.
 pub struct Auth {
     issuer: String,
     signing: (String, EncodingKey),
@@ -62,6 +190,9 @@ pub struct Auth {
     jwks: serde_json::Value,
     validation: Validation,
     dummy_hash: String,
+    oidc: Option<OidcVerifier>,
+    per_address: Limiter<String>,
+    per_user: Limiter<String>,
 }
 
 /// A new Ed25519 key as the store keeps it.
@@ -133,7 +264,44 @@ impl Auth {
             jwks: serde_json::json!({ "keys": keys }),
             validation,
             dummy_hash,
+            oidc: None,
+            per_address: Limiter::new(LoginLimits::default().per_address),
+            per_user: Limiter::new(LoginLimits::default().per_user),
         })
+    }
+
+    /// Also accepts tokens of an external OpenID Connect issuer.
+    #[must_use]
+    pub fn with_oidc(mut self, oidc: Option<OidcVerifier>) -> Self {
+        self.oidc = oidc;
+        self
+    }
+
+    /// Replaces the default limits of sign-in attempts.
+    #[must_use]
+    pub fn with_login_limits(mut self, limits: LoginLimits) -> Self {
+        self.per_address = Limiter::new(limits.per_address);
+        self.per_user = Limiter::new(limits.per_user);
+        self
+    }
+
+    pub fn oidc(&self) -> Option<&OidcVerifier> {
+        self.oidc.as_ref()
+    }
+
+    /// Uses one attempt of the source address; `Err(retry after)` when none is left.
+    pub fn take_address_attempt(&self, address: &str) -> Result<(), std::time::Duration> {
+        self.per_address.take(&address.to_owned(), Instant::now())
+    }
+
+    /// Whether a user name may try a password now.
+    pub fn check_user_attempt(&self, username: &str) -> Result<(), std::time::Duration> {
+        self.per_user.check(&username.to_owned(), Instant::now())
+    }
+
+    /// Counts a failed sign-in of a user name.
+    pub fn count_user_failure(&self, username: &str) {
+        let _ = self.per_user.take(&username.to_owned(), Instant::now());
     }
 
     pub fn issuer(&self) -> &str {
@@ -163,8 +331,9 @@ impl Auth {
         jsonwebtoken::encode(&header, &claims, &self.signing.1).map_err(ApiError::internal)
     }
 
-    /// Checks signature, algorithm, issuer, audience and validity period.
-    pub fn verify(&self, token: &str) -> Result<Caller, ApiError> {
+    /// Checks signature, algorithm, issuer, audience and validity period;
+    /// the token's claims.
+    pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| ApiError::unauthorized("the bearer token is malformed"))?;
         if header.alg != Algorithm::EdDSA {
@@ -177,22 +346,9 @@ impl Auth {
             .as_deref()
             .and_then(|kid| self.verifying.get(kid))
             .ok_or_else(|| ApiError::unauthorized("the token was not signed by a known key"))?;
-        let data =
-            jsonwebtoken::decode::<Claims>(token, &key.key, &self.validation).map_err(|e| {
-                use jsonwebtoken::errors::ErrorKind;
-                ApiError::unauthorized(match e.kind() {
-                    ErrorKind::ExpiredSignature => "the token has expired",
-                    ErrorKind::ImmatureSignature => "the token is not valid yet",
-                    ErrorKind::InvalidIssuer => "the token's issuer is not accepted",
-                    ErrorKind::InvalidAudience => "the token's audience is not accepted",
-                    _ => "the token is invalid",
-                })
-            })?;
-        Ok(Caller {
-            user_id: data.claims.sub,
-            username: data.claims.name,
-            admin: data.claims.admin,
-        })
+        jsonwebtoken::decode::<Claims>(token, &key.key, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|e| jwt_error(&e))
     }
 
     /// Checks a user's password; takes as long for unknown users as for known ones.
@@ -234,18 +390,79 @@ impl FromRequestParts<AppState> for Caller {
             .ok_or_else(|| {
                 ApiError::unauthorized("the Authorization header must be Bearer <token>")
             })?;
-        let claimed = state.auth.verify(token.trim())?;
+        let token = token.trim();
+        if token.starts_with(PAT_PREFIX) {
+            return access_token_caller(state, token).await;
+        }
+        if let Some(oidc) = state.auth.oidc()
+            && unverified_issuer(token).is_some_and(|iss| oidc.issued(&iss))
+        {
+            let identity = oidc.verify(token).await?;
+            let meta = crate::audit::RequestMeta::from_request_parts(parts, state)
+                .await
+                .unwrap_or_default();
+            return crate::external::caller(state, oidc, identity, &meta).await;
+        }
+        let claimed = state.auth.verify(token)?;
         // Rights come from the store, not the token: a deleted user or a
         // revoked admin flag takes effect at once.
         let user = state
             .store
-            .user_by_id(&claimed.user_id)
+            .user_by_id(&claimed.sub)
             .await?
             .ok_or_else(|| ApiError::unauthorized("the token's user no longer exists"))?;
-        Ok(Caller {
-            user_id: user.id.to_string(),
-            username: user.username,
-            admin: user.is_admin,
-        })
+        Ok(Caller::session(&user))
     }
+}
+
+/// The `iss` a JWT claims, before anything about it is checked: only to
+/// pick the verifier.
+fn unverified_issuer(token: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Iss {
+        iss: String,
+    }
+    jsonwebtoken::dangerous::insecure_decode_claims::<Iss>(token)
+        .ok()
+        .map(|c| c.iss)
+}
+
+/// How often at most the last use of a personal access token is written.
+const TOUCH_INTERVAL: time::Duration = time::Duration::minutes(5);
+
+async fn access_token_caller(state: &AppState, token: &str) -> Result<Caller, ApiError> {
+    let hash = token_hash(token);
+    let row = state
+        .store
+        .access_token_by_hash(&hash)
+        .await?
+        .filter(|t| same_secret(&t.token_hash, &hash))
+        .ok_or_else(|| ApiError::unauthorized("the personal access token is not known"))?;
+    let now = OffsetDateTime::now_utc();
+    if row.revoked_at.is_some() {
+        return Err(ApiError::unauthorized(
+            "the personal access token was revoked",
+        ));
+    }
+    if row.expires_at <= now {
+        return Err(ApiError::unauthorized("the personal access token has expired"));
+    }
+    let user = state
+        .store
+        .user_by_id(&row.user_id.to_string())
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("the token's user no longer exists"))?;
+    if row.last_used_at.is_none_or(|t| now - t > TOUCH_INTERVAL) {
+        let store = state.store.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.touch_access_token(row.id, now).await {
+                tracing::warn!(error = %e, "cannot record the use of a personal access token");
+            }
+        });
+    }
+    let scope = Scope::Project {
+        project: row.project,
+        role: row.role,
+    };
+    Ok(Caller::new(&user, scope, Some(row.id)))
 }

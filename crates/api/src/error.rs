@@ -27,6 +27,8 @@ pub struct ApiError {
     slug: &'static str,
     detail: String,
     errors: Vec<FieldError>,
+    /// Seconds a client should wait before it tries again (429, 503).
+    retry_after: Option<u64>,
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -38,7 +40,15 @@ impl ApiError {
             slug,
             detail: detail.into(),
             errors: Vec::new(),
+            retry_after: None,
         }
+    }
+
+    /// 429 with a `Retry-After` of at least one second.
+    pub fn too_many_requests(detail: impl Into<String>, wait: std::time::Duration) -> Self {
+        let mut e = Self::new(StatusCode::TOO_MANY_REQUESTS, "rate-limited", detail);
+        e.retry_after = Some((wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1));
+        e
     }
 
     /// Bad input in one field.
@@ -52,6 +62,7 @@ impl ApiError {
                 field: field.to_owned(),
                 message,
             }],
+            retry_after: None,
         }
     }
 
@@ -97,6 +108,7 @@ impl From<ValidationError> for ApiError {
             slug: "validation",
             detail: e.to_string(),
             errors: e.errors,
+            retry_after: None,
         }
     }
 }
@@ -143,6 +155,10 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if let Some(secs) = self.retry_after {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             res.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

@@ -5,9 +5,12 @@ pub mod audit;
 pub mod auth;
 pub mod bootstrap;
 pub mod error;
+mod external;
 mod extract;
 pub mod metrics;
+pub mod oidc;
 mod openapi;
+pub mod ratelimit;
 mod routes;
 
 use std::sync::Arc;

@@ -9,6 +9,7 @@ use utoipa::{Modify, OpenApi};
         title = "Strata API",
         version = "1",
         description = "Managed PostgreSQL: instances, credentials, service events, projects, members and the audit log. \
+                       Bearer tokens are JWTs (built-in issuer or the configured OpenID Connect issuer) or personal access tokens. \
                        Errors are application/problem+json (RFC 9457).",
         license(name = "Apache-2.0", identifier = "Apache-2.0")
     ),
@@ -18,6 +19,7 @@ use utoipa::{Modify, OpenApi};
         (name = "catalog", description = "What can be ordered: versions and plans"),
         (name = "instances", description = "PostgreSQL instances, their credentials and service events"),
         (name = "identity", description = "The caller, users, projects and project members"),
+        (name = "tokens", description = "Personal access tokens for automation: one project, one role, shown once"),
         (name = "audit", description = "The hash-chained audit log"),
         (name = "health", description = "Liveness and readiness"),
     )
@@ -34,7 +36,7 @@ impl Modify for BearerAuth {
             SecurityScheme::Http(
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
+                    .bearer_format("JWT or personal access token")
                     .build(),
             ),
         );

@@ -117,6 +117,67 @@ pub fn decide(platform_admin: bool, role: Option<Role>, action: Action) -> Decis
     }
 }
 
+/// What a credential lets its bearer do, on top of the user's own rights.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Everything the user may do: a password sign-in, or a token of an
+    /// external issuer together with the roles its claims grant.
+    Full {
+        /// Roles granted by the token's claims, per project name.
+        granted: Vec<(String, Role)>,
+        /// The token's claims make the caller a platform admin.
+        granted_admin: bool,
+    },
+    /// A personal access token: one project, at most one role, never
+    /// platform-wide rights.
+    Project { project: String, role: Role },
+}
+
+impl Scope {
+    /// A password sign-in: the user's own rights, nothing more.
+    pub fn full() -> Self {
+        Scope::Full {
+            granted: Vec::new(),
+            granted_admin: false,
+        }
+    }
+
+    /// Whether the caller acts as platform admin.
+    pub fn platform_admin(&self, user_admin: bool) -> bool {
+        match self {
+            Scope::Full { granted_admin, .. } => user_admin || *granted_admin,
+            Scope::Project { .. } => false,
+        }
+    }
+
+    /// The caller's role in `project` given the user's membership there:
+    /// the larger of membership and granted role for a full scope; for a
+    /// project token the smaller of the token's role and what the user
+    /// (an admin counts as owner) still has — a token never outgrows its user.
+    pub fn role_in(&self, user_admin: bool, membership: Option<Role>, project: &str) -> Option<Role> {
+        match self {
+            Scope::Full { granted, .. } => {
+                let granted = granted
+                    .iter()
+                    .filter(|(p, _)| p == project)
+                    .map(|(_, r)| *r)
+                    .max();
+                membership.max(granted)
+            }
+            Scope::Project {
+                project: scoped,
+                role,
+            } => {
+                if scoped != project {
+                    return None;
+                }
+                let own = if user_admin { Some(Role::Owner) } else { membership };
+                own.map(|r| r.min(*role))
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,5 +234,40 @@ mod tests {
         }
         assert!(Role::parse("admin").is_err());
         assert!(Role::parse("Owner").is_err());
+    }
+
+    #[test]
+    fn full_scopes_take_the_larger_of_membership_and_grant() {
+        let s = Scope::Full {
+            granted: vec![("a".into(), Role::Editor), ("b".into(), Role::Viewer)],
+            granted_admin: false,
+        };
+        assert_eq!(s.role_in(false, None, "a"), Some(Role::Editor));
+        assert_eq!(s.role_in(false, Some(Role::Owner), "a"), Some(Role::Owner));
+        assert_eq!(s.role_in(false, Some(Role::Viewer), "a"), Some(Role::Editor));
+        assert_eq!(s.role_in(false, None, "c"), None);
+        assert!(!s.platform_admin(false));
+        assert!(s.platform_admin(true));
+        let admin = Scope::Full {
+            granted: Vec::new(),
+            granted_admin: true,
+        };
+        assert!(admin.platform_admin(false));
+        assert_eq!(Scope::full().role_in(false, Some(Role::Viewer), "a"), Some(Role::Viewer));
+    }
+
+    #[test]
+    fn project_tokens_never_outgrow_their_project_or_user() {
+        let s = Scope::Project {
+            project: "a".into(),
+            role: Role::Editor,
+        };
+        assert_eq!(s.role_in(false, Some(Role::Owner), "a"), Some(Role::Editor));
+        assert_eq!(s.role_in(false, Some(Role::Viewer), "a"), Some(Role::Viewer));
+        assert_eq!(s.role_in(false, None, "a"), None, "membership gone");
+        assert_eq!(s.role_in(false, Some(Role::Owner), "b"), None, "other project");
+        assert_eq!(s.role_in(true, None, "a"), Some(Role::Editor), "admin user");
+        assert_eq!(s.role_in(true, None, "b"), None);
+        assert!(!s.platform_admin(true), "a project token is never admin");
     }
 }

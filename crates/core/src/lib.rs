@@ -13,7 +13,7 @@ pub mod runtime;
 pub mod secret;
 pub mod versions;
 
-pub use access::{Action, Decision, Role};
+pub use access::{Action, Decision, Role, Scope};
 pub use acl::Acl;
 pub use audit::{Actor, AuditEvent, NewAuditEvent, Outcome, OutcomeResult, Target};
 pub use error::{FieldError, ValidationError};

@@ -8,6 +8,7 @@
 mod audit;
 mod identity;
 mod rows;
+mod tokens;
 
 use std::str::FromStr;
 
@@ -22,6 +23,7 @@ use uuid::Uuid;
 pub use audit::AuditFilter;
 pub use identity::{MemberRow, ProjectRow};
 pub use rows::{InstanceRecord, SigningKeyRow, UserRow};
+pub use tokens::{AccessTokenRow, RefreshTokenRow};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -1,6 +1,7 @@
 //! `strata`: one binary for the server and its tools. It only wires crates together.
 
 mod audit;
+mod auth_args;
 mod kube;
 mod serve;
 

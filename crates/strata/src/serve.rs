@@ -7,11 +7,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use strata_api::{AppState, auth::Auth, bootstrap, metrics::HttpMetrics};
+use strata_api::{AppState, bootstrap, metrics::HttpMetrics};
 use strata_core::Secret;
 use strata_runtime_local::{LocalConfig, LocalRuntime};
 use strata_store::Store;
 use tokio::net::TcpListener;
+
+use crate::auth_args::AuthArgs;
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
@@ -46,6 +48,8 @@ pub struct ServeArgs {
     /// Log format: json (one object a line) or text.
     #[arg(long, env = "STRATA_LOG_FORMAT", default_value = "json")]
     log_format: String,
+    #[command(flatten)]
+    auth: AuthArgs,
 }
 
 fn parse_range(s: &str) -> Result<(u16, u16), String> {
@@ -166,9 +170,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .issuer
         .clone()
         .unwrap_or_else(|| format!("http://{}", args.listen));
-    let auth = Auth::load(&store, issuer)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let auth = args.auth.load(&store, issuer).await?;
     let metrics = HttpMetrics::register(&mut registry);
     let shutdown = tokio_util::sync::CancellationToken::new();
     let state = AppState {

@@ -40,9 +40,8 @@ pub struct Me {
     (status = 401, body = Problem, content_type = "application/problem+json"),
 ))]
 pub async fn me(State(st): State<AppState>, caller: Caller) -> ApiResult<Json<Me>> {
-    let projects = st
-        .store
-        .memberships_of(&caller.user_id)
+    let projects = caller
+        .projects(&st.store)
         .await?
         .into_iter()
         .map(|(p, role)| ProjectRole {
@@ -268,7 +267,7 @@ pub async fn list_projects(
     State(st): State<AppState>,
     caller: Caller,
 ) -> ApiResult<Json<ProjectList>> {
-    let mine = st.store.memberships_of(&caller.user_id).await?;
+    let mine = caller.projects(&st.store).await?;
     let items = if caller.admin {
         st.store
             .project_rows()

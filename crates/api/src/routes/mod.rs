@@ -7,6 +7,7 @@ pub(crate) mod events;
 pub(crate) mod identity;
 pub(crate) mod instances;
 pub(crate) mod meta;
+pub(crate) mod tokens;
 
 use axum::http::StatusCode;
 use strata_core::access::{Action, Decision, decide};
@@ -26,6 +27,10 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(meta::versions))
         .routes(routes!(meta::plans))
         .routes(routes!(auth::token))
+        .routes(routes!(auth::refresh))
+        .routes(routes!(auth::logout))
+        .routes(routes!(tokens::list, tokens::create))
+        .routes(routes!(tokens::revoke))
         .routes(routes!(auth::jwks))
         .routes(routes!(auth::discovery))
         .routes(routes!(instances::list, instances::create))
@@ -66,7 +71,7 @@ pub(crate) async fn project(
     let role = if caller.admin {
         None
     } else {
-        st.store.role_in(&caller.user_id, project.as_str()).await?
+        caller.role_in(&st.store, project.as_str()).await?
     };
     match decide(caller.admin, role, action) {
         Decision::Hidden => Err(missing()),
