@@ -134,6 +134,7 @@ impl Store {
         };
         Ok(Tx {
             inner: tx,
+            backend: self.backend,
             events: Vec::new(),
             audits: Vec::new(),
             sender: self.events.clone(),
@@ -313,6 +314,7 @@ impl Store {
 /// subscribers only once it commits.
 pub struct Tx {
     pub(crate) inner: sqlx::Transaction<'static, sqlx::Any>,
+    backend: Backend,
     events: Vec<PublishedEvent>,
     pub(crate) audits: Vec<strata_core::AuditEvent>,
     sender: broadcast::Sender<PublishedEvent>,
@@ -482,9 +484,15 @@ impl Tx {
         Ok(())
     }
 
-    /// Re-reads an instance inside the transaction (and, on PostgreSQL, locks it).
+    /// Re-reads an instance inside the transaction and locks it until the
+    /// transaction ends: a row lock on PostgreSQL (`FOR UPDATE`; SQLite has
+    /// none and needs none, its writers are serialised by `BEGIN IMMEDIATE`).
     pub async fn instance_for_update(&mut self, id: Uuid) -> Result<Option<InstanceRecord>> {
-        sqlx::query("SELECT id, project, name, version, plan, storage_gb, acl, labels, phase, message, conditions, storage_used_bytes, port, password, generation, created_at, updated_at FROM instances WHERE id = $1")
+        let sql = match self.backend {
+            Backend::Sqlite => "SELECT id, project, name, version, plan, storage_gb, acl, labels, phase, message, conditions, storage_used_bytes, port, password, generation, created_at, updated_at FROM instances WHERE id = $1",
+            Backend::Postgres => "SELECT id, project, name, version, plan, storage_gb, acl, labels, phase, message, conditions, storage_used_bytes, port, password, generation, created_at, updated_at FROM instances WHERE id = $1 FOR UPDATE",
+        };
+        sqlx::query(sql)
             .bind(id.to_string())
             .fetch_optional(&mut *self.inner)
             .await?

@@ -153,4 +153,60 @@ each_backend! {
             .phase;
         assert_eq!(now_phase, Phase::Deleting);
     }
+
+    #[tokio::test]
+    async fn a_row_read_for_update_stays_locked_until_its_transaction_ends(backend) {
+        let (store, db) = store(backend).await;
+        let a = record("orders", 15432);
+        insert(&store, &a).await.unwrap();
+        let id = a.instance.id;
+
+        let mut first = store.begin().await.unwrap();
+        let seen = first.instance_for_update(id).await.unwrap().unwrap();
+        assert_eq!(seen.instance.status.phase, Phase::Provisioning);
+        let second = tokio::spawn({
+            let store = store.clone();
+            async move {
+                let mut tx = store.begin().await.unwrap();
+                let seen = tx.instance_for_update(id).await.unwrap().unwrap();
+                tx.commit().await.unwrap();
+                seen.instance.status.phase
+            }
+        });
+        if backend == Backend::Postgres {
+            // The second reader must wait for the first one's row lock.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            while waiting_on_locks(&db).await == 0 {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "a second instance_for_update did not wait for the first one's lock"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+        let now = OffsetDateTime::now_utc();
+        let mut ready = seen.instance.status.clone();
+        ready.set_phase(Phase::Ready, "Ready", "ok", now);
+        assert!(first.set_status(id, &ready, now).await.unwrap());
+        first.commit().await.unwrap();
+        assert_eq!(
+            second.await.unwrap(),
+            Phase::Ready,
+            "the second reader saw the row as it was before the first one committed"
+        );
+    }
+}
+
+/// Sessions of this database waiting for a lock (PostgreSQL).
+async fn waiting_on_locks(db: &TestDb) -> i64 {
+    use sqlx::Connection;
+    let mut c = sqlx::PgConnection::connect(db.url()).await.unwrap();
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+    )
+    .fetch_one(&mut c)
+    .await
+    .unwrap();
+    c.close().await.unwrap();
+    n
 }
