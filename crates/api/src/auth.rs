@@ -135,10 +135,18 @@ impl Caller {
         Self::new(user, Scope::full(), None)
     }
 
-    /// The caller's role in a project: membership, grants and token scope together.
-    pub async fn role_in(&self, store: &Store, project: &str) -> Result<Option<Role>, ApiError> {
-        let membership = store.role_in(&self.user_id, project).await?;
-        Ok(self.scope.role_in(self.user_admin, membership, project))
+    /// `None` when the project does not exist; otherwise the caller's role
+    /// in it (if any) — membership, grants and token scope together. One
+    /// store read.
+    pub async fn access(
+        &self,
+        store: &Store,
+        project: &str,
+    ) -> Result<Option<Option<Role>>, ApiError> {
+        Ok(store
+            .project_access(project, &self.user_id)
+            .await?
+            .map(|membership| self.scope.role_in(self.user_admin, membership, project)))
     }
 
     /// The existing projects the caller has a role in, by name.
@@ -190,6 +198,10 @@ pub struct Auth {
     jwks: serde_json::Value,
     validation: Validation,
     dummy_hash: String,
+    /// Tokens verified before: token → (subject, exp). Verifying an Ed25519
+    /// signature is the most expensive step of a request; a token's
+    /// verdict does not change until it expires (keys are only added).
+    verified: std::sync::Mutex<HashMap<String, (String, i64)>>,
     oidc: Option<OidcVerifier>,
     per_address: Limiter<String>,
     per_user: Limiter<String>,
@@ -264,6 +276,7 @@ impl Auth {
             jwks: serde_json::json!({ "keys": keys }),
             validation,
             dummy_hash,
+            verified: std::sync::Mutex::new(HashMap::new()),
             oidc: None,
             per_address: Limiter::new(LoginLimits::default().per_address),
             per_user: Limiter::new(LoginLimits::default().per_user),
@@ -351,6 +364,38 @@ impl Auth {
             .map_err(|e| jwt_error(&e))
     }
 
+    /// The subject of a valid token of this issuer: from the cache of
+    /// tokens verified before while they last, else by [`Auth::verify`].
+    pub fn verified_subject(&self, token: &str) -> Result<String, ApiError> {
+        const MAX_CACHED: usize = 10_000;
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let leeway = i64::try_from(self.validation.leeway).unwrap_or(0);
+        {
+            let cache = self
+                .verified
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some((sub, exp)) = cache.get(token)
+                && now <= exp + leeway
+            {
+                return Ok(sub.clone());
+            }
+        }
+        let claims = self.verify(token)?;
+        let mut cache = self
+            .verified
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if cache.len() >= MAX_CACHED {
+            cache.retain(|_, (_, exp)| now <= *exp + leeway);
+            if cache.len() >= MAX_CACHED {
+                cache.clear();
+            }
+        }
+        cache.insert(token.to_owned(), (claims.sub.clone(), claims.exp));
+        Ok(claims.sub)
+    }
+
     /// Checks a user's password; takes as long for unknown users as for known ones.
     pub async fn check_password(
         self: &Arc<Self>,
@@ -403,12 +448,12 @@ impl FromRequestParts<AppState> for Caller {
                 .unwrap_or_default();
             return crate::external::caller(state, oidc, identity, &meta).await;
         }
-        let claimed = state.auth.verify(token)?;
+        let subject = state.auth.verified_subject(token)?;
         // Rights come from the store, not the token: a deleted user or a
         // revoked admin flag takes effect at once.
         let user = state
             .store
-            .user_by_id(&claimed.sub)
+            .user_by_id(&subject)
             .await?
             .ok_or_else(|| ApiError::unauthorized("the token's user no longer exists"))?;
         Ok(Caller::session(&user))
@@ -445,7 +490,9 @@ async fn access_token_caller(state: &AppState, token: &str) -> Result<Caller, Ap
         ));
     }
     if row.expires_at <= now {
-        return Err(ApiError::unauthorized("the personal access token has expired"));
+        return Err(ApiError::unauthorized(
+            "the personal access token has expired",
+        ));
     }
     let user = state
         .store

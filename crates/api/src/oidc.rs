@@ -271,9 +271,7 @@ impl OidcVerifier {
             let keys = self.keys.read().await;
             (keys.jwks_uri.clone(), keys.fetched)
         };
-        if fetched != seen
-            || fetched.is_some_and(|t| t.elapsed() < self.config.jwks_min_refresh)
-        {
+        if fetched != seen || fetched.is_some_and(|t| t.elapsed() < self.config.jwks_min_refresh) {
             return Ok(());
         }
         let jwks_uri = if let Some(u) = jwks_uri {
@@ -331,8 +329,8 @@ impl OidcVerifier {
     /// Checks signature, algorithm, issuer, audience and validity period of
     /// an external token and reads who it names.
     pub async fn verify(&self, token: &str) -> Result<ExternalIdentity, ApiError> {
-        let header =
-            jsonwebtoken::decode_header(token).map_err(|_| invalid("the bearer token is malformed"))?;
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|_| invalid("the bearer token is malformed"))?;
         let kid = header
             .kid
             .as_deref()
@@ -401,7 +399,14 @@ mod tests {
         assert_eq!(m.to_string(), "team-a=orders:editor");
         let m: RoleMapping = "cn=x,o=y=orders:viewer".parse().unwrap();
         assert_eq!(m.group, "cn=x,o=y", "the last = separates");
-        for bad in ["", "admin", "=admin", "g=orders", "g=Orders:viewer", "g=orders:root"] {
+        for bad in [
+            "",
+            "admin",
+            "=admin",
+            "g=orders",
+            "g=Orders:viewer",
+            "g=orders:root",
+        ] {
             assert!(bad.parse::<RoleMapping>().is_err(), "{bad:?}");
         }
     }
@@ -423,14 +428,23 @@ mod tests {
 
     #[test]
     fn external_names_become_dns_labels() {
-        assert_eq!(username_for("oidc-", "Alice").as_deref(), Some("oidc-alice"));
+        assert_eq!(
+            username_for("oidc-", "Alice").as_deref(),
+            Some("oidc-alice")
+        );
         assert_eq!(
             username_for("oidc-", "bob@example.com").as_deref(),
             Some("oidc-bob-example-com")
         );
         assert_eq!(username_for("", "Ü_ï").as_deref(), None);
-        assert_eq!(username_for("oidc-", "Jürgen").as_deref(), Some("oidc-j-rgen"));
-        assert_eq!(username_for("oidc-", &"x".repeat(100)).map(|s| s.len()), Some(63));
+        assert_eq!(
+            username_for("oidc-", "Jürgen").as_deref(),
+            Some("oidc-j-rgen")
+        );
+        assert_eq!(
+            username_for("oidc-", &"x".repeat(100)).map(|s| s.len()),
+            Some(63)
+        );
     }
 
     #[test]

@@ -76,13 +76,17 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
 
     fn wait_for_one(&self, tokens: f64) -> Duration {
         let missing = (1.0 - tokens).max(0.0);
-        Duration::from_secs_f64(missing / self.quota.refill_per_second()).max(Duration::from_secs(1))
+        Duration::from_secs_f64(missing / self.quota.refill_per_second())
+            .max(Duration::from_secs(1))
     }
 
     /// `Ok` when `key` has an attempt left (without using it); otherwise how
     /// long until it has one.
     pub fn check(&self, key: &K, now: Instant) -> Result<(), Duration> {
-        let buckets = self.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let buckets = self
+            .buckets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         match buckets.get(key) {
             Some(b) => {
                 let tokens = self.level(*b, now);
@@ -99,7 +103,10 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
     /// Uses one attempt of `key`: `Ok` when there was one, otherwise how long
     /// until there is.
     pub fn take(&self, key: &K, now: Instant) -> Result<(), Duration> {
-        let mut buckets = self.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut buckets = self
+            .buckets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if buckets.len() >= self.max_keys && !buckets.contains_key(key) {
             let burst = f64::from(self.quota.burst);
             buckets.retain(|_, b| {

@@ -57,12 +57,17 @@ struct Idp {
 async fn start_idp(keys: &[&Key]) -> Idp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let issuer = format!("http://{}", listener.local_addr().unwrap());
-    let published = Arc::new(Mutex::new(keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>()));
+    let published = Arc::new(Mutex::new(
+        keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>(),
+    ));
     let jwks_fetches = Arc::new(AtomicUsize::new(0));
     let discovery = json!({"issuer": issuer, "jwks_uri": format!("{issuer}/keys")});
     let (p, f) = (published.clone(), jwks_fetches.clone());
     let router = axum::Router::new()
-        .route("/.well-known/openid-configuration", get(move || async move { Json(discovery) }))
+        .route(
+            "/.well-known/openid-configuration",
+            get(move || async move { Json(discovery) }),
+        )
         .route(
             "/keys",
             get(move || {
@@ -110,11 +115,17 @@ fn config(idp: &Idp, min_refresh: Duration) -> OidcConfig {
 }
 
 async fn strata(backend: Backend, config: OidcConfig) -> App {
-    app(backend, move |a| a.with_oidc(Some(OidcVerifier::new(config).unwrap()))).await
+    app(backend, move |a| {
+        a.with_oidc(Some(OidcVerifier::new(config).unwrap()))
+    })
+    .await
 }
 
 async fn status(app: &App, token: &str) -> u16 {
-    app.get("/v1/projects/default/instances", token).await.status.as_u16()
+    app.get("/v1/projects/default/instances", token)
+        .await
+        .status
+        .as_u16()
 }
 
 each_backend! {

@@ -19,7 +19,8 @@ async fn chain(app: &App) -> Vec<strata_core::AuditEvent> {
 }
 
 async fn create_token(app: &App, token: &str, body: &Value) -> common::Res {
-    app.call("POST", "/v1/tokens", Some(token), Some(body)).await
+    app.call("POST", "/v1/tokens", Some(token), Some(body))
+        .await
 }
 
 each_backend! {

@@ -154,7 +154,12 @@ impl Scope {
     /// the larger of membership and granted role for a full scope; for a
     /// project token the smaller of the token's role and what the user
     /// (an admin counts as owner) still has — a token never outgrows its user.
-    pub fn role_in(&self, user_admin: bool, membership: Option<Role>, project: &str) -> Option<Role> {
+    pub fn role_in(
+        &self,
+        user_admin: bool,
+        membership: Option<Role>,
+        project: &str,
+    ) -> Option<Role> {
         match self {
             Scope::Full { granted, .. } => {
                 let granted = granted
@@ -171,7 +176,11 @@ impl Scope {
                 if scoped != project {
                     return None;
                 }
-                let own = if user_admin { Some(Role::Owner) } else { membership };
+                let own = if user_admin {
+                    Some(Role::Owner)
+                } else {
+                    membership
+                };
                 own.map(|r| r.min(*role))
             }
         }
@@ -244,7 +253,10 @@ mod tests {
         };
         assert_eq!(s.role_in(false, None, "a"), Some(Role::Editor));
         assert_eq!(s.role_in(false, Some(Role::Owner), "a"), Some(Role::Owner));
-        assert_eq!(s.role_in(false, Some(Role::Viewer), "a"), Some(Role::Editor));
+        assert_eq!(
+            s.role_in(false, Some(Role::Viewer), "a"),
+            Some(Role::Editor)
+        );
         assert_eq!(s.role_in(false, None, "c"), None);
         assert!(!s.platform_admin(false));
         assert!(s.platform_admin(true));
@@ -253,7 +265,10 @@ mod tests {
             granted_admin: true,
         };
         assert!(admin.platform_admin(false));
-        assert_eq!(Scope::full().role_in(false, Some(Role::Viewer), "a"), Some(Role::Viewer));
+        assert_eq!(
+            Scope::full().role_in(false, Some(Role::Viewer), "a"),
+            Some(Role::Viewer)
+        );
     }
 
     #[test]
@@ -263,9 +278,16 @@ mod tests {
             role: Role::Editor,
         };
         assert_eq!(s.role_in(false, Some(Role::Owner), "a"), Some(Role::Editor));
-        assert_eq!(s.role_in(false, Some(Role::Viewer), "a"), Some(Role::Viewer));
+        assert_eq!(
+            s.role_in(false, Some(Role::Viewer), "a"),
+            Some(Role::Viewer)
+        );
         assert_eq!(s.role_in(false, None, "a"), None, "membership gone");
-        assert_eq!(s.role_in(false, Some(Role::Owner), "b"), None, "other project");
+        assert_eq!(
+            s.role_in(false, Some(Role::Owner), "b"),
+            None,
+            "other project"
+        );
         assert_eq!(s.role_in(true, None, "a"), Some(Role::Editor), "admin user");
         assert_eq!(s.role_in(true, None, "b"), None);
         assert!(!s.platform_admin(true), "a project token is never admin");

@@ -95,6 +95,30 @@ impl Store {
             .transpose()
     }
 
+    /// Whether a project exists and, if so, the user's role in it — one
+    /// read for the check every project-scoped request makes. `None` when
+    /// there is no such project.
+    pub async fn project_access(
+        &self,
+        project: &str,
+        user_id: &str,
+    ) -> Result<Option<Option<Role>>> {
+        let row = sqlx::query(
+            "SELECT p.name, m.role FROM projects p LEFT JOIN memberships m ON m.project = p.name AND m.user_id = $2 WHERE p.name = $1",
+        )
+        .bind(project)
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            r.try_get::<Option<String>, _>("role")?
+                .as_deref()
+                .map(role)
+                .transpose()
+        })
+        .transpose()
+    }
+
     /// A project's members, by user name.
     pub async fn members(&self, project: &str) -> Result<Vec<MemberRow>> {
         let rows = sqlx::query("SELECT m.user_id, u.username, m.role, m.created_at FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.project = $1 ORDER BY u.username")

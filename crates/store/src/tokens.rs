@@ -255,7 +255,11 @@ impl Tx {
     }
 
     /// Revokes every token of a family that is not revoked yet.
-    pub async fn revoke_refresh_family(&mut self, family: Uuid, now: OffsetDateTime) -> Result<u64> {
+    pub async fn revoke_refresh_family(
+        &mut self,
+        family: Uuid,
+        now: OffsetDateTime,
+    ) -> Result<u64> {
         let done = sqlx::query(
             "UPDATE refresh_tokens SET revoked_at = $1 WHERE family = $2 AND revoked_at IS NULL",
         )

@@ -19,7 +19,11 @@ pub struct AuthArgs {
     #[arg(long, env = "STRATA_OIDC_AUDIENCE", requires = "oidc_issuer")]
     oidc_audience: Option<String>,
     /// Claim that names the user.
-    #[arg(long, env = "STRATA_OIDC_USERNAME_CLAIM", default_value = "preferred_username")]
+    #[arg(
+        long,
+        env = "STRATA_OIDC_USERNAME_CLAIM",
+        default_value = "preferred_username"
+    )]
     oidc_username_claim: String,
     /// Claim that lists the user's groups.
     #[arg(long, env = "STRATA_OIDC_GROUPS_CLAIM", default_value = "groups")]
@@ -29,7 +33,11 @@ pub struct AuthArgs {
     oidc_username_prefix: String,
     /// GROUP=admin or GROUP=PROJECT:ROLE: what members of a group may do
     /// (repeatable; comma-separated in the environment variable).
-    #[arg(long = "oidc-role-mapping", env = "STRATA_OIDC_ROLE_MAPPINGS", value_delimiter = ',')]
+    #[arg(
+        long = "oidc-role-mapping",
+        env = "STRATA_OIDC_ROLE_MAPPINGS",
+        value_delimiter = ','
+    )]
     oidc_role_mappings: Vec<RoleMapping>,
     /// Requests to /v1/auth/token and /v1/auth/refresh per minute from one address.
     #[arg(long, env = "STRATA_LOGIN_ATTEMPTS_PER_ADDRESS", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..))]
@@ -51,7 +59,9 @@ impl AuthArgs {
                 let mut config = OidcConfig::new(issuer, audience);
                 config.username_claim.clone_from(&self.oidc_username_claim);
                 config.groups_claim.clone_from(&self.oidc_groups_claim);
-                config.username_prefix.clone_from(&self.oidc_username_prefix);
+                config
+                    .username_prefix
+                    .clone_from(&self.oidc_username_prefix);
                 config.mappings.clone_from(&self.oidc_role_mappings);
                 tracing::info!(issuer = %config.issuer, audience = %config.audience, mappings = config.mappings.len(), "accepting tokens of an external OpenID Connect issuer");
                 Some(OidcVerifier::new(config).map_err(|e| anyhow::anyhow!("--oidc-issuer: {e}"))?)

@@ -215,7 +215,9 @@ pub async fn refresh(
     );
     audit.signed_in(&user.id.to_string(), &user.username);
     let event = audit.event(200);
-    issue_pair(&st, &user, row.family, tx, event).await.map(Json)
+    issue_pair(&st, &user, row.family, tx, event)
+        .await
+        .map(Json)
 }
 
 /// Signs out: revokes the refresh token and every token of its sign-in.

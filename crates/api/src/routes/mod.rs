@@ -68,25 +68,18 @@ pub(crate) async fn project(
 ) -> ApiResult<ProjectName> {
     let missing = || ApiError::not_found(format!("project {name}"));
     let project = ProjectName::parse(name).map_err(|_| missing())?;
-    let role = if caller.admin {
-        None
-    } else {
-        caller.role_in(&st.store, project.as_str()).await?
-    };
-    match decide(caller.admin, role, action) {
-        Decision::Hidden => Err(missing()),
-        Decision::Forbidden => Err(ApiError::forbidden(format!(
+    // One read: whether the project exists, and the caller's role in it.
+    let access = caller.access(&st.store, project.as_str()).await?;
+    let role = access.flatten();
+    match (decide(caller.admin, role, action), access) {
+        (Decision::Forbidden, _) => Err(ApiError::forbidden(format!(
             "your role in project {project} ({}) does not allow this; it needs {} or more",
             role.map_or("none", strata_core::Role::as_str),
             action.least_role()
         ))),
-        Decision::Allow => {
-            if st.store.project_exists(project.as_str()).await? {
-                Ok(project)
-            } else {
-                Err(missing())
-            }
-        }
+        (Decision::Allow, Some(_)) => Ok(project),
+        // No role, or no such project: the same answer.
+        (Decision::Hidden, _) | (Decision::Allow, None) => Err(missing()),
     }
 }
 

@@ -165,9 +165,13 @@ pub async fn create(
         let req = body?.value;
         let len = req.name.chars().count();
         if !(1..=100).contains(&len) || req.name.chars().any(char::is_control) {
-            return Err(bad("name", "must be 1 to 100 characters, no control characters"));
+            return Err(bad(
+                "name",
+                "must be 1 to 100 characters, no control characters",
+            ));
         }
-        let role = Role::parse(&req.role).map_err(|_| bad("role", "must be viewer, editor or owner"))?;
+        let role =
+            Role::parse(&req.role).map_err(|_| bad("role", "must be viewer, editor or owner"))?;
         let days = req.expires_in_days.unwrap_or(DEFAULT_DAYS);
         if !(1..=MAX_DAYS).contains(&days) {
             return Err(bad("expires_in_days", "must be 1 to 365"));
@@ -177,8 +181,9 @@ pub async fn create(
             Role::Owner
         } else {
             caller
-                .role_in(&st.store, project.as_str())
+                .access(&st.store, project.as_str())
                 .await?
+                .flatten()
                 .unwrap_or(Role::Viewer)
         };
         if role > own {
@@ -244,7 +249,9 @@ pub async fn list(
     query.only(&["page_size", "page_token"])?;
     let page_size = query.page_size()?;
     let after = match query.get("page_token") {
-        Some(t) => Some(Uuid::parse_str(t).map_err(|_| bad("page_token", "is not a token of this list"))?),
+        Some(t) => {
+            Some(Uuid::parse_str(t).map_err(|_| bad("page_token", "is not a token of this list"))?)
+        }
         None => None,
     };
     let mut rows = st
@@ -253,10 +260,15 @@ pub async fn list(
         .await?;
     let more = rows.len() > page_size as usize;
     rows.truncate(page_size as usize);
-    let next_page_token = more.then(|| rows.last().map(|t| t.id.to_string())).flatten();
+    let next_page_token = more
+        .then(|| rows.last().map(|t| t.id.to_string()))
+        .flatten();
     let now = OffsetDateTime::now_utc();
     Ok(Json(AccessTokenList {
-        items: rows.into_iter().map(|t| AccessToken::from_row(t, now)).collect(),
+        items: rows
+            .into_iter()
+            .map(|t| AccessToken::from_row(t, now))
+            .collect(),
         next_page_token,
     }))
 }
@@ -277,7 +289,13 @@ pub async fn revoke(
     meta: RequestMeta,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let mut audit = Audit::new(&caller, &meta, None, "token.revoke", audit::target("token", &id));
+    let mut audit = Audit::new(
+        &caller,
+        &meta,
+        None,
+        "token.revoke",
+        audit::target("token", &id),
+    );
     let missing = || ApiError::not_found(format!("token {id}"));
     let result = async {
         signed_in(&caller)?;

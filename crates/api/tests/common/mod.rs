@@ -126,7 +126,13 @@ impl App {
         }
     }
 
-    pub async fn call(&self, method: &str, uri: &str, token: Option<&str>, body: Option<&Value>) -> Res {
+    pub async fn call(
+        &self,
+        method: &str,
+        uri: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Res {
         self.call_from("127.0.0.1", method, uri, token, body).await
     }
 
@@ -164,7 +170,12 @@ impl App {
     /// Creates a project (as admin).
     pub async fn project(&self, name: &str) {
         let r = self
-            .call("POST", "/v1/projects", Some(&self.admin_token), Some(&json!({"name": name})))
+            .call(
+                "POST",
+                "/v1/projects",
+                Some(&self.admin_token),
+                Some(&json!({"name": name})),
+            )
             .await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     }
@@ -186,7 +197,10 @@ impl App {
     /// The project's audit events (as admin), newest first.
     pub async fn audit(&self, project: &str) -> Vec<Value> {
         let r = self
-            .get(&format!("/v1/projects/{project}/audit-events?page_size=500"), &self.admin_token)
+            .get(
+                &format!("/v1/projects/{project}/audit-events?page_size=500"),
+                &self.admin_token,
+            )
             .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
         r.body["items"].as_array().unwrap().clone()
