@@ -115,11 +115,21 @@ impl Audit {
         e
     }
 
-    /// Appends an event the runtime handed back unwritten; the request fails
-    /// when it cannot be written.
+    /// Appends an event the runtime handed back unwritten (a runtime that
+    /// keeps its state outside the store: the change is made already). The
+    /// request fails when it cannot be written, and the event goes to the
+    /// `audit` log target in full, so that the change is on record there.
     pub async fn write_pending(st: &AppState, pending: Option<NewAuditEvent>) -> ApiResult<()> {
-        if let Some(e) = pending {
-            st.store.append_audit(e).await?;
+        if let Some(e) = pending
+            && let Err(err) = st.store.append_audit(e.clone()).await
+        {
+            tracing::error!(
+                target: "audit",
+                error = %err,
+                event = %serde_json::to_string(&e).unwrap_or_default(),
+                "a change was made but its audit event cannot be stored"
+            );
+            return Err(err.into());
         }
         Ok(())
     }

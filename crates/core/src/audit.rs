@@ -74,7 +74,7 @@ impl Outcome {
 
 /// An audit event before it is appended: the store adds sequence, id, time
 /// and the chain's hashes. `details` must never hold a secret.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct NewAuditEvent {
     pub actor: Actor,
     pub source_ip: Option<String>,
