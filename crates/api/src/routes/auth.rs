@@ -187,17 +187,17 @@ pub async fn refresh(
     if row.revoked_at.is_some() || row.expires_at <= now {
         return Err(invalid());
     }
+    let mut audit = Audit::anonymous(
+        &meta,
+        &user.username,
+        "auth.refresh",
+        audit::target("user", &user.username),
+    );
+    audit.signed_in(&user.id.to_string(), &user.username);
     let mut tx = st.store.begin().await?;
     if !tx.use_refresh_token(row.id, now).await? {
         // Used before: someone holds a copy. End the whole sign-in.
         tx.revoke_refresh_family(row.family, now).await?;
-        let mut audit = Audit::anonymous(
-            &meta,
-            &user.username,
-            "auth.refresh",
-            audit::target("user", &user.username),
-        );
-        audit.signed_in(&user.id.to_string(), &user.username);
         let mut event = audit.event(401);
         event.details = serde_json::json!({
             "error": "a used refresh token was presented again; every token of its sign-in was revoked",
@@ -207,13 +207,6 @@ pub async fn refresh(
         tracing::warn!(target: "security", user = %user.username, "a used refresh token was presented again; its sign-in was revoked");
         return Err(invalid());
     }
-    let mut audit = Audit::anonymous(
-        &meta,
-        &user.username,
-        "auth.refresh",
-        audit::target("user", &user.username),
-    );
-    audit.signed_in(&user.id.to_string(), &user.username);
     let event = audit.event(200);
     issue_pair(&st, &user, row.family, tx, event)
         .await
