@@ -11,91 +11,48 @@
     clippy::items_after_statements
 )]
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU16, Ordering};
+mod common;
+
 use std::time::{Duration, Instant};
 
-use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
+use common::{PASSWORD, Res, assert_problem};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
-use strata_api::auth::Auth;
-use strata_api::metrics::HttpMetrics;
-use strata_api::{AppState, bootstrap};
-use strata_core::Secret;
-use strata_runtime_local::{LocalConfig, LocalRuntime};
-use strata_store::{Backend, Store};
-use strata_testpg::{TestDb, each_backend};
+use strata_store::Backend;
+use strata_testpg::each_backend;
 use tower::ServiceExt;
 
-const PASSWORD: &str = "correct horse battery staple";
-static NEXT_PORTS: AtomicU16 = AtomicU16::new(0);
-
+/// The shared fixture, with the admin's token and id at hand.
 struct App {
-    router: Router,
-    store: Store,
-    runtime: LocalRuntime,
+    inner: common::App,
     token: String,
     admin_id: String,
-    db: TestDb,
-    _dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for App {
+    type Target = common::App;
+    fn deref(&self) -> &common::App {
+        &self.inner
+    }
 }
 
 async fn app(backend: Backend) -> App {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
-    }
-    let db = TestDb::new(backend).await;
-    let store = db.open().await;
-    bootstrap::bootstrap(&store, dir.path(), Some(Secret::new(PASSWORD)))
-        .await
-        .unwrap();
-    let mut registry = prometheus_client::registry::Registry::default();
-    let mut cfg = LocalConfig::new(dir.path().to_path_buf());
-    let base = 24000
-        + 40 * NEXT_PORTS.fetch_add(1, Ordering::SeqCst)
-        + (std::process::id() % 20) as u16 * 400;
-    cfg.ports = base..=base + 39;
-    let runtime = LocalRuntime::start(cfg, store.clone(), &mut registry)
-        .await
-        .unwrap();
-    let auth = Auth::load(&store, "http://strata.test".into())
-        .await
-        .unwrap();
-    let admin_id = store
+    let inner = common::app(backend, |a| a).await;
+    let admin_id = inner
+        .store
         .user_by_name("admin")
         .await
         .unwrap()
         .unwrap()
         .id
         .to_string();
-    let token = auth.issue(&admin_id, "admin", true).unwrap();
-    let state = AppState {
-        runtime: Arc::new(runtime.clone()),
-        store: store.clone(),
-        auth: Arc::new(auth),
-        metrics: Arc::new(HttpMetrics::register(&mut registry)),
-        sse_keepalive: Duration::from_secs(1),
-        shutdown: tokio_util::sync::CancellationToken::new(),
-    };
     App {
-        router: strata_api::router(state),
-        store,
-        runtime,
-        token,
+        token: inner.admin_token.clone(),
         admin_id,
-        db,
-        _dir: dir,
+        inner,
     }
-}
-
-struct Res {
-    status: StatusCode,
-    headers: axum::http::HeaderMap,
-    body: Value,
 }
 
 impl App {
@@ -172,16 +129,6 @@ impl App {
     async fn stop(self) {
         self.runtime.shutdown().await;
     }
-}
-
-fn assert_problem(r: &Res, status: StatusCode, field: &str) {
-    assert_eq!(r.status, status, "{}", r.body);
-    assert_eq!(r.headers[header::CONTENT_TYPE], "application/problem+json");
-    let fields: Vec<&str> = r.body["errors"]
-        .as_array()
-        .map(|a| a.iter().filter_map(|e| e["field"].as_str()).collect())
-        .unwrap_or_default();
-    assert!(fields.contains(&field), "no error for {field}: {}", r.body);
 }
 
 each_backend! {
