@@ -1,5 +1,6 @@
 //! Strata's domain: the names, plans, versions, ACLs, phases and events that
-//! every runtime and every client agree on. Nothing in here performs I/O.
+//! every runtime and every client agree on, and the certificates both
+//! runtimes issue. Nothing in here performs I/O.
 
 pub mod access;
 pub mod acl;
@@ -11,6 +12,7 @@ pub mod names;
 pub mod plans;
 pub mod runtime;
 pub mod secret;
+pub mod tls;
 pub mod versions;
 
 pub use access::{Action, Decision, Role, Scope};

@@ -8,17 +8,20 @@ use std::fmt::Write as _;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
-    ExecAction, HTTPGetAction, PersistentVolumeClaim, PersistentVolumeClaimSpec,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
-    Secret, SecretKeySelector, SecurityContext, Service, ServicePort, ServiceSpec, Volume,
-    VolumeMount, VolumeResourceRequirements,
+    Capabilities, ConfigMap, ConfigMapProjection, ConfigMapVolumeSource, Container, ContainerPort,
+    DownwardAPIProjection, DownwardAPIVolumeFile, EmptyDirVolumeSource, EnvVar, EnvVarSource,
+    ExecAction, HTTPGetAction, KeyToPath, ObjectFieldSelector, PersistentVolumeClaim,
+    PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    ProjectedVolumeSource, ResourceRequirements, SeccompProfile, Secret, SecretKeySelector,
+    SecretVolumeSource, SecurityContext, Service, ServiceAccount, ServiceAccountTokenProjection,
+    ServicePort, ServiceSpec, Volume, VolumeMount, VolumeProjection, VolumeResourceRequirements,
 };
 use k8s_openapi::api::networking::v1::{
     IPBlock, NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
     NetworkPolicySpec,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -54,6 +57,22 @@ pub const METRICS_PORT: u16 = 9187;
 
 const CONFIG_DIR: &str = "/etc/strata";
 const DATA_DIR: &str = "/var/lib/postgresql/data";
+/// The instance's TLS Secret, mounted into the postgres container.
+pub const TLS_DIR: &str = "/etc/strata-tls";
+/// The credentials Secret, mounted into the credentials agent.
+pub const CREDENTIALS_DIR: &str = "/etc/strata-credentials";
+/// PostgreSQL's Unix socket directory, an emptyDir both containers share.
+pub const SOCKET_DIR: &str = "/var/run/postgresql";
+/// Where in-cluster clients find their service account token.
+const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+/// Key of the credentials Secret naming the rotation its password answers;
+/// the agent reports it back once the server uses that password.
+pub const ROTATION_KEY: &str = "rotation";
+/// Annotation the agent sets on the credentials Secret: the rotation whose
+/// password the running server has taken.
+pub const APPLIED_ROTATION_ANNOTATION: &str = "strata.dev/applied-rotation";
+/// Condition: the running server uses the password in the credentials Secret.
+pub const CREDENTIALS_APPLIED: &str = "CredentialsApplied";
 const POSTGRES_UID: i64 = 999;
 const EXPORTER_UID: i64 = 65534;
 
@@ -63,6 +82,9 @@ pub struct BuildConfig {
     /// Image used when the spec names none; `{version}` is replaced.
     pub postgres_image: String,
     pub exporter_image: String,
+    /// Image of the credentials agent sidecar (`strata pod-agent`): the
+    /// operator's own image.
+    pub agent_image: String,
     pub cluster_domain: String,
     pub plans: PlanCatalog,
 }
@@ -72,6 +94,7 @@ impl Default for BuildConfig {
         Self {
             postgres_image: "postgres:{version}".into(),
             exporter_image: "quay.io/prometheuscommunity/postgres-exporter:v0.17.1".into(),
+            agent_image: concat!("ghcr.io/strata-dev/strata:", env!("CARGO_PKG_VERSION")).into(),
             cluster_domain: "cluster.local".into(),
             plans: PlanCatalog::default(),
         }
@@ -89,6 +112,7 @@ pub struct ValidSpec {
     pub acl: Acl,
     pub image: String,
     pub exporter_image: String,
+    pub agent_image: String,
     pub storage_class: Option<String>,
     pub cluster_domain: String,
 }
@@ -148,6 +172,7 @@ pub fn validate(
                 .clone()
                 .unwrap_or_else(|| config.postgres_image.replace("{version}", &spec.version)),
             exporter_image: config.exporter_image.clone(),
+            agent_image: config.agent_image.clone(),
             storage_class: spec.storage_class.clone(),
             cluster_domain: config.cluster_domain.clone(),
         }),
@@ -162,6 +187,9 @@ pub struct Observed {
     /// Password and rotation token of the existing credentials Secret.
     pub password: Option<String>,
     pub rotation: Option<String>,
+    /// The rotation the credentials agent reported as applied to the
+    /// running server (`strata.dev/applied-rotation` on the Secret).
+    pub applied_rotation: Option<String>,
     /// Storage request in the existing StatefulSet's claim template; that
     /// template is immutable, so it is kept as it was created.
     pub claim_storage: Option<Quantity>,
@@ -177,6 +205,11 @@ pub struct Desired {
     pub stateful_set: StatefulSet,
     pub pdb: PodDisruptionBudget,
     pub network_policy: NetworkPolicy,
+    /// The credentials agent's identity: it may only read and annotate the
+    /// instance's credentials Secret.
+    pub agent_service_account: ServiceAccount,
+    pub agent_role: Role,
+    pub agent_role_binding: RoleBinding,
     /// True when `secret` carries a newly generated password.
     pub new_password: bool,
 }
@@ -186,6 +219,10 @@ pub fn secret_name(instance: &str) -> String {
 }
 pub fn config_map_name(instance: &str) -> String {
     format!("{instance}-config")
+}
+/// The credentials agent's ServiceAccount, Role and RoleBinding.
+pub fn agent_name(instance: &str) -> String {
+    format!("{instance}-agent")
 }
 pub fn headless_service_name(instance: &str) -> String {
     format!("{instance}-headless")
@@ -226,14 +263,21 @@ pub fn endpoint(valid: &ValidSpec) -> EndpointStatus {
     }
 }
 
-/// postgresql.conf: listen settings plus the plan's memory and connection settings.
+/// postgresql.conf: listen settings, TLS with the instance's certificate,
+/// plus the plan's memory and connection settings.
 pub fn postgresql_conf(plan: &Plan) -> String {
     let mut out = format!(
         "# Managed by strata-operator.\n\
          listen_addresses = '*'\n\
          port = {POSTGRES_PORT}\n\
+         unix_socket_directories = '{SOCKET_DIR}'\n\
          hba_file = '{CONFIG_DIR}/pg_hba.conf'\n\
-         password_encryption = 'scram-sha-256'\n"
+         password_encryption = 'scram-sha-256'\n\
+         ssl = on\n\
+         ssl_cert_file = '{TLS_DIR}/tls.crt'\n\
+         ssl_key_file = '{TLS_DIR}/tls.key'\n\
+         ssl_ca_file = '{TLS_DIR}/ca.crt'\n\
+         ssl_min_protocol_version = 'TLSv1.2'\n"
     );
     for (key, value) in plan.postgres_settings() {
         let _ = writeln!(out, "{key} = '{value}'");
@@ -241,8 +285,9 @@ pub fn postgresql_conf(plan: &Plan) -> String {
     out
 }
 
-/// pg_hba.conf: the pod's own socket and loopback (the exporter), then one
-/// line per ACL entry. Everything else is refused.
+/// pg_hba.conf: the pod's own socket (the credentials agent) and loopback
+/// (the exporter, probes), then one `hostssl` line per ACL entry; a
+/// connection without TLS from anywhere else is refused outright.
 pub fn pg_hba_conf(acl: &Acl) -> String {
     let mut out = String::from(
         "# Managed by strata-operator.\n\
@@ -251,8 +296,12 @@ pub fn pg_hba_conf(acl: &Acl) -> String {
          host all all ::1/128 scram-sha-256\n",
     );
     for net in acl.entries() {
-        let _ = writeln!(out, "host all all {net} scram-sha-256");
+        let _ = writeln!(out, "hostssl all all {net} scram-sha-256");
     }
+    out.push_str(
+        "hostnossl all all 0.0.0.0/0 reject\n\
+         hostnossl all all ::/0 reject\n",
+    );
     out
 }
 
@@ -266,7 +315,11 @@ fn fnv1a(data: &str) -> String {
     format!("{hash:016x}")
 }
 
-fn meta(instance: &PostgresInstance, name: String, owner: &OwnerReference) -> ObjectMeta {
+pub(crate) fn meta(
+    instance: &PostgresInstance,
+    name: String,
+    owner: &OwnerReference,
+) -> ObjectMeta {
     ObjectMeta {
         name: Some(name),
         namespace: instance.namespace(),
@@ -276,7 +329,7 @@ fn meta(instance: &PostgresInstance, name: String, owner: &OwnerReference) -> Ob
     }
 }
 
-fn owner_reference(instance: &PostgresInstance) -> OwnerReference {
+pub(crate) fn owner_reference(instance: &PostgresInstance) -> OwnerReference {
     OwnerReference {
         api_version: PostgresInstance::api_version(&()).into_owned(),
         kind: PostgresInstance::kind(&()).into_owned(),
@@ -296,6 +349,37 @@ pub fn requested_rotation(instance: &PostgresInstance) -> String {
         .unwrap_or_default()
 }
 
+/// The credentials Secret: connection data, and the rotation request its
+/// password answers (annotation for the operator, key for the agent).
+fn credentials_secret(
+    instance: &PostgresInstance,
+    valid: &ValidSpec,
+    owner: &OwnerReference,
+    password: &str,
+    rotation: &str,
+) -> Secret {
+    let endpoint = endpoint(valid);
+    let mut secret_meta = meta(instance, secret_name(valid.name.as_str()), owner);
+    secret_meta.annotations = Some(BTreeMap::from([(
+        ROTATION_ANNOTATION.to_owned(),
+        rotation.to_owned(),
+    )]));
+    let bytes = |s: &str| ByteString(s.as_bytes().to_vec());
+    Secret {
+        metadata: secret_meta,
+        type_: Some("Opaque".into()),
+        data: Some(BTreeMap::from([
+            ("username".to_owned(), bytes(DB_USER)),
+            ("password".to_owned(), bytes(password)),
+            ("database".to_owned(), bytes(DB_NAME)),
+            ("host".to_owned(), bytes(&endpoint.host)),
+            ("port".to_owned(), bytes(&endpoint.port.to_string())),
+            (ROTATION_KEY.to_owned(), bytes(rotation)),
+        ])),
+        ..Secret::default()
+    }
+}
+
 /// Builds every owned object. `fresh_password` is used only when no password
 /// exists yet or a rotation was requested: passing it in keeps this pure.
 pub fn build(
@@ -313,23 +397,7 @@ pub fn build(
         (Some(p), true) => p.clone(),
         _ => fresh_password.to_owned(),
     };
-    let endpoint = endpoint(valid);
-
-    let mut secret_meta = meta(instance, secret_name(name), &owner);
-    secret_meta.annotations = Some(BTreeMap::from([(ROTATION_ANNOTATION.to_owned(), rotation)]));
-    let bytes = |s: &str| ByteString(s.as_bytes().to_vec());
-    let secret = Secret {
-        metadata: secret_meta,
-        type_: Some("Opaque".into()),
-        data: Some(BTreeMap::from([
-            ("username".to_owned(), bytes(DB_USER)),
-            ("password".to_owned(), bytes(&password)),
-            ("database".to_owned(), bytes(DB_NAME)),
-            ("host".to_owned(), bytes(&endpoint.host)),
-            ("port".to_owned(), bytes(&endpoint.port.to_string())),
-        ])),
-        ..Secret::default()
-    };
+    let secret = credentials_secret(instance, valid, &owner, &password, &rotation);
 
     let postgresql = postgresql_conf(&valid.plan);
     let hba = pg_hba_conf(&valid.acl);
@@ -397,6 +465,8 @@ pub fn build(
     };
 
     let network_policy = network_policy(instance, valid, &owner);
+    let (agent_service_account, agent_role, agent_role_binding) =
+        agent_identity(instance, name, &owner);
 
     Desired {
         secret,
@@ -406,6 +476,9 @@ pub fn build(
         stateful_set,
         pdb,
         network_policy,
+        agent_service_account,
+        agent_role,
+        agent_role_binding,
         new_password: !keep,
     }
 }
@@ -461,6 +534,180 @@ fn network_policy(
             ..NetworkPolicySpec::default()
         }),
     }
+}
+
+/// The credentials agent's ServiceAccount and what it may do: read and
+/// annotate this instance's credentials Secret, nothing else.
+fn agent_identity(
+    instance: &PostgresInstance,
+    name: &str,
+    owner: &OwnerReference,
+) -> (ServiceAccount, Role, RoleBinding) {
+    let agent = agent_name(name);
+    let service_account = ServiceAccount {
+        metadata: meta(instance, agent.clone(), owner),
+        automount_service_account_token: Some(false),
+        ..ServiceAccount::default()
+    };
+    let role = Role {
+        metadata: meta(instance, agent.clone(), owner),
+        rules: Some(vec![PolicyRule {
+            api_groups: Some(vec![String::new()]),
+            resources: Some(vec!["secrets".into()]),
+            resource_names: Some(vec![secret_name(name)]),
+            verbs: vec!["get".into(), "patch".into()],
+            ..PolicyRule::default()
+        }]),
+    };
+    let binding = RoleBinding {
+        metadata: meta(instance, agent.clone(), owner),
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "Role".into(),
+            name: agent.clone(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".into(),
+            name: agent,
+            namespace: instance.namespace(),
+            ..Subject::default()
+        }]),
+    };
+    (service_account, role, binding)
+}
+
+/// The `strata pod-agent` sidecar: it applies the mounted password to the
+/// running server over the shared Unix socket, reloads the server when its
+/// certificate changes, and reports the rotation it applied.
+fn agent_container(valid: &ValidSpec) -> Container {
+    let name = valid.name.as_str();
+    Container {
+        name: "credentials-agent".into(),
+        image: Some(valid.agent_image.clone()),
+        args: Some(vec![
+            "pod-agent".into(),
+            format!("--credentials-dir={CREDENTIALS_DIR}"),
+            format!("--tls-dir={TLS_DIR}"),
+            format!("--socket-dir={SOCKET_DIR}"),
+            format!("--port={POSTGRES_PORT}"),
+            format!("--report-secret={}", secret_name(name)),
+        ]),
+        env: Some(vec![EnvVar {
+            name: "POD_NAMESPACE".into(),
+            value_from: Some(EnvVarSource {
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: "metadata.namespace".into(),
+                    ..ObjectFieldSelector::default()
+                }),
+                ..EnvVarSource::default()
+            }),
+            ..EnvVar::default()
+        }]),
+        resources: Some(ResourceRequirements {
+            requests: Some(quantities("10m", "16Mi")),
+            limits: Some(quantities("100m", "64Mi")),
+            ..ResourceRequirements::default()
+        }),
+        security_context: Some(restricted(POSTGRES_UID)),
+        volume_mounts: Some(vec![
+            mount("credentials", CREDENTIALS_DIR, true),
+            mount("tls", TLS_DIR, true),
+            mount("socket", SOCKET_DIR, false),
+            mount("agent-token", SERVICE_ACCOUNT_DIR, true),
+        ]),
+        ..Container::default()
+    }
+}
+
+fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
+    VolumeMount {
+        name: name.into(),
+        mount_path: path.into(),
+        read_only: read_only.then_some(true),
+        ..VolumeMount::default()
+    }
+}
+
+fn secret_volume(name: &str, secret: String, mode: i32) -> Volume {
+    Volume {
+        name: name.into(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(secret),
+            default_mode: Some(mode),
+            ..SecretVolumeSource::default()
+        }),
+        ..Volume::default()
+    }
+}
+
+/// The pod's volumes. Secret files are owned by root with the pod's
+/// `fsGroup` (999, postgres) as group; mode 0640 is what PostgreSQL accepts
+/// for a root-owned key file (readable by the group, nothing for others).
+fn pod_volumes(name: &str) -> Vec<Volume> {
+    vec![
+        Volume {
+            name: "config".into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: config_map_name(name),
+                ..ConfigMapVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+        secret_volume("tls", crate::tls::tls_secret_name(name), 0o640),
+        secret_volume("credentials", secret_name(name), 0o440),
+        Volume {
+            name: "socket".into(),
+            empty_dir: Some(EmptyDirVolumeSource {
+                medium: Some("Memory".into()),
+                size_limit: Some(Quantity("1Mi".into())),
+            }),
+            ..Volume::default()
+        },
+        // The service account token, only for the agent: the pod does not
+        // automount it into every container.
+        Volume {
+            name: "agent-token".into(),
+            projected: Some(ProjectedVolumeSource {
+                default_mode: Some(0o440),
+                sources: Some(vec![
+                    VolumeProjection {
+                        service_account_token: Some(ServiceAccountTokenProjection {
+                            path: "token".into(),
+                            expiration_seconds: Some(3607),
+                            ..ServiceAccountTokenProjection::default()
+                        }),
+                        ..VolumeProjection::default()
+                    },
+                    VolumeProjection {
+                        config_map: Some(ConfigMapProjection {
+                            name: "kube-root-ca.crt".into(),
+                            items: Some(vec![KeyToPath {
+                                key: "ca.crt".into(),
+                                path: "ca.crt".into(),
+                                ..KeyToPath::default()
+                            }]),
+                            ..ConfigMapProjection::default()
+                        }),
+                        ..VolumeProjection::default()
+                    },
+                    VolumeProjection {
+                        downward_api: Some(DownwardAPIProjection {
+                            items: Some(vec![DownwardAPIVolumeFile {
+                                path: "namespace".into(),
+                                field_ref: Some(ObjectFieldSelector {
+                                    field_path: "metadata.namespace".into(),
+                                    ..ObjectFieldSelector::default()
+                                }),
+                                ..DownwardAPIVolumeFile::default()
+                            }]),
+                        }),
+                        ..VolumeProjection::default()
+                    },
+                ]),
+            }),
+            ..Volume::default()
+        },
+    ]
 }
 
 fn secret_env(env: &str, secret: &str, key: &str) -> EnvVar {
@@ -576,17 +823,10 @@ fn stateful_set(
         }),
         security_context: Some(restricted(POSTGRES_UID)),
         volume_mounts: Some(vec![
-            VolumeMount {
-                name: "data".into(),
-                mount_path: DATA_DIR.into(),
-                ..VolumeMount::default()
-            },
-            VolumeMount {
-                name: "config".into(),
-                mount_path: CONFIG_DIR.into(),
-                read_only: Some(true),
-                ..VolumeMount::default()
-            },
+            mount("data", DATA_DIR, false),
+            mount("config", CONFIG_DIR, true),
+            mount("tls", TLS_DIR, true),
+            mount("socket", SOCKET_DIR, false),
         ]),
         ..Container::default()
     };
@@ -655,7 +895,8 @@ fn stateful_set(
                     ..ObjectMeta::default()
                 }),
                 spec: Some(PodSpec {
-                    containers: vec![postgres, exporter],
+                    containers: vec![postgres, exporter, agent_container(valid)],
+                    service_account_name: Some(agent_name(name)),
                     security_context: Some(PodSecurityContext {
                         run_as_non_root: Some(true),
                         run_as_user: Some(POSTGRES_UID),
@@ -670,14 +911,7 @@ fn stateful_set(
                     automount_service_account_token: Some(false),
                     enable_service_links: Some(false),
                     termination_grace_period_seconds: Some(60),
-                    volumes: Some(vec![Volume {
-                        name: "config".into(),
-                        config_map: Some(ConfigMapVolumeSource {
-                            name: config_map_name(name),
-                            ..ConfigMapVolumeSource::default()
-                        }),
-                        ..Volume::default()
-                    }]),
+                    volumes: Some(pod_volumes(name)),
                     ..PodSpec::default()
                 }),
             },
@@ -901,6 +1135,46 @@ pub fn status(
         },
         credentials_secret: valid.map(|v| secret_name(v.name.as_str())),
     }
+}
+
+/// Sets `CredentialsApplied`: True once the credentials agent reported that
+/// the running server uses the password the credentials Secret holds (the
+/// rotation it answers), False while it has not.
+pub fn set_credentials_applied(
+    status: &mut PostgresInstanceStatus,
+    instance: &PostgresInstance,
+    observed: &Observed,
+    desired: &Desired,
+    now: OffsetDateTime,
+) {
+    let applied = !desired.new_password
+        && observed.applied_rotation.as_deref() == Some(requested_rotation(instance).as_str());
+    let mut conditions: Vec<Condition> = status.conditions.iter().map(to_core).collect();
+    let (value, reason, message) = if applied {
+        (
+            ConditionStatus::True,
+            "AgentApplied",
+            "the running server uses the password of the credentials Secret",
+        )
+    } else {
+        (
+            ConditionStatus::False,
+            "WaitingForAgent",
+            "waiting for the credentials agent to apply the password to the running server",
+        )
+    };
+    set_condition(
+        &mut conditions,
+        CREDENTIALS_APPLIED,
+        value,
+        reason,
+        message,
+        now,
+    );
+    status.conditions = conditions
+        .iter()
+        .map(|c| from_core(c, instance.metadata.generation))
+        .collect();
 }
 
 #[cfg(test)]

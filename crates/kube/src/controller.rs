@@ -12,10 +12,13 @@ use std::time::{Duration, Instant};
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret, Service};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, PersistentVolumeClaim, Secret, Service, ServiceAccount,
+};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
@@ -33,12 +36,14 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use crate::build::{
-    self, BuildConfig, Desired, FIELD_MANAGER, INSTANCE_LABEL, Observed, Outcome,
-    ROTATION_ANNOTATION, ValidSpec,
+    self, APPLIED_ROTATION_ANNOTATION, BuildConfig, Desired, FIELD_MANAGER, INSTANCE_LABEL,
+    Observed, Outcome, ROTATION_ANNOTATION, ValidSpec,
 };
 use crate::crd::{FINALIZER, PostgresInstance, PostgresInstanceStatus};
 use crate::metrics::Metrics;
 use crate::runtime::to_instance;
+use crate::tls::{self, CaSecretRef};
+use strata_core::tls::{CertifiedKey, TlsError};
 
 /// Everything that can make a reconcile fail. `reason()` is the metric label.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +58,10 @@ pub enum Error {
     Lease(#[from] kube_lease_manager::LeaseManagerError),
     #[error("leader election task: {0}")]
     LeaseTask(String),
+    #[error("certificates: {0}")]
+    Tls(#[from] TlsError),
+    #[error("the CA Secret {0} exists but holds no readable certificate and key")]
+    UnreadableCa(String),
 }
 
 impl Error {
@@ -77,6 +86,7 @@ impl Error {
             },
             Error::MissingNamespace => "missing_namespace",
             Error::Lease(_) | Error::LeaseTask(_) => "lease",
+            Error::Tls(_) | Error::UnreadableCa(_) => "tls",
         }
     }
 }
@@ -118,6 +128,8 @@ pub struct OperatorConfig {
     pub service_events: Option<Arc<dyn ServiceEventSink>>,
     /// Namespaces of projects are `<prefix><project>` (see `KubeRuntime`).
     pub namespace_prefix: String,
+    /// The installation's CA Secret, created once when missing.
+    pub ca_secret: CaSecretRef,
 }
 
 impl OperatorConfig {
@@ -141,6 +153,10 @@ impl OperatorConfig {
             max_backoff: Duration::from_mins(5),
             service_events: None,
             namespace_prefix: "strata-".into(),
+            ca_secret: CaSecretRef {
+                name: tls::DEFAULT_CA_SECRET.into(),
+                namespace: lease_namespace.into(),
+            },
         }
     }
 }
@@ -155,6 +171,9 @@ struct Context {
     failures: Mutex<HashMap<String, u32>>,
     sink: Option<Arc<dyn ServiceEventSink>>,
     namespace_prefix: String,
+    ca_secret: CaSecretRef,
+    /// The CA, read (or created) once per process.
+    ca: tokio::sync::OnceCell<CertifiedKey>,
 }
 
 /// A configured operator whose metrics are registered; `run` starts it.
@@ -215,6 +234,8 @@ impl Operator {
             failures: Mutex::new(HashMap::new()),
             sink: config.service_events.clone(),
             namespace_prefix: config.namespace_prefix.clone(),
+            ca_secret: config.ca_secret.clone(),
+            ca: tokio::sync::OnceCell::new(),
         });
         let mut stopping = stop_rx.clone();
         loop {
@@ -470,6 +491,9 @@ async fn observe(
     let rotation = secret
         .as_ref()
         .and_then(|s| s.annotations().get(ROTATION_ANNOTATION).cloned());
+    let applied_rotation = secret
+        .as_ref()
+        .and_then(|s| s.annotations().get(APPLIED_ROTATION_ANNOTATION).cloned());
     let claim_storage = sts
         .as_ref()
         .and_then(|s| s.spec.as_ref())
@@ -483,6 +507,7 @@ async fn observe(
         Observed {
             password,
             rotation,
+            applied_rotation,
             claim_storage,
         },
         sts,
@@ -510,6 +535,9 @@ async fn apply_all(client: &Client, ns: &str, desired: &Desired) -> Result<State
     apply_one(client, ns, &desired.config_map).await?;
     apply_one(client, ns, &desired.headless_service).await?;
     apply_one(client, ns, &desired.client_service).await?;
+    apply_one(client, ns, &desired.agent_service_account).await?;
+    apply_one(client, ns, &desired.agent_role).await?;
+    apply_one(client, ns, &desired.agent_role_binding).await?;
     let sts = apply_one(client, ns, &desired.stateful_set).await?;
     apply_one(client, ns, &desired.pdb).await?;
     apply_one(client, ns, &desired.network_policy).await?;
@@ -530,7 +558,12 @@ async fn apply(instance: &PostgresInstance, ctx: &Context) -> Result<Action, Err
     let (observed, _) = observe(&ctx.client, &ns, &name).await?;
     let first_credentials = observed.password.is_none();
     let desired = build::build(instance, &valid, &observed, &generate_password());
-    let sts = match apply_all(&ctx.client, &ns, &desired).await {
+    let applied = async {
+        // The certificate first: the pod mounts its Secret.
+        ensure_server_certificate(ctx, instance, &valid).await?;
+        apply_all(&ctx.client, &ns, &desired).await
+    };
+    let sts = match applied.await {
         Ok(sts) => sts,
         Err(e) => {
             let reason = e.to_string();
@@ -578,9 +611,79 @@ async fn apply(instance: &PostgresInstance, ctx: &Context) -> Result<Action, Err
         };
         record(ctx, instance, NewServiceEvent::info(kind, note)).await;
     }
-    let status = build::status(instance, Some(&valid), &Outcome::Applied(Some(&sts)), now());
+    let mut status = build::status(instance, Some(&valid), &Outcome::Applied(Some(&sts)), now());
+    build::set_credentials_applied(&mut status, instance, &observed, &desired, now());
     write_status(ctx, instance, status).await?;
     Ok(Action::requeue(ctx.resync))
+}
+
+/// The installation's CA: read from its Secret, or created there when the
+/// Secret does not exist. An existing Secret is never replaced; one that
+/// cannot be read stops the reconcile instead.
+async fn load_or_create_ca(client: &Client, at: &CaSecretRef) -> Result<CertifiedKey, Error> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), &at.namespace);
+    let unreadable = || Error::UnreadableCa(format!("{}/{}", at.namespace, at.name));
+    if let Some(existing) = api.get_opt(&at.name).await? {
+        return tls::certified_key(&existing).ok_or_else(unreadable);
+    }
+    let ca = strata_core::tls::issue_ca(&strata_core::tls::generate_key()?, now())?;
+    match api
+        .create(&PostParams::default(), &tls::ca_secret(at, &ca))
+        .await
+    {
+        Ok(_) => {
+            info!(secret = %at.name, namespace = %at.namespace, "created the installation's CA");
+            Ok(ca)
+        }
+        // Another operator process created it first: use theirs.
+        Err(kube::Error::Api(e)) if e.code == 409 => {
+            let existing = api.get(&at.name).await?;
+            tls::certified_key(&existing).ok_or_else(unreadable)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Applies the instance's TLS Secret: the current certificate while it is
+/// good, a new one when it is missing, expiring, names other hosts or was
+/// signed by another CA.
+async fn ensure_server_certificate(
+    ctx: &Context,
+    instance: &PostgresInstance,
+    valid: &ValidSpec,
+) -> Result<(), Error> {
+    let ca = ctx
+        .ca
+        .get_or_try_init(|| load_or_create_ca(&ctx.client, &ctx.ca_secret))
+        .await?;
+    let ns = &valid.namespace;
+    let existing = Api::<Secret>::namespaced(ctx.client.clone(), ns)
+        .get_opt(&tls::tls_secret_name(valid.name.as_str()))
+        .await?;
+    let hosts = tls::server_hosts(valid);
+    let (cert, reissued) = tls::server_certificate(
+        ca,
+        existing.as_ref(),
+        &hosts,
+        now(),
+        strata_core::tls::generate_key,
+    )?;
+    // Applied every time, so that a hand-edited Secret is put back too.
+    apply_one(
+        &ctx.client,
+        ns,
+        &tls::tls_secret(instance, &cert, &ca.cert_pem),
+    )
+    .await?;
+    if let Some(reason) = reissued {
+        let note = format!(
+            "issued the server certificate for {} ({})",
+            hosts.join(", "),
+            reason.as_str()
+        );
+        publish(ctx, instance, EventType::Normal, "CertificateIssued", note).await;
+    }
+    Ok(())
 }
 
 /// Grows the instance's data claims to the size the spec asks for (the
@@ -653,6 +756,9 @@ async fn cleanup(instance: &PostgresInstance, ctx: &Context) -> Result<Action, E
     deleted += delete_owned::<Service>(client, &ns, instance).await?;
     deleted += delete_owned::<ConfigMap>(client, &ns, instance).await?;
     deleted += delete_owned::<Secret>(client, &ns, instance).await?;
+    deleted += delete_owned::<RoleBinding>(client, &ns, instance).await?;
+    deleted += delete_owned::<Role>(client, &ns, instance).await?;
+    deleted += delete_owned::<ServiceAccount>(client, &ns, instance).await?;
     deleted += delete_owned::<PersistentVolumeClaim>(client, &ns, instance).await?;
     publish(
         ctx,

@@ -7,6 +7,7 @@ pub mod controller;
 pub mod crd;
 pub mod metrics;
 pub mod runtime;
+pub mod tls;
 
 pub use controller::{
     Error, LeaseConfig, Operator, OperatorConfig, ServiceEventSink, run_operator,

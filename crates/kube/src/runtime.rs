@@ -217,7 +217,9 @@ fn secret_value(secret: &KubeSecret, key: &str) -> Option<String> {
         .and_then(|b| String::from_utf8(b.0.clone()).ok())
 }
 
-fn credentials_from(secret: &KubeSecret) -> RuntimeResult<Credentials> {
+/// The credentials in `secret`, with the CA certificate that signed the
+/// server's (the instance's TLS Secret's `ca.crt`).
+fn credentials_from(secret: &KubeSecret, ca_certificate: String) -> RuntimeResult<Credentials> {
     let get = |k: &str| {
         secret_value(secret, k)
             .ok_or_else(|| RuntimeError::Unavailable(format!("credentials are missing {k}")))
@@ -231,8 +233,31 @@ fn credentials_from(secret: &KubeSecret) -> RuntimeResult<Credentials> {
         &get("database")?,
         &get("host")?,
         port,
-        String::new(),
+        ca_certificate,
     ))
+}
+
+impl KubeRuntime {
+    /// The CA certificate in the instance's TLS Secret (`<name>-tls`).
+    async fn ca_certificate(
+        &self,
+        project: &ProjectName,
+        name: &InstanceName,
+    ) -> RuntimeResult<String> {
+        let secrets: Api<KubeSecret> =
+            Api::namespaced(self.client.clone(), &self.namespace(project)?);
+        secrets
+            .get_opt(&crate::tls::tls_secret_name(name.as_str()))
+            .await
+            .map_err(unavailable)?
+            .as_ref()
+            .and_then(crate::tls::ca_certificate)
+            .ok_or_else(|| {
+                RuntimeError::Unavailable(format!(
+                    "the certificate of {name} is not issued yet; try again shortly"
+                ))
+            })
+    }
 }
 
 #[async_trait]
@@ -411,7 +436,7 @@ impl InstanceRuntime for KubeRuntime {
                     "the credentials of {name} are not generated yet; try again shortly"
                 ))
             })?;
-        credentials_from(&secret)
+        credentials_from(&secret, self.ca_certificate(project, name).await?)
     }
 
     async fn rotate_credentials(
@@ -443,7 +468,7 @@ impl InstanceRuntime for KubeRuntime {
                 .map_err(unavailable)?
                 && secret.annotations().get(ROTATION_ANNOTATION) == Some(&token)
             {
-                return credentials_from(&secret);
+                return credentials_from(&secret, self.ca_certificate(project, name).await?);
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(RuntimeError::Unavailable(

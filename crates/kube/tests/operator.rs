@@ -11,10 +11,11 @@ mod common;
 use common::{Harness, RunningOperator, eventually, spec};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
@@ -89,10 +90,20 @@ async fn create_builds_every_owned_object_with_an_owner_reference() {
     let client: Service = eventually("the client Service", || get(&h, "orders")).await;
     let pdb: PodDisruptionBudget = eventually("the PDB", || get(&h, "orders")).await;
     let np: NetworkPolicy = eventually("the NetworkPolicy", || get(&h, "orders")).await;
+    let tls: Secret = eventually("the TLS Secret", || get(&h, "orders-tls")).await;
+    let agent: ServiceAccount =
+        eventually("the agent's ServiceAccount", || get(&h, "orders-agent")).await;
+    let role: Role = eventually("the agent's Role", || get(&h, "orders-agent")).await;
+    let binding: RoleBinding =
+        eventually("the agent's RoleBinding", || get(&h, "orders-agent")).await;
 
     for meta in [
         &sts.metadata,
         &secret.metadata,
+        &tls.metadata,
+        &agent.metadata,
+        &role.metadata,
+        &binding.metadata,
         &cm.metadata,
         &headless.metadata,
         &client.metadata,
@@ -112,9 +123,10 @@ async fn create_builds_every_owned_object_with_an_owner_reference() {
     let pod = sts.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
     assert_eq!(pod.containers[0].image.as_deref(), Some("postgres:16"));
     assert_eq!(pod.containers[1].name, "exporter");
+    assert_eq!(pod.containers[2].name, "credentials-agent");
     let password = &secret.data.as_ref().unwrap()["password"].0;
     assert_eq!(password.len(), 32);
-    assert!(cm.data.as_ref().unwrap()["pg_hba.conf"].contains("host all all 10.0.0.0/8"));
+    assert!(cm.data.as_ref().unwrap()["pg_hba.conf"].contains("hostssl all all 10.0.0.0/8"));
     assert_eq!(
         headless.spec.as_ref().unwrap().cluster_ip.as_deref(),
         Some("None")
@@ -512,7 +524,7 @@ async fn only_the_lease_holder_reconciles_and_the_other_takes_over() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_works_with_only_the_rbac_manifest() {
-    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 
     let h = Harness::new().await;
     let user = h.env.vars["STRATA_TESTENV_USER"].clone();

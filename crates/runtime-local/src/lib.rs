@@ -9,7 +9,7 @@ mod binaries;
 mod config;
 mod os;
 mod server;
-mod sql;
+pub mod sql;
 mod supervisor;
 mod tls;
 

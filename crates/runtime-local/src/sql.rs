@@ -8,11 +8,21 @@ use strata_core::Secret;
 use tokio_postgres::{Client, NoTls};
 
 pub async fn connect(socket_dir: &Path, port: u16) -> Result<Client, tokio_postgres::Error> {
+    connect_as(socket_dir, port, "postgres").await
+}
+
+/// Connects over the Unix socket in `socket_dir` as `user` (a superuser the
+/// socket trusts), to the `postgres` database.
+pub async fn connect_as(
+    socket_dir: &Path,
+    port: u16,
+    user: &str,
+) -> Result<Client, tokio_postgres::Error> {
     let mut config = tokio_postgres::Config::new();
     config
         .host_path(socket_dir)
         .port(port)
-        .user("postgres")
+        .user(user)
         .dbname("postgres")
         .application_name("strata")
         .connect_timeout(Duration::from_secs(5));
@@ -72,6 +82,7 @@ pub async fn ensure_role_and_database(
     Ok(())
 }
 
+/// Sets `role`'s password; only its SCRAM verifier reaches the server.
 pub async fn set_password(
     client: &Client,
     role: &str,

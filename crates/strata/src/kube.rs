@@ -35,6 +35,16 @@ pub struct OperatorArgs {
     /// Log format: json or text.
     #[arg(long, env = "STRATA_LOG_FORMAT", default_value = "json")]
     log_format: String,
+    /// Image of the credentials agent in every instance's pod (`strata
+    /// pod-agent`): the operator's own image [default: this version's].
+    #[arg(long, env = "STRATA_AGENT_IMAGE")]
+    agent_image: Option<String>,
+    /// The installation's CA Secret, created once when missing.
+    #[arg(long, env = "STRATA_CA_SECRET", default_value = strata_kube::tls::DEFAULT_CA_SECRET)]
+    ca_secret: String,
+    /// Namespace of the CA Secret [default: --lease-namespace, the operator's own].
+    #[arg(long, env = "STRATA_CA_NAMESPACE")]
+    ca_namespace: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -118,6 +128,13 @@ pub async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
         .context("connecting to Kubernetes (in-cluster config or KUBECONFIG)")?;
     let mut config = OperatorConfig::new(client, &args.lease_namespace);
     config.namespace = args.namespace.clone();
+    if let Some(image) = &args.agent_image {
+        config.build.agent_image.clone_from(image);
+    }
+    config.ca_secret.name.clone_from(&args.ca_secret);
+    if let Some(ns) = &args.ca_namespace {
+        config.ca_secret.namespace.clone_from(ns);
+    }
     if let Some(url) = &args.database_url {
         config.service_events = Some(Arc::new(StoreSink(
             Store::open(url).await.context("opening the store")?,

@@ -3,6 +3,7 @@
 mod audit;
 mod auth_args;
 mod kube;
+mod pod_agent;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -22,6 +23,8 @@ enum Command {
     Api(Box<kube::ApiArgs>),
     /// Run the operator that reconciles PostgresInstance resources.
     Operator(Box<kube::OperatorArgs>),
+    /// Run the credentials agent beside PostgreSQL in an instance's pod.
+    PodAgent(Box<pod_agent::PodAgentArgs>),
     /// Print the PostgresInstance CRD (YAML).
     Crd,
     /// Print the OpenAPI document of the REST API.
@@ -45,6 +48,7 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => block_on(serve::run(*args)),
         Command::Api(args) => block_on(kube::api(*args)),
         Command::Operator(args) => block_on(kube::operator(*args)),
+        Command::PodAgent(args) => block_on(pod_agent::run(*args)),
         Command::Crd => {
             print!("{}", strata_kube::crd_yaml());
             Ok(())

@@ -123,6 +123,7 @@ fn secret_is_generated_once_and_rotated_on_request() {
         password: Some("old".into()),
         rotation: Some(String::new()),
         claim_storage: None,
+        ..Observed::default()
     };
     let d = build(&i, &valid, &observed, "other");
     assert!(!d.new_password);
@@ -154,16 +155,24 @@ fn config_map_carries_plan_settings_and_acl() {
     assert!(conf.contains("shared_buffers = '256MB'"), "{conf}");
     assert!(conf.contains("listen_addresses = '*'"));
     assert!(conf.contains("hba_file = '/etc/strata/pg_hba.conf'"));
+    assert!(conf.contains("\nssl = on\n"), "{conf}");
+    assert!(conf.contains("ssl_cert_file = '/etc/strata-tls/tls.crt'"));
+    assert!(conf.contains("ssl_key_file = '/etc/strata-tls/tls.key'"));
+    assert!(conf.contains("ssl_ca_file = '/etc/strata-tls/ca.crt'"));
+    assert!(conf.contains("unix_socket_directories = '/var/run/postgresql'"));
     let hba = &data["pg_hba.conf"];
+    // The ACL admits TLS connections only; without TLS, nothing from outside the pod.
     assert!(
-        hba.contains("host all all 10.0.0.0/8 scram-sha-256"),
+        hba.contains("hostssl all all 10.0.0.0/8 scram-sha-256"),
         "{hba}"
     );
     assert!(
-        hba.contains("host all all 192.0.2.0/24 scram-sha-256"),
+        hba.contains("hostssl all all 192.0.2.0/24 scram-sha-256"),
         "{hba}"
     );
-    assert!(!hba.contains("0.0.0.0/0"));
+    assert!(!hba.contains("host all all 10.0.0.0/8"), "{hba}");
+    assert!(hba.ends_with("hostnossl all all 0.0.0.0/0 reject\nhostnossl all all ::/0 reject\n"));
+    assert!(!hba.contains("all 0.0.0.0/0 scram"), "{hba}");
 }
 
 #[test]
@@ -202,7 +211,7 @@ fn stateful_set_follows_the_spec() {
     assert_eq!(sc.run_as_non_root, Some(true));
     assert_ne!(sc.run_as_user, Some(0));
     let names: Vec<_> = pod.containers.iter().map(|c| c.name.as_str()).collect();
-    assert_eq!(names, ["postgres", "exporter"]);
+    assert_eq!(names, ["postgres", "exporter", "credentials-agent"]);
     let pg = &pod.containers[0];
     assert_eq!(pg.image.as_deref(), Some("postgres:16"));
     let limits = pg.resources.as_ref().unwrap().limits.as_ref().unwrap();
@@ -221,6 +230,145 @@ fn stateful_set_follows_the_spec() {
     );
     assert_eq!(exporter.ports.as_ref().unwrap()[0].container_port, 9187);
     assert!(!config_hash(&d).is_empty());
+}
+
+fn mounts(c: &k8s_openapi::api::core::v1::Container) -> BTreeMap<String, (String, bool)> {
+    c.volume_mounts
+        .iter()
+        .flatten()
+        .map(|m| {
+            (
+                m.name.clone(),
+                (m.mount_path.clone(), m.read_only.unwrap_or(false)),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn pod_mounts_tls_and_runs_the_credentials_agent() {
+    let (_, d) = built(&instance("orders", spec()));
+    let pod = d.stateful_set.spec.unwrap().template.spec.unwrap();
+    let volumes: BTreeMap<_, _> = pod
+        .volumes
+        .iter()
+        .flatten()
+        .map(|v| (v.name.clone(), v.clone()))
+        .collect();
+    // TLS: the instance's Secret, root-owned files with the postgres group
+    // (fsGroup 999) and mode 0640, which PostgreSQL accepts for a key.
+    let tls = volumes["tls"].secret.as_ref().unwrap();
+    assert_eq!(tls.secret_name.as_deref(), Some("orders-tls"));
+    assert_eq!(tls.default_mode, Some(0o640));
+    assert_eq!(pod.security_context.as_ref().unwrap().fs_group, Some(999));
+    let creds = volumes["credentials"].secret.as_ref().unwrap();
+    assert_eq!(creds.secret_name.as_deref(), Some("orders-credentials"));
+    assert_eq!(creds.default_mode, Some(0o440));
+    assert!(volumes["socket"].empty_dir.is_some());
+    let token = volumes["agent-token"].projected.as_ref().unwrap();
+    let sources = token.sources.as_ref().unwrap();
+    assert!(sources[0].service_account_token.is_some());
+    // No container but the agent gets a token.
+    assert_eq!(pod.automount_service_account_token, Some(false));
+    assert_eq!(pod.service_account_name.as_deref(), Some("orders-agent"));
+
+    let pg = mounts(&pod.containers[0]);
+    assert_eq!(pg["tls"], ("/etc/strata-tls".into(), true));
+    assert_eq!(pg["socket"], ("/var/run/postgresql".into(), false));
+    assert!(!pg.contains_key("agent-token") && !pg.contains_key("credentials"));
+    assert!(!mounts(&pod.containers[1]).contains_key("agent-token"));
+
+    let agent = &pod.containers[2];
+    assert_eq!(
+        agent.image.as_deref(),
+        Some(BuildConfig::default().agent_image.as_str())
+    );
+    let args = agent.args.as_ref().unwrap();
+    assert_eq!(args[0], "pod-agent");
+    for expected in [
+        "--credentials-dir=/etc/strata-credentials",
+        "--tls-dir=/etc/strata-tls",
+        "--socket-dir=/var/run/postgresql",
+        "--port=5432",
+        "--report-secret=orders-credentials",
+    ] {
+        assert!(args.iter().any(|a| a == expected), "{expected} in {args:?}");
+    }
+    let m = mounts(agent);
+    assert_eq!(m["credentials"], ("/etc/strata-credentials".into(), true));
+    assert_eq!(m["socket"], ("/var/run/postgresql".into(), false));
+    assert_eq!(
+        m["agent-token"],
+        ("/var/run/secrets/kubernetes.io/serviceaccount".into(), true)
+    );
+    let sc = agent.security_context.as_ref().unwrap();
+    assert_eq!(sc.run_as_user, Some(999));
+    assert_eq!(sc.allow_privilege_escalation, Some(false));
+}
+
+#[test]
+fn the_agent_may_only_read_and_annotate_its_credentials_secret() {
+    let (_, d) = built(&instance("orders", spec()));
+    assert_owned(&d.agent_service_account.metadata, "orders-agent");
+    assert_owned(&d.agent_role.metadata, "orders-agent");
+    assert_owned(&d.agent_role_binding.metadata, "orders-agent");
+    let rules = d.agent_role.rules.as_ref().unwrap();
+    assert_eq!(rules.len(), 1);
+    assert_eq!(
+        rules[0].resources.as_deref(),
+        Some(&["secrets".to_owned()][..])
+    );
+    assert_eq!(
+        rules[0].resource_names.as_deref(),
+        Some(&["orders-credentials".to_owned()][..])
+    );
+    assert_eq!(rules[0].verbs, ["get", "patch"]);
+    let subject = &d.agent_role_binding.subjects.as_ref().unwrap()[0];
+    assert_eq!(subject.kind, "ServiceAccount");
+    assert_eq!(subject.name, "orders-agent");
+    assert_eq!(subject.namespace.as_deref(), Some("team-a"));
+    assert_eq!(d.agent_role_binding.role_ref.name, "orders-agent");
+}
+
+#[test]
+fn credentials_applied_follows_the_agents_report() {
+    let i = instance("orders", spec());
+    let valid = validate(&i, &BuildConfig::default()).unwrap();
+    let applied = |observed: &Observed, rotate: &str| {
+        let mut i = i.clone();
+        i.metadata
+            .annotations
+            .get_or_insert_with(BTreeMap::new)
+            .insert(ROTATE_ANNOTATION.into(), rotate.into());
+        let d = build(&i, &valid, observed, "fresh");
+        let now = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+        let mut st = status(&i, Some(&valid), &Outcome::Applied(None), now);
+        set_credentials_applied(&mut st, &i, observed, &d, now);
+        let c = st
+            .conditions
+            .iter()
+            .find(|c| c.type_ == CREDENTIALS_APPLIED)
+            .unwrap()
+            .clone();
+        (c.status, d.secret.data.unwrap()[ROTATION_KEY].0.clone())
+    };
+    // A fresh password: nothing applied it yet.
+    let (status, token) = applied(&Observed::default(), "r1");
+    assert_eq!(status, "False");
+    assert_eq!(token, b"r1");
+    let current = Observed {
+        password: Some("p".into()),
+        rotation: Some("r1".into()),
+        ..Observed::default()
+    };
+    assert_eq!(applied(&current, "r1").0, "False");
+    let reported = Observed {
+        applied_rotation: Some("r1".into()),
+        ..current.clone()
+    };
+    assert_eq!(applied(&reported, "r1").0, "True");
+    // A new rotation request: False again until the agent reports it.
+    assert_eq!(applied(&reported, "r2").0, "False");
 }
 
 #[test]
