@@ -4,12 +4,13 @@ set -euo pipefail
 
 usage() {
     cat <<'EOF'
-Usage: scripts/bench.sh [--out FILE] [--no-build] [-- STRATA-BENCH-OPTIONS...]
+Usage: scripts/bench.sh [--out FILE] [--no-build] [--only serve|operator]
+                        [--operator-args "ARGS"] [-- STRATA-BENCH-SERVE-OPTIONS...]
 
-Builds `strata` and `strata-bench` in release mode, starts `strata serve` on a
-fresh temporary data directory with loopback listeners on free ports, and runs
-strata-bench against it, all in one run:
+Builds `strata` and `strata-bench` in release mode and runs two benchmarks.
 
+serve: starts `strata serve` on a fresh temporary data directory with
+loopback listeners on free ports, and runs `strata-bench serve` against it:
   1. create -> Ready latency over 20 sequential creates (p50, p95, max),
      then deletes them;
   2. GET /v1/projects/default/instances/{name} at 64 keep-alive connections,
@@ -18,31 +19,54 @@ strata-bench against it, all in one run:
      time goes;
   3. idle RSS of `strata serve` (without its PostgreSQL children).
 
+operator: builds or reuses testenv (testenv/build.sh), starts a fresh
+kube-apiserver + etcd on loopback (testenv/start.sh), installs the CRD
+(`strata crd`), starts `strata operator` with testenv's admin kubeconfig and
+its metrics on a free loopback port, and runs `strata-bench operator`:
+1,000 PostgresInstances created at once; the time until steady state, the
+operator's peak RSS, its reconciles per minute at rest, the API requests.
+
 Prints the figures and writes them, with the goals and verdicts, to FILE
-(default docs/benchmarks.md); hand-written notes below the file's notes
-marker are kept. The server and its PostgreSQL servers are stopped and the
-data directory removed on exit, whatever happens.
+(default docs/benchmarks.md); each benchmark rewrites its own part, and
+hand-written notes below the file's notes marker are kept. Everything the
+script started is stopped and its temporary directories removed on exit,
+whatever happens.
 
 Options:
-  --out FILE    Markdown file to write (default: docs/benchmarks.md)
-  --no-build    Use the release binaries already in target/release
-  -h, --help    This help
-Anything after `--` goes to strata-bench (see `strata-bench --help`), e.g.
+  --out FILE             Markdown file to write (default: docs/benchmarks.md)
+  --no-build             Use the release binaries already in target/release
+  --only serve|operator  Run one of the two benchmarks (default: both)
+  --operator-args ARGS   Options for `strata-bench operator` (see its --help),
+                         e.g. "--instances 100 --rest 10"
+  -h, --help             This help
+Anything after `--` goes to `strata-bench serve` (see `strata-bench serve --help`), e.g.
   scripts/bench.sh -- --creates 5 --duration 3 --rounds 1
 
-Needs PostgreSQL server binaries (Debian: apt-get install postgresql).
+Needs PostgreSQL server binaries (Debian: apt-get install postgresql), curl,
+and Go for the first build of testenv (docs/testenv.md).
 EOF
 }
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 out="$root/docs/benchmarks.md"
 build=1
+only=""
 bench_args=()
+operator_args=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
         -h | --help) usage; exit 0 ;;
-        --out) out="$2"; shift 2 ;;
+        --out) out="${2:?--out needs a file}"; shift 2 ;;
         --no-build) build=0; shift ;;
+        --only)
+            only="${2:-}"
+            if [[ "$only" != serve && "$only" != operator ]]; then
+                echo "bench.sh: --only takes serve or operator" >&2
+                exit 2
+            fi
+            shift 2
+            ;;
+        --operator-args) read -r -a operator_args <<<"${2:-}"; shift 2 ;;
         --) shift; bench_args=("$@"); break ;;
         *) echo "bench.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -64,24 +88,31 @@ done
 work="$(mktemp -d /tmp/strata-bench.XXXXXX)"
 chmod 711 "$work"
 server_pid=""
+operator_pid=""
+testenv_dir=""
 
-cleanup() {
-    local status=$?
-    if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
-        echo "==> stopping strata serve (pid $server_pid)"
-        kill -TERM "$server_pid" 2>/dev/null || true
-        for _ in $(seq 1 300); do
-            kill -0 "$server_pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        if kill -0 "$server_pid" 2>/dev/null; then
-            echo "bench.sh: strata serve did not stop in 30 s; killing it" >&2
-            kill -KILL "$server_pid" 2>/dev/null || true
-        fi
-        wait "$server_pid" 2>/dev/null || true
+# stop_process PID NAME: SIGTERM, up to 30 s, then SIGKILL.
+stop_process() {
+    local pid="$1" name="$2"
+    [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 0
+    echo "==> stopping $name (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 300); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        echo "bench.sh: $name did not stop in 30 s; killing it" >&2
+        kill -KILL "$pid" 2>/dev/null || true
     fi
+    wait "$pid" 2>/dev/null || true
+}
+
+stop_server() {
+    stop_process "$server_pid" "strata serve"
+    server_pid=""
     # PostgreSQL servers left behind (only if strata serve was SIGKILLed) hold
-    # a postmaster.pid under the data dir: stop them by that pid, then remove all.
+    # a postmaster.pid under the data dir: stop them by that pid.
     if [[ -d "$work/data" ]]; then
         while IFS= read -r pidfile; do
             pg_pid="$(head -n1 "$pidfile" 2>/dev/null || true)"
@@ -90,9 +121,29 @@ cleanup() {
             fi
         done < <(find "$work/data" -name postmaster.pid 2>/dev/null)
     fi
-    if [[ $status -ne 0 && -f "$work/strata.log" ]]; then
-        echo "bench.sh: failed; last lines of the server's log:" >&2
-        tail -n 20 "$work/strata.err" "$work/strata.log" >&2 || true
+}
+
+stop_operator_env() {
+    stop_process "$operator_pid" "strata operator"
+    operator_pid=""
+    if [[ -n "$testenv_dir" ]]; then
+        echo "==> stopping the test kube-apiserver and etcd"
+        "$root/testenv/stop.sh" --dir "$testenv_dir" || true
+        testenv_dir=""
+    fi
+}
+
+cleanup() {
+    local status=$?
+    stop_server
+    stop_operator_env
+    if [[ $status -ne 0 ]]; then
+        for log in "$work/strata.err" "$work/strata.log" "$work/operator.log"; do
+            if [[ -s "$log" ]]; then
+                echo "bench.sh: failed; last lines of $(basename "$log"):" >&2
+                tail -n 20 "$log" >&2 || true
+            fi
+        done
     fi
     rm -rf "$work"
     echo "==> bench.sh took $((SECONDS - start_time)) s"
@@ -102,34 +153,104 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-password="$(head -c 24 /dev/urandom | base64 | tr -d '/+=')"
-export STRATA_ADMIN_PASSWORD="$password"
-echo "==> starting strata serve (data dir under $work)"
-"$strata" serve --data-dir "$work/data" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
-    >"$work/strata.log" 2>"$work/strata.err" &
-server_pid=$!
-
-url=""
-for _ in $(seq 1 600); do
-    if ! kill -0 "$server_pid" 2>/dev/null; then
-        echo "bench.sh: strata serve exited during start-up" >&2
-        exit 1
-    fi
-    url="$(sed -n 's/^Strata is serving on \(http:\/\/[0-9.:]*\).*/\1/p' "$work/strata.err" | head -n1)"
-    [[ -n "$url" ]] && break
-    sleep 0.1
-done
-if [[ -z "$url" ]]; then
-    echo "bench.sh: strata serve did not start listening in 60 s" >&2
-    exit 1
-fi
-echo "==> strata serve is listening on $url (pid $server_pid)"
-
 commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 if [[ -n "$(git status --porcelain --untracked-files=no -- crates Cargo.toml Cargo.lock 2>/dev/null)" ]]; then
     commit="$commit (with uncommitted changes)"
 fi
-
 mkdir -p "$(dirname "$out")"
-"$bench" --url "$url" --server-pid "$server_pid" --commit "$commit" --out "$out" \
-    ${bench_args[@]+"${bench_args[@]}"}
+
+run_serve_bench() {
+    local password url=""
+    password="$(head -c 24 /dev/urandom | base64 | tr -d '/+=')"
+    export STRATA_ADMIN_PASSWORD="$password"
+    echo "==> starting strata serve (data dir under $work)"
+    "$strata" serve --data-dir "$work/data" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
+        >"$work/strata.log" 2>"$work/strata.err" &
+    server_pid=$!
+
+    for _ in $(seq 1 600); do
+        if ! kill -0 "$server_pid" 2>/dev/null; then
+            echo "bench.sh: strata serve exited during start-up" >&2
+            exit 1
+        fi
+        url="$(sed -n 's/^Strata is serving on \(http:\/\/[0-9.:]*\).*/\1/p' "$work/strata.err" | head -n1)"
+        [[ -n "$url" ]] && break
+        sleep 0.1
+    done
+    if [[ -z "$url" ]]; then
+        echo "bench.sh: strata serve did not start listening in 60 s" >&2
+        exit 1
+    fi
+    echo "==> strata serve is listening on $url (pid $server_pid)"
+
+    "$bench" serve --url "$url" --server-pid "$server_pid" --commit "$commit" --out "$out" \
+        ${bench_args[@]+"${bench_args[@]}"}
+    stop_server
+}
+
+# free_port: a port in 20000-32767 (below Linux's ephemeral range) that
+# nothing accepts connections on.
+free_port() {
+    local port
+    for _ in $(seq 200); do
+        port=$((20000 + (RANDOM * 32768 + RANDOM) % 12768))
+        if ! (: <"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            echo "$port"
+            return 0
+        fi
+    done
+    echo "bench.sh: found no free port on 127.0.0.1" >&2
+    return 1
+}
+
+run_operator_bench() {
+    local bin_dir kubeconfig kubectl port metrics
+    echo "==> testenv/build.sh (cached after the first build)"
+    bin_dir="$("$root/testenv/build.sh" | tail -n 1)"
+    testenv_dir="$work/testenv"
+    echo "==> starting kube-apiserver and etcd (state in $testenv_dir)"
+    # 1,000 instances need 1,000 ClusterIPs: a /20 instead of testenv's /24.
+    "$root/testenv/start.sh" --dir "$testenv_dir" --bin-dir "$bin_dir" --owner-pid $$ \
+        --service-cidr 10.0.0.0/20 >/dev/null
+    kubeconfig="$testenv_dir/kubeconfig"
+    kubectl=("$bin_dir/kubectl" --kubeconfig "$kubeconfig")
+    "$strata" crd | "${kubectl[@]}" apply -f - >/dev/null
+    "${kubectl[@]}" wait --for=condition=Established --timeout=60s \
+        crd/postgresinstances.strata.dev >/dev/null
+    "${kubectl[@]}" create namespace strata-system >/dev/null
+
+    port="$(free_port)"
+    metrics="http://127.0.0.1:$port"
+    echo "==> starting strata operator (metrics on $metrics)"
+    KUBECONFIG="$kubeconfig" "$strata" operator --admin-listen "127.0.0.1:$port" \
+        --lease-namespace strata-system --log-format text >"$work/operator.log" 2>&1 &
+    operator_pid=$!
+    local ready=0
+    for _ in $(seq 1 600); do
+        if ! kill -0 "$operator_pid" 2>/dev/null; then
+            echo "bench.sh: strata operator exited during start-up" >&2
+            exit 1
+        fi
+        if curl -fsS "$metrics/healthz" >/dev/null 2>&1; then
+            ready=1
+            break
+        fi
+        sleep 0.1
+    done
+    if [[ $ready -ne 1 ]]; then
+        echo "bench.sh: strata operator did not answer $metrics/healthz in 60 s" >&2
+        exit 1
+    fi
+
+    KUBECONFIG="$kubeconfig" "$bench" operator --operator-pid "$operator_pid" \
+        --metrics-url "$metrics" --lease-namespace strata-system \
+        --commit "$commit" --out "$out" ${operator_args[@]+"${operator_args[@]}"}
+    stop_operator_env
+}
+
+if [[ -z "$only" || "$only" == serve ]]; then
+    run_serve_bench
+fi
+if [[ -z "$only" || "$only" == operator ]]; then
+    run_operator_bench
+fi

@@ -5,7 +5,7 @@ set -euo pipefail
 usage() {
 	cat <<'EOF'
 Usage: testenv/start.sh [--help] [--dir DIR] [--bin-dir DIR] [--timeout SECONDS]
-                        [--owner-pid PID]
+                        [--owner-pid PID] [--service-cidr CIDR]
 
 Starts etcd and kube-apiserver on free 127.0.0.1 ports, with RBAC on, static
 token authentication and generated TLS and service-account keys; writes a
@@ -40,6 +40,10 @@ Options:
   --timeout SECONDS  deadline for both servers to become ready (default 90)
   --owner-pid PID    stop the servers when process PID exits (for test
                      fixtures that may be killed without running cleanup)
+  --service-cidr CIDR
+                     Service ClusterIP range, within 10.0.0.0/12 (default
+                     10.0.0.0/24: ~250 Services; the 1,000-instance benchmark
+                     needs more)
 
 Logs: DIR/etcd.log and DIR/kube-apiserver.log.
 EOF
@@ -55,6 +59,7 @@ dir=""
 bin_dir="${STRATA_TESTENV_BIN_DIR:-}"
 timeout=90
 owner_pid=""
+service_cidr="10.0.0.0/24"
 while [[ $# -gt 0 ]]; do
 	case "$1" in
 	-h | --help)
@@ -77,6 +82,10 @@ while [[ $# -gt 0 ]]; do
 		owner_pid="${2:?--owner-pid needs a value}"
 		shift 2
 		;;
+	--service-cidr)
+		service_cidr="${2:?--service-cidr needs a value}"
+		shift 2
+		;;
 	*)
 		log "unknown argument '$1'"
 		usage >&2
@@ -85,6 +94,8 @@ while [[ $# -gt 0 ]]; do
 	esac
 done
 [[ "$timeout" =~ ^[0-9]+$ ]] || die "--timeout must be a number of seconds"
+# The serving certificate names 10.0.0.1, the first address of the range.
+[[ "$service_cidr" =~ ^10\.0\.0\.0/(1[2-9]|2[0-4])$ ]] || die "--service-cidr must be 10.0.0.0/12 ... 10.0.0.0/24"
 if [[ -n "$owner_pid" ]]; then
 	if [[ ! "$owner_pid" =~ ^[0-9]+$ ]] || ! kill -0 "$owner_pid" 2>/dev/null; then
 		die "--owner-pid $owner_pid is not a running process"
@@ -250,7 +261,7 @@ for attempt in 1 2 3 4 5; do
 		--secure-port "$api_port" \
 		--bind-address 127.0.0.1 \
 		--advertise-address 127.0.0.1 \
-		--service-cluster-ip-range 10.0.0.0/24 \
+		--service-cluster-ip-range "$service_cidr" \
 		--allow-privileged=true \
 		--disable-admission-plugins ServiceAccount \
 		--authorization-mode RBAC \

@@ -1,19 +1,23 @@
-//! `strata-bench`: measures a running `strata serve` (started by
-//! `scripts/bench.sh`) in one run — create → Ready latency, GET throughput and
-//! latency against a bare axum handler returning the same bytes, idle RSS —
-//! prints the figures and writes them as Markdown.
+//! `strata-bench`: the benchmarks `scripts/bench.sh` runs. `serve` measures a
+//! running `strata serve` in one run — create → Ready latency, GET throughput
+//! and latency against a bare axum handler returning the same bytes, idle RSS;
+//! `operator` measures a running `strata operator` with 1,000 instances
+//! created at once. Both print the figures and write them as Markdown.
 
 mod bare;
 mod load;
+mod operator;
+mod operator_report;
 mod procfs;
 mod report;
+mod steady;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use strata_client::{Client, CreateInstance, Phase};
 
 use crate::report::{CreateStep, Figures, LoadFigures};
@@ -26,9 +30,24 @@ const DELETE_TIMEOUT: Duration = Duration::from_mins(1);
 /// Threads of the runtime that drives the load (named, to read their CPU time).
 const LOAD_THREAD_NAME: &str = "bench-load";
 
-/// Measures a running `strata serve` and writes the figures as Markdown.
+/// Strata's benchmarks (run by `scripts/bench.sh`).
 #[derive(Parser, Debug)]
 #[command(version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Measure a running `strata serve`.
+    Serve(Args),
+    /// Measure a running `strata operator` with N instances created at once.
+    Operator(operator::Args),
+}
+
+/// Measures a running `strata serve` and writes the figures as Markdown.
+#[derive(clap::Args, Debug)]
 struct Args {
     /// Base URL of the running `strata serve` (loopback only), e.g. http://127.0.0.1:8080
     #[arg(long)]
@@ -70,13 +89,18 @@ struct Args {
 }
 
 fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let cli = Cli::parse();
+    // One TLS crypto provider for the kube client.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(procfs::machine().cpus)
         .thread_name(LOAD_THREAD_NAME)
         .enable_all()
         .build()?;
-    runtime.block_on(run(args))
+    match cli.command {
+        Command::Serve(args) => runtime.block_on(run(args)),
+        Command::Operator(args) => runtime.block_on(operator::run(args)),
+    }
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
@@ -356,7 +380,7 @@ async fn run_load(
 }
 
 /// The socket address of a loopback `http://` URL; anything else is refused.
-fn loopback_addr(url: &str) -> anyhow::Result<SocketAddr> {
+pub fn loopback_addr(url: &str) -> anyhow::Result<SocketAddr> {
     let rest = url
         .strip_prefix("http://")
         .context("the URL must start with http://")?;

@@ -15,6 +15,13 @@ pub fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
     kib_field(&status, "VmRSS:").context("no VmRSS in /proc/PID/status")
 }
 
+/// Peak resident set size of process `pid` over its life (`VmHWM`).
+pub fn peak_rss_bytes(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status (is the process running?)"))?;
+    kib_field(&status, "VmHWM:").context("no VmHWM in /proc/PID/status")
+}
+
 fn kib_field(text: &str, name: &str) -> Option<u64> {
     let line = text.lines().find(|l| l.starts_with(name))?;
     let kib: u64 = line[name.len()..]
@@ -128,6 +135,7 @@ mod tests {
     fn this_process_has_a_resident_set_and_cpu_time() {
         let pid = std::process::id();
         assert!(rss_bytes(pid).is_ok_and(|b| b > 0));
+        assert!(peak_rss_bytes(pid).is_ok_and(|b| b >= rss_bytes(pid).unwrap_or(u64::MAX)));
         assert!(process_cpu(pid).is_ok());
     }
 }

@@ -301,6 +301,11 @@ pub fn markdown(f: &Figures, old: &str) -> anyhow::Result<String> {
     method(&mut s, f)?;
     in_the_way(&mut s, f)?;
 
+    // The operator benchmark writes its own section; keep it.
+    if let Some(operator) = crate::operator_report::kept_section(old) {
+        writeln!(s, "{operator}")?;
+        writeln!(s)?;
+    }
     writeln!(s, "{NOTES_MARKER}")?;
     match old.split_once(NOTES_MARKER) {
         Some((_, notes)) => s.push_str(notes.trim_start_matches('\n')),
@@ -535,7 +540,7 @@ pub fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", as_f64(bytes) / (1024.0 * 1024.0))
 }
 
-fn gib(bytes: u64) -> String {
+pub fn gib(bytes: u64) -> String {
     format!("{:.1} GiB", as_f64(bytes) / (1024.0 * 1024.0 * 1024.0))
 }
 
@@ -589,6 +594,21 @@ mod tests {
         );
         assert!(md.contains("| 60.0 MiB | **not met**"), "{md}");
         assert!(md.ends_with("## Findings\n\nkept text\n"), "{md}");
+        assert!(!md.contains("# old figures"));
+    }
+
+    #[test]
+    fn keeps_the_operator_section() {
+        use crate::operator_report::{BEGIN, END};
+        let old =
+            format!("# old figures\n{BEGIN}\n## The operator\n{END}\n\n{NOTES_MARKER}\nnotes\n");
+        let md = markdown(&figures(), &old).unwrap_or_default();
+        assert!(
+            md.contains(&format!(
+                "{BEGIN}\n## The operator\n{END}\n\n{NOTES_MARKER}\nnotes\n"
+            )),
+            "{md}"
+        );
         assert!(!md.contains("# old figures"));
     }
 }
