@@ -30,6 +30,17 @@ fn role(s: &str) -> Result<Role> {
 
 impl Store {
     pub async fn user_by_id(&self, id: &str) -> Result<Option<UserRow>> {
+        match &self.cache {
+            Some(cache) => {
+                cache
+                    .get_or_load(|m| &mut m.users, id.to_owned(), self.read_user(id))
+                    .await
+            }
+            None => self.read_user(id).await,
+        }
+    }
+
+    async fn read_user(&self, id: &str) -> Result<Option<UserRow>> {
         sqlx::query(
             "SELECT id, username, password_hash, is_admin, created_at FROM users WHERE id = $1",
         )
@@ -103,6 +114,18 @@ impl Store {
         project: &str,
         user_id: &str,
     ) -> Result<Option<Option<Role>>> {
+        match &self.cache {
+            Some(cache) => {
+                let key = (project.to_owned(), user_id.to_owned());
+                cache
+                    .get_or_load(|m| &mut m.access, key, self.read_access(project, user_id))
+                    .await
+            }
+            None => self.read_access(project, user_id).await,
+        }
+    }
+
+    async fn read_access(&self, project: &str, user_id: &str) -> Result<Option<Option<Role>>> {
         let row = sqlx::query(
             "SELECT p.name, m.role FROM projects p LEFT JOIN memberships m ON m.project = p.name AND m.user_id = $2 WHERE p.name = $1",
         )

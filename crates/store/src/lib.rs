@@ -6,6 +6,7 @@
 //! describe it (service events now, audit events later) commit together.
 
 mod audit;
+mod cache;
 mod identity;
 mod rows;
 mod tokens;
@@ -52,6 +53,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 pub struct Store {
     pub(crate) pool: AnyPool,
     backend: Backend,
+    /// Hot reads in memory; only on SQLite, where this process is the only writer.
+    pub(crate) cache: Option<std::sync::Arc<cache::ReadCache>>,
     events: broadcast::Sender<PublishedEvent>,
 }
 
@@ -117,6 +120,7 @@ impl Store {
         Ok(Self {
             pool,
             backend,
+            cache: (backend == Backend::Sqlite).then(Default::default),
             events,
         })
     }
@@ -135,6 +139,7 @@ impl Store {
         Ok(Tx {
             inner: tx,
             backend: self.backend,
+            cache: self.cache.clone(),
             events: Vec::new(),
             audits: Vec::new(),
             sender: self.events.clone(),
@@ -197,6 +202,18 @@ impl Store {
     // ---- instances --------------------------------------------------------
 
     pub async fn instance(&self, project: &str, name: &str) -> Result<Option<InstanceRecord>> {
+        match &self.cache {
+            Some(cache) => {
+                let key = (project.to_owned(), name.to_owned());
+                cache
+                    .get_or_load(|m| &mut m.instances, key, self.read_instance(project, name))
+                    .await
+            }
+            None => self.read_instance(project, name).await,
+        }
+    }
+
+    async fn read_instance(&self, project: &str, name: &str) -> Result<Option<InstanceRecord>> {
         sqlx::query("SELECT id, project, name, version, plan, storage_gb, acl, labels, phase, message, conditions, storage_used_bytes, port, password, generation, created_at, updated_at FROM instances WHERE project = $1 AND name = $2")
             .bind(project)
             .bind(name)
@@ -315,6 +332,7 @@ impl Store {
 pub struct Tx {
     pub(crate) inner: sqlx::Transaction<'static, sqlx::Any>,
     backend: Backend,
+    cache: Option<std::sync::Arc<cache::ReadCache>>,
     events: Vec<PublishedEvent>,
     pub(crate) audits: Vec<strata_core::AuditEvent>,
     sender: broadcast::Sender<PublishedEvent>,
@@ -322,7 +340,11 @@ pub struct Tx {
 
 impl Tx {
     pub async fn commit(self) -> Result<()> {
-        self.inner.commit().await?;
+        let committed = self.inner.commit().await;
+        if let Some(cache) = &self.cache {
+            cache.invalidate();
+        }
+        committed?;
         for e in &self.audits {
             log_audit(e);
         }
