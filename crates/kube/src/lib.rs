@@ -5,6 +5,7 @@
 pub mod build;
 pub mod controller;
 pub mod crd;
+pub mod events;
 pub mod metrics;
 pub mod runtime;
 pub mod tls;

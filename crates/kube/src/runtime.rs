@@ -4,6 +4,7 @@
 //! the work; this side only writes and reads resources.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -15,10 +16,9 @@ use serde_json::json;
 use strata_core::events::PublishedEvent;
 use strata_core::instance::ENGINE;
 use strata_core::{
-    Condition, ConditionStatus, Credentials, Endpoint, EventKind, Instance, InstanceName,
-    InstanceRuntime, InstanceSpec, InstanceStatus, Page, PageRequest, Phase, PlanCatalog,
-    ProjectName, RuntimeError, RuntimeResult, Secret, ServiceEvent, Severity, UpdateInstance,
-    VersionCatalog,
+    Condition, ConditionStatus, Credentials, Endpoint, Instance, InstanceName, InstanceRuntime,
+    InstanceSpec, InstanceStatus, Page, PageRequest, Phase, PlanCatalog, ProjectName, RuntimeError,
+    RuntimeResult, Secret, ServiceEvent, UpdateInstance, VersionCatalog,
 };
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -29,6 +29,7 @@ use crate::build::{FIELD_MANAGER, ROTATION_ANNOTATION, secret_name};
 use crate::crd::{
     PostgresInstance, PostgresInstanceSpec, ROTATE_ANNOTATION, SUPPORTED_VERSIONS, StatusCondition,
 };
+use crate::events::service_event;
 
 /// Label on the namespaces this runtime creates: the project they belong to.
 pub const PROJECT_LABEL: &str = "strata.dev/project";
@@ -59,6 +60,21 @@ impl KubeRuntime {
             events: broadcast::channel(256).0,
             rotate_timeout: Duration::from_secs(30),
         }
+    }
+
+    /// The watch that feeds `subscribe`: the operator's Events about
+    /// instances in project namespaces, from now on (what happened before is
+    /// read with `events`). Runs until `shutdown` resolves; spawn it.
+    pub fn watch_events(
+        &self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        crate::events::watch(
+            self.client.clone(),
+            self.namespace_prefix.clone(),
+            self.events.clone(),
+            shutdown,
+        )
     }
 
     /// The namespace of a project.
@@ -134,7 +150,7 @@ fn unavailable(e: kube::Error) -> RuntimeError {
     RuntimeError::Unavailable(format!("Kubernetes API: {e}"))
 }
 
-fn parse_time(s: &str) -> Option<OffsetDateTime> {
+pub(crate) fn parse_time(s: &str) -> Option<OffsetDateTime> {
     OffsetDateTime::parse(s, &Rfc3339).ok()
 }
 
@@ -497,47 +513,7 @@ impl InstanceRuntime for KubeRuntime {
         let mut events: Vec<ServiceEvent> = list
             .items
             .iter()
-            .map(|e| {
-                let reason = e.reason.clone().unwrap_or_default();
-                let to = Phase::parse(&reason);
-                ServiceEvent {
-                    id: e
-                        .metadata
-                        .uid
-                        .as_deref()
-                        .and_then(|u| Uuid::parse_str(u).ok())
-                        .unwrap_or_default(),
-                    time: e
-                        .event_time
-                        .as_ref()
-                        .and_then(|t| parse_time(&t.0.to_string()))
-                        .or_else(|| {
-                            e.metadata
-                                .creation_timestamp
-                                .as_ref()
-                                .and_then(|t| parse_time(&t.0.to_string()))
-                        })
-                        .unwrap_or(OffsetDateTime::UNIX_EPOCH),
-                    instance: name.to_string(),
-                    kind: match reason.as_str() {
-                        "CredentialsCreated" | "CredentialsRotated" => {
-                            EventKind::CredentialsRotated
-                        }
-                        "Applied" => EventKind::Updated,
-                        _ if to == Some(Phase::Failed) => EventKind::Failed,
-                        _ if to.is_some() => EventKind::PhaseChanged,
-                        _ => EventKind::ProvisioningStep,
-                    },
-                    severity: if e.type_.as_deref() == Some("Warning") {
-                        Severity::Warning
-                    } else {
-                        Severity::Info
-                    },
-                    message: e.note.clone().unwrap_or(reason),
-                    from: None,
-                    to,
-                }
-            })
+            .map(|e| service_event(e, name.as_str()))
             .collect();
         events.sort_by_key(|e| e.time);
         if let Some(after) = after
@@ -549,9 +525,8 @@ impl InstanceRuntime for KubeRuntime {
         Ok(events)
     }
 
+    /// Live events, fed by `watch_events` (quiet unless it runs).
     fn subscribe(&self) -> broadcast::Receiver<PublishedEvent> {
-        // The operator records Kubernetes Events; live delivery to the API's
-        // stream is not wired yet, so this channel stays quiet.
         self.events.subscribe()
     }
 }

@@ -11,15 +11,18 @@ use std::collections::BTreeMap;
 use common::{Harness, RunningOperator, eventually};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Patch, PatchParams};
+use k8s_openapi::api::events::v1::Event as KubeEvent;
+use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
+use strata_core::events::PublishedEvent;
 use strata_core::{
     CreateInstance, InstanceName, InstanceRuntime, PageRequest, Phase, ProjectName, RuntimeError,
     UpdateInstance,
 };
 use strata_kube::KubeRuntime;
 use strata_kube::runtime::PROJECT_LABEL;
+use tokio::sync::{broadcast, oneshot};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_flow_on_the_kubernetes_runtime() {
@@ -135,5 +138,120 @@ async fn api_flow_on_the_kubernetes_runtime() {
         .then_some(())
     })
     .await;
+    op.stop().await;
+}
+
+/// Waits for the next published event, or fails after `DEADLINE`.
+async fn next_event(rx: &mut broadcast::Receiver<PublishedEvent>) -> PublishedEvent {
+    tokio::time::timeout(common::DEADLINE, rx.recv())
+        .await
+        .expect("no live event in time")
+        .expect("the live event channel failed")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operators_events_arrive_live_and_history_is_not_replayed() {
+    let h = Harness::new().await;
+    let op = RunningOperator::start(&h.client, "op-a");
+    let rt = KubeRuntime::new(h.client.clone(), "strata-");
+    let project = ProjectName::parse("shop").unwrap();
+    let validate = |name: &str| {
+        CreateInstance {
+            name: name.into(),
+            ..CreateInstance::default()
+        }
+        .validate(rt.plans(), rt.versions())
+        .unwrap()
+    };
+
+    // An instance whose events happened before the watch starts: history.
+    // It stays Provisioning (no "kubelet" for it), so it has nothing new to say.
+    let before = rt.create(&project, validate("before")).await.unwrap();
+    let before_name = InstanceName::parse("before").unwrap();
+    eventually(
+        "the earlier instance's events up to Provisioning",
+        || async {
+            let events = rt.events(&project, &before_name, None, 100).await.ok()?;
+            events
+                .iter()
+                .any(|e| e.to == Some(Phase::Provisioning))
+                .then_some(())
+        },
+    )
+    .await;
+
+    let (stop, stopped) = oneshot::channel::<()>();
+    let watch = tokio::spawn(rt.watch_events(async move {
+        let _ = stopped.await;
+    }));
+    let mut rx = rt.subscribe();
+
+    // An instance outside the project namespaces: its events are not Strata's.
+    let foreign = h.create("foreign", common::spec()).await;
+    let events_api: Api<KubeEvent> = Api::namespaced(h.client.clone(), &h.ns);
+    let foreign_uid = foreign.uid().unwrap();
+    eventually(
+        "the events of the instance outside the projects",
+        || async {
+            let list = events_api
+                .list(&ListParams::default().fields(&format!("regarding.uid={foreign_uid}")))
+                .await
+                .ok()?;
+            (!list.items.is_empty()).then_some(())
+        },
+    )
+    .await;
+
+    let created = rt.create(&project, validate("orders")).await.unwrap();
+    let sts_api: Api<StatefulSet> = Api::namespaced(h.client.clone(), "strata-shop");
+    eventually("the StatefulSet", || async {
+        sts_api.get_opt("orders").await.ok()?
+    })
+    .await;
+    sts_api
+        .patch_status(
+            "orders",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "status": { "replicas": 1, "readyReplicas": 1 } })),
+        )
+        .await
+        .unwrap();
+
+    let mut live = Vec::new();
+    loop {
+        let p = next_event(&mut rx).await;
+        assert_ne!(p.instance_id, before.id, "history replayed: {p:?}");
+        assert_ne!(
+            p.instance_id.to_string(),
+            foreign_uid,
+            "an event outside the projects: {p:?}"
+        );
+        assert_eq!(p.project, "shop");
+        assert_eq!(p.instance_id, created.id);
+        assert_eq!(p.event.instance, "orders");
+        let ready = p.event.to == Some(Phase::Ready);
+        live.push(p.event);
+        if ready {
+            break;
+        }
+    }
+    assert!(
+        live.iter()
+            .any(|e| e.message == "generated the database credentials"),
+        "the credentials event arrives live too: {live:?}"
+    );
+    // Live events are the ones the event list reads, with the same mapping.
+    let name = InstanceName::parse("orders").unwrap();
+    let listed = rt.events(&project, &name, None, 100).await.unwrap();
+    for e in &live {
+        assert!(listed.contains(e), "{e:?} is not in {listed:?}");
+    }
+
+    // The watch stops on shutdown.
+    stop.send(()).unwrap();
+    tokio::time::timeout(common::DEADLINE, watch)
+        .await
+        .expect("the event watch did not stop")
+        .unwrap();
     op.stop().await;
 }

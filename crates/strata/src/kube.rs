@@ -178,11 +178,13 @@ pub async fn api(args: ApiArgs) -> anyhow::Result<()> {
         .await
         .context("connecting to Kubernetes (in-cluster config or KUBECONFIG)")?;
     let runtime = KubeRuntime::new(client, &args.namespace_prefix);
+    let shutdown = CancellationToken::new();
+    // Live events for `?follow=true`: stops with the server.
+    let watch = tokio::spawn(runtime.watch_events(shutdown.clone().cancelled_owned()));
     let mut registry = prometheus_client::registry::Registry::with_prefix("strata");
     let auth = Auth::load(&store, args.issuer.clone())
         .await
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    let shutdown = CancellationToken::new();
     let state = AppState {
         runtime: Arc::new(runtime),
         store: store.clone(),
@@ -192,8 +194,26 @@ pub async fn api(args: ApiArgs) -> anyhow::Result<()> {
         shutdown: shutdown.clone(),
     };
     let (listener, admin_listener) = bind(args.listen, args.admin_listen).await?;
-    tracing::info!(listen = %args.listen, runtime = %args.runtime, "Strata API is serving");
-    serve_until_signal(state, registry, listener, admin_listener).await?;
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        admin = %admin_listener.local_addr()?,
+        runtime = %args.runtime,
+        "Strata API is serving"
+    );
+    eprintln!(
+        "Strata API is serving on http://{} (metrics: http://{}/metrics)",
+        listener.local_addr()?,
+        admin_listener.local_addr()?
+    );
+    let served = serve_until_signal(state, registry, listener, admin_listener).await;
+    shutdown.cancel();
+    if tokio::time::timeout(Duration::from_secs(10), watch)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the event watch did not stop in time");
+    }
+    served?;
     store.close().await;
     Ok(())
 }

@@ -1,0 +1,192 @@
+//! A real kube-apiserver + etcd per test (testenv/), for the integration
+//! tests of every crate that talks to Kubernetes. Starting fails the test
+//! loudly; nothing is skipped.
+
+// A fixture fails the test by panicking: that is its error handling.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::missing_panics_doc)]
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use strata_kube::k8s_openapi::api::core::v1::Namespace;
+use strata_kube::k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use strata_kube::kube::api::{Patch, PatchParams, PostParams};
+use strata_kube::kube::config::{KubeConfigOptions, Kubeconfig};
+use strata_kube::kube::{Api, Client, Config};
+use tokio::time::Instant;
+
+/// How long any single wait in a test may take.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn run(cmd: &mut Command, what: &str) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("testenv: could not run {what}: {e}"));
+    assert!(
+        out.status.success(),
+        "testenv: {what} failed ({}).\nstdout:\n{}\nstderr:\n{}\n\
+         The Kubernetes integration tests need testenv's kube-apiserver and etcd: \
+         run testenv/build.sh (needs Go and the Go module proxy) or set \
+         STRATA_TESTENV_BIN_DIR to a directory holding kube-apiserver, kubectl and etcd.",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// One running kube-apiserver + etcd, stopped on drop.
+pub struct TestEnv {
+    dir: tempfile::TempDir,
+    /// What testenv/start.sh printed: `KUBECONFIG`, the user context, ….
+    pub vars: HashMap<String, String>,
+}
+
+impl TestEnv {
+    #[must_use]
+    pub fn start() -> Self {
+        let root = repo_root();
+        let bin_dir = match std::env::var("STRATA_TESTENV_BIN_DIR") {
+            Ok(dir) if !dir.is_empty() => dir,
+            _ => {
+                let out = run(
+                    Command::new("bash").arg(root.join("testenv/build.sh")),
+                    "testenv/build.sh",
+                );
+                out.lines()
+                    .last()
+                    .unwrap_or_else(|| panic!("testenv/build.sh printed no bin dir"))
+                    .trim()
+                    .to_owned()
+            }
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("strata-kube-test-")
+            .tempdir()
+            .expect("temp dir");
+        let out = run(
+            Command::new("bash")
+                .arg(root.join("testenv/start.sh"))
+                .arg("--dir")
+                .arg(dir.path())
+                .arg("--bin-dir")
+                .arg(&bin_dir)
+                .arg("--owner-pid")
+                .arg(std::process::id().to_string()),
+            "testenv/start.sh",
+        );
+        let vars = out
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect::<HashMap<_, _>>();
+        assert!(
+            vars.contains_key("KUBECONFIG"),
+            "start.sh printed no KUBECONFIG: {out}"
+        );
+        Self { dir, vars }
+    }
+
+    /// The kubeconfig of the cluster admin.
+    #[must_use]
+    pub fn kubeconfig(&self) -> &str {
+        &self.vars["KUBECONFIG"]
+    }
+
+    pub async fn client(&self) -> Client {
+        self.client_for(KubeConfigOptions::default()).await
+    }
+
+    /// A client as testenv's unprivileged user (no RBAC grants of its own).
+    pub async fn user_client(&self) -> Client {
+        self.client_for(KubeConfigOptions {
+            context: Some(self.vars["STRATA_TESTENV_USER_CONTEXT"].clone()),
+            ..KubeConfigOptions::default()
+        })
+        .await
+    }
+
+    async fn client_for(&self, options: KubeConfigOptions) -> Client {
+        let kubeconfig = Kubeconfig::read_from(self.kubeconfig()).expect("kubeconfig");
+        let config = Config::from_custom_kubeconfig(kubeconfig, &options)
+            .await
+            .expect("client config");
+        Client::try_from(config).expect("client")
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        let status = Command::new("bash")
+            .arg(repo_root().join("testenv/stop.sh"))
+            .arg("--dir")
+            .arg(self.dir.path())
+            .status();
+        if !matches!(status, Ok(s) if s.success()) {
+            eprintln!("testenv/stop.sh failed: {status:?}");
+        }
+    }
+}
+
+/// Polls `check` until it returns `Some`, or panics after `DEADLINE`.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {DEADLINE:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Applies the `PostgresInstance` CRD and waits until it is established.
+pub async fn install_crd(client: &Client) {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd = strata_kube::crd();
+    api.patch(
+        "postgresinstances.strata.dev",
+        &PatchParams::apply("strata-tests").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .expect("apply CRD");
+    eventually("the CRD to be established", || {
+        let api = api.clone();
+        async move {
+            let crd = api.get("postgresinstances.strata.dev").await.ok()?;
+            let established = crd
+                .status?
+                .conditions?
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True");
+            established.then_some(())
+        }
+    })
+    .await;
+}
+
+pub async fn create_namespace(client: &Client, name: &str) {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let ns: Namespace = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": name }
+    }))
+    .unwrap();
+    api.create(&PostParams::default(), &ns)
+        .await
+        .expect("create namespace");
+}
