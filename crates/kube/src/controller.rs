@@ -130,6 +130,9 @@ pub struct OperatorConfig {
     pub namespace_prefix: String,
     /// The installation's CA Secret, created once when missing.
     pub ca_secret: CaSecretRef,
+    /// Reconciles running at once. Bounded so that a burst of new instances
+    /// queues instead of holding a connection and its buffers each.
+    pub concurrency: u16,
 }
 
 impl OperatorConfig {
@@ -157,6 +160,7 @@ impl OperatorConfig {
                 name: tls::DEFAULT_CA_SECRET.into(),
                 namespace: lease_namespace.into(),
             },
+            concurrency: 16,
         }
     }
 }
@@ -314,6 +318,7 @@ async fn run_controller(
     .owns(api::<StatefulSet>(client, ns), owned.clone())
     .owns(api::<PodDisruptionBudget>(client, ns), owned.clone())
     .owns(api::<NetworkPolicy>(client, ns), owned)
+    .with_config(kube::runtime::controller::Config::default().concurrency(config.concurrency))
     .graceful_shutdown_on(stop)
     .run(reconcile, error_policy, ctx)
     .for_each(|result| async move {

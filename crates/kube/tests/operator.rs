@@ -206,8 +206,16 @@ async fn ready_statefulset_makes_the_instance_ready_with_an_endpoint() {
         "{text}"
     );
 
-    // Service events for the Strata store, with the API's view of the instance.
-    let recorded = sink.0.lock().unwrap().clone();
+    // Service events for the Strata store, with the API's view of the
+    // instance. The status is written before the event is recorded: wait.
+    let recorded = eventually("the Ready phase change in the service events", || async {
+        let recorded = sink.0.lock().unwrap().clone();
+        recorded
+            .iter()
+            .any(|(_, _, e)| e.to == Some(Phase::Ready))
+            .then_some(recorded)
+    })
+    .await;
     let phases: Vec<_> = recorded
         .iter()
         .filter(|(_, _, e)| e.kind == EventKind::PhaseChanged)

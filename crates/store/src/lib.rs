@@ -511,8 +511,12 @@ impl Tx {
     /// none and needs none, its writers are serialised by `BEGIN IMMEDIATE`).
     pub async fn instance_for_update(&mut self, id: Uuid) -> Result<Option<InstanceRecord>> {
         let sql = match self.backend {
-            Backend::Sqlite => "SELECT id, project, name, version, plan, storage_gb, acl, labels, phase, message, conditions, storage_used_bytes, port, password, generation, created_at, updated_at FROM instances WHERE id = $1",
-            Backend::Postgres => "SELECT id, project, name, version, plan, storage_gb, acl, labels, phase, message, conditions, storage_used_bytes, port, password, generation, created_at, updated_at FROM instances WHERE id = $1 FOR UPDATE",
+            Backend::Sqlite => {
+                "SELECT id, project, name, version, plan, storage_gb, acl, labels, phase, message, conditions, storage_used_bytes, port, password, generation, created_at, updated_at FROM instances WHERE id = $1"
+            }
+            Backend::Postgres => {
+                "SELECT id, project, name, version, plan, storage_gb, acl, labels, phase, message, conditions, storage_used_bytes, port, password, generation, created_at, updated_at FROM instances WHERE id = $1 FOR UPDATE"
+            }
         };
         sqlx::query(sql)
             .bind(id.to_string())

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use async_trait::async_trait;
 use clap::Args;
-use strata_api::{AppState, auth::Auth, bootstrap, metrics::HttpMetrics};
+use strata_api::{AppState, bootstrap, metrics::HttpMetrics};
 use strata_core::Secret;
 use strata_core::events::NewServiceEvent;
 use strata_kube::{KubeRuntime, OperatorConfig, ServiceEventSink};
@@ -67,6 +67,8 @@ pub struct ApiArgs {
     namespace_prefix: String,
     #[arg(long, env = "STRATA_LOG_FORMAT", default_value = "json")]
     log_format: String,
+    #[command(flatten)]
+    auth: crate::auth_args::AuthArgs,
 }
 
 /// Service events of the operator, written to the store the API reads.
@@ -182,9 +184,7 @@ pub async fn api(args: ApiArgs) -> anyhow::Result<()> {
     // Live events for `?follow=true`: stops with the server.
     let watch = tokio::spawn(runtime.watch_events(shutdown.clone().cancelled_owned()));
     let mut registry = prometheus_client::registry::Registry::with_prefix("strata");
-    let auth = Auth::load(&store, args.issuer.clone())
-        .await
-        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let auth = args.auth.load(&store, args.issuer.clone()).await?;
     let state = AppState {
         runtime: Arc::new(runtime),
         store: store.clone(),
