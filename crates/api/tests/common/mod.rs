@@ -113,6 +113,11 @@ impl App {
         .unwrap();
         let addr: SocketAddr = format!("{peer}:40000").parse().unwrap();
         req.extensions_mut().insert(ConnectInfo(addr));
+        self.send(req).await
+    }
+
+    /// Sends a request as it is, and reads the whole response.
+    pub async fn send(&self, req: Request<Body>) -> Res {
         let res = self.router.clone().oneshot(req).await.unwrap();
         let status = res.status();
         let headers = res.headers().clone();
