@@ -21,6 +21,7 @@ use strata_core::{
     UpdateInstance,
 };
 use strata_kube::{KubeRuntime, PostgresInstance};
+use strata_testenv::mark_statefulset_ready;
 
 const MANIFEST: &str = include_str!("../../../deploy/rbac/api.yaml");
 const SERVICE_ACCOUNT: &str = "system:serviceaccount:strata-system:strata-api";
@@ -131,19 +132,7 @@ async fn the_api_runs_with_only_its_rbac_manifest() {
     ));
 
     // The operator provisions; "a kubelet" (the admin) marks it ready.
-    let sts_admin: Api<StatefulSet> = Api::namespaced(h.client.clone(), "strata-shop");
-    eventually("the StatefulSet", || async {
-        sts_admin.get_opt("orders").await.ok()?
-    })
-    .await;
-    sts_admin
-        .patch_status(
-            "orders",
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "status": { "replicas": 1, "readyReplicas": 1 } })),
-        )
-        .await
-        .unwrap();
+    mark_statefulset_ready(&h.client, "strata-shop", "orders").await;
     let ready = eventually("Ready through the runtime", || async {
         let i = rt.get(&project, &name).await.ok()?;
         (i.status.phase == Phase::Ready).then_some(i)

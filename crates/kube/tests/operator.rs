@@ -24,6 +24,7 @@ use strata_core::events::NewServiceEvent;
 use strata_core::{EventKind, Phase};
 use strata_kube::crd::{FINALIZER, ROTATE_ANNOTATION};
 use strata_kube::{PostgresInstance, ServiceEventSink};
+use strata_testenv::mark_statefulset_ready;
 
 #[derive(Default)]
 struct CollectingSink(Mutex<Vec<(String, String, NewServiceEvent)>>);
@@ -64,16 +65,7 @@ async fn wait_phase(h: &Harness, name: &str, phase: &str) -> PostgresInstance {
 }
 
 async fn mark_ready(h: &Harness, name: &str) {
-    h.api::<StatefulSet>()
-        .patch_status(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({
-                "status": { "replicas": 1, "readyReplicas": 1, "updatedReplicas": 1, "availableReplicas": 1 }
-            })),
-        )
-        .await
-        .expect("patch StatefulSet status");
+    mark_statefulset_ready(&h.client, &h.ns, name).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

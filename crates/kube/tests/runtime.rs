@@ -9,12 +9,10 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::{Harness, RunningOperator, eventually};
-use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::events::v1::Event as KubeEvent;
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::ListParams;
 use kube::{Api, ResourceExt};
-use serde_json::json;
 use strata_core::events::PublishedEvent;
 use strata_core::{
     CreateInstance, InstanceName, InstanceRuntime, PageRequest, Phase, ProjectName, RuntimeError,
@@ -22,6 +20,7 @@ use strata_core::{
 };
 use strata_kube::KubeRuntime;
 use strata_kube::runtime::PROJECT_LABEL;
+use strata_testenv::mark_statefulset_ready;
 use tokio::sync::{broadcast, oneshot};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -58,19 +57,7 @@ async fn api_flow_on_the_kubernetes_runtime() {
     assert_eq!(ns.labels()[PROJECT_LABEL], "shop");
 
     // The operator provisions; a "kubelet" marks the StatefulSet ready.
-    let sts_api: Api<StatefulSet> = Api::namespaced(h.client.clone(), "strata-shop");
-    eventually("the StatefulSet", || async {
-        sts_api.get_opt("orders").await.ok()?
-    })
-    .await;
-    sts_api
-        .patch_status(
-            "orders",
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "status": { "replicas": 1, "readyReplicas": 1 } })),
-        )
-        .await
-        .unwrap();
+    mark_statefulset_ready(&h.client, "strata-shop", "orders").await;
     let ready = eventually("Ready through the runtime", || async {
         let i = rt.get(&project, &name).await.ok()?;
         (i.status.phase == Phase::Ready).then_some(i)
@@ -203,19 +190,7 @@ async fn the_operators_events_arrive_live_and_history_is_not_replayed() {
     .await;
 
     let created = rt.create(&project, validate("orders")).await.unwrap();
-    let sts_api: Api<StatefulSet> = Api::namespaced(h.client.clone(), "strata-shop");
-    eventually("the StatefulSet", || async {
-        sts_api.get_opt("orders").await.ok()?
-    })
-    .await;
-    sts_api
-        .patch_status(
-            "orders",
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "status": { "replicas": 1, "readyReplicas": 1 } })),
-        )
-        .await
-        .unwrap();
+    mark_statefulset_ready(&h.client, "strata-shop", "orders").await;
 
     let mut live = Vec::new();
     loop {

@@ -23,10 +23,9 @@ use reqwest::{Method, StatusCode, header};
 use serde_json::{Value, json};
 use strata_kube::PostgresInstance;
 use strata_kube::crd::ROTATE_ANNOTATION;
-use strata_kube::k8s_openapi::api::apps::v1::StatefulSet;
-use strata_kube::kube::api::{ListParams, Patch, PatchParams};
+use strata_kube::kube::api::ListParams;
 use strata_kube::kube::{Api, Client, ResourceExt};
-use strata_testenv::{DEADLINE, TestEnv, eventually, install_crd};
+use strata_testenv::{DEADLINE, TestEnv, eventually, install_crd, mark_statefulset_ready};
 
 const PASSWORD: &str = "integration-admin-password";
 /// Project `default` lives in namespace `strata-default`.
@@ -271,18 +270,7 @@ impl Platform {
 
     /// Plays the kubelet: the StatefulSet of `name` reports a ready pod.
     async fn mark_ready(&self, name: &str) {
-        let sts: Api<StatefulSet> = Api::namespaced(self.client.clone(), NAMESPACE);
-        eventually("the StatefulSet", || async {
-            sts.get_opt(name).await.ok()?
-        })
-        .await;
-        sts.patch_status(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "status": { "replicas": 1, "readyReplicas": 1 } })),
-        )
-        .await
-        .unwrap();
+        mark_statefulset_ready(&self.client, NAMESPACE, name).await;
     }
 
     fn stop(self) {

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use strata_kube::k8s_openapi::api::apps::v1::StatefulSet;
 use strata_kube::k8s_openapi::api::core::v1::Namespace;
 use strata_kube::k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use strata_kube::kube::api::{Patch, PatchParams, PostParams};
@@ -189,4 +190,24 @@ pub async fn create_namespace(client: &Client, name: &str) {
     api.create(&PostParams::default(), &ns)
         .await
         .expect("create namespace");
+}
+
+/// Plays the kubelet, which testenv has none of: waits until the operator
+/// created the StatefulSet `name` in `namespace`, then reports its one pod
+/// ready.
+pub async fn mark_statefulset_ready(client: &Client, namespace: &str, name: &str) {
+    let sts: Api<StatefulSet> = Api::namespaced(client.clone(), namespace);
+    eventually(&format!("the StatefulSet {namespace}/{name}"), || async {
+        sts.get_opt(name).await.ok()?
+    })
+    .await;
+    let ready = serde_json::json!({ "status": {
+        "replicas": 1, "readyReplicas": 1, "updatedReplicas": 1, "availableReplicas": 1,
+    } });
+    if let Err(e) = sts
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(ready))
+        .await
+    {
+        panic!("marking the StatefulSet {namespace}/{name} ready: {e}");
+    }
 }
