@@ -193,6 +193,10 @@ check "non-default: watch namespace, Secrets and Service type follow the values"
         grep -q 'key: dsn' '$work/custom.yaml' && grep -q 'type: LoadBalancer' '$work/custom.yaml' &&
         grep -q 'value: \"pg-\"' '$work/custom.yaml' && grep -q 'value: \"https://strata.example.com\"' '$work/custom.yaml' &&
         ! grep -q 'targetPort: admin' '$work/custom.yaml' && ! grep -q 'operator-metrics' '$work/custom.yaml'"
+check "the operator grants the API's ServiceAccount its Secrets, per release" \
+    bash -c "grep -A1 'name: STRATA_API_SERVICE_ACCOUNT' '$work/default.yaml' | grep -q 'value: \"strata-system/strata-api\"' &&
+        grep -A1 'name: STRATA_API_SERVICE_ACCOUNT' '$work/custom.yaml' | grep -q 'value: \"strata-prod/pg-api\"' &&
+        ! grep -q 'STRATA_API_SERVICE_ACCOUNT' '$work/operator-only.yaml'"
 check "components off: only the operator's Deployment and Service, no RBAC, no CRD without --include-crds" \
     diff -u <(printf 'Deployment/strata-operator\nService/strata-operator-metrics\n') <(kinds "$work/operator-only.yaml")
 if template strata "$chart" --set api.database.existingSecret= >"$work/missing.out" 2>&1; then

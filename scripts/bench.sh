@@ -223,7 +223,8 @@ run_operator_bench() {
     metrics="http://127.0.0.1:$port"
     echo "==> starting strata operator (metrics on $metrics)"
     KUBECONFIG="$kubeconfig" "$strata" operator --admin-listen "127.0.0.1:$port" \
-        --lease-namespace strata-system --log-format text >"$work/operator.log" 2>&1 &
+        --lease-namespace strata-system --api-service-account strata-system/strata-api \
+        --log-format text >"$work/operator.log" 2>&1 &
     operator_pid=$!
     local ready=0
     for _ in $(seq 1 600); do

@@ -87,6 +87,32 @@ pub struct BuildConfig {
     pub agent_image: String,
     pub cluster_domain: String,
     pub plans: PlanCatalog,
+    /// The Strata API's ServiceAccount: when set, each instance grants it
+    /// `get` on its credentials and TLS Secrets (and nothing else), so that
+    /// the API needs no Secret access of its own.
+    pub api_service_account: Option<ServiceAccountRef>,
+}
+
+/// A ServiceAccount by namespace and name (`NAMESPACE/NAME` on the command line).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceAccountRef {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl std::str::FromStr for ServiceAccountRef {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (namespace, name) = s
+            .split_once('/')
+            .filter(|(ns, name)| !ns.is_empty() && !name.is_empty() && !name.contains('/'))
+            .ok_or_else(|| format!("expected NAMESPACE/NAME, got {s:?}"))?;
+        Ok(Self {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        })
+    }
 }
 
 impl Default for BuildConfig {
@@ -97,6 +123,7 @@ impl Default for BuildConfig {
             agent_image: concat!("ghcr.io/strata-dev/strata:", env!("CARGO_PKG_VERSION")).into(),
             cluster_domain: "cluster.local".into(),
             plans: PlanCatalog::default(),
+            api_service_account: None,
         }
     }
 }
@@ -223,6 +250,10 @@ pub fn config_map_name(instance: &str) -> String {
 /// The credentials agent's ServiceAccount, Role and RoleBinding.
 pub fn agent_name(instance: &str) -> String {
     format!("{instance}-agent")
+}
+/// The Role and RoleBinding that let the Strata API read the instance's Secrets.
+pub fn api_access_name(instance: &str) -> String {
+    format!("{instance}-api")
 }
 pub fn headless_service_name(instance: &str) -> String {
     format!("{instance}-headless")
@@ -574,6 +605,43 @@ fn agent_identity(
         }]),
     };
     (service_account, role, binding)
+}
+
+/// The Role and RoleBinding `<name>-api` that let the Strata API read this
+/// instance's credentials and TLS Secrets by name: `get` only, these two
+/// Secrets only, owned by the instance (gone with it).
+pub fn api_access(
+    instance: &PostgresInstance,
+    name: &str,
+    api: &ServiceAccountRef,
+) -> (Role, RoleBinding) {
+    let owner = owner_reference(instance);
+    let access = api_access_name(name);
+    let role = Role {
+        metadata: meta(instance, access.clone(), &owner),
+        rules: Some(vec![PolicyRule {
+            api_groups: Some(vec![String::new()]),
+            resources: Some(vec!["secrets".into()]),
+            resource_names: Some(vec![secret_name(name), crate::tls::tls_secret_name(name)]),
+            verbs: vec!["get".into()],
+            ..PolicyRule::default()
+        }]),
+    };
+    let binding = RoleBinding {
+        metadata: meta(instance, access.clone(), &owner),
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "Role".into(),
+            name: access,
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".into(),
+            name: api.name.clone(),
+            namespace: Some(api.namespace.clone()),
+            ..Subject::default()
+        }]),
+    };
+    (role, binding)
 }
 
 /// The `strata pod-agent` sidecar: it applies the mounted password to the

@@ -9,7 +9,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::{FutureExt, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{
@@ -18,11 +18,12 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, ListParams, PartialObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use kube_lease_manager::LeaseManagerBuilder;
 use prometheus_client::registry::Registry;
@@ -42,6 +43,7 @@ use crate::build::{
 use crate::crd::{FINALIZER, PostgresInstance, PostgresInstanceStatus};
 use crate::metrics::Metrics;
 use crate::runtime::to_instance;
+use crate::settled::{self, Applied, Kind, Settled, Versions};
 use crate::tls::{self, CaSecretRef};
 use strata_core::tls::{CertifiedKey, TlsError};
 
@@ -133,6 +135,10 @@ pub struct OperatorConfig {
     /// Reconciles running at once. Bounded so that a burst of new instances
     /// queues instead of holding a connection and its buffers each.
     pub concurrency: u16,
+    /// How long the controller waits after a watch event before reconciling
+    /// the instance, so that a burst of events (the echoes of one pass)
+    /// wakes it once.
+    pub debounce: Duration,
 }
 
 impl OperatorConfig {
@@ -161,6 +167,7 @@ impl OperatorConfig {
                 namespace: lease_namespace.into(),
             },
             concurrency: 16,
+            debounce: Duration::ZERO,
         }
     }
 }
@@ -169,7 +176,7 @@ struct Context {
     client: Client,
     build: BuildConfig,
     metrics: Arc<Metrics>,
-    recorder: Recorder,
+    reporter: Reporter,
     resync: Duration,
     max_backoff: Duration,
     failures: Mutex<HashMap<String, u32>>,
@@ -178,6 +185,115 @@ struct Context {
     ca_secret: CaSecretRef,
     /// The CA, read (or created) once per process.
     ca: tokio::sync::OnceCell<CertifiedKey>,
+    /// The watch caches of the owned kinds, while the controller runs.
+    caches: std::sync::RwLock<Option<Caches>>,
+    /// Per instance: what its last full pass left, and when.
+    settled: Mutex<HashMap<String, (Settled, Instant)>>,
+}
+
+impl Context {
+    /// Whether the instance and its objects are as its last full pass left
+    /// them (see `settled`); then the time until its next full pass.
+    fn unchanged(&self, instance: &PostgresInstance) -> Option<Duration> {
+        let caches = self.caches.read().ok()?.clone()?;
+        let namespace = instance.namespace()?;
+        let settled = self.settled.lock().ok()?;
+        let (record, at) = settled.get(&key(instance))?;
+        let wait = settled::next_full_pass(at.elapsed(), self.resync)?;
+        record
+            .holds(instance.resource_version().as_deref(), |kind, name| {
+                caches.version(kind, &namespace, name)
+            })
+            .then_some(wait)
+    }
+
+    fn remember(&self, instance: &PostgresInstance, record: Option<Settled>) {
+        if let Ok(mut settled) = self.settled.lock() {
+            match record {
+                Some(record) => settled.insert(key(instance), (record, Instant::now())),
+                None => settled.remove(&key(instance)),
+            };
+        }
+    }
+
+    fn version(&self, kind: Kind, namespace: &str, name: &str) -> Option<String> {
+        let caches = self.caches.read().ok()?;
+        caches.as_ref()?.version(kind, namespace, name)
+    }
+}
+
+/// The controller's watch caches of the objects it applies: metadata only,
+/// and of that only what finding an object's owner and version needs.
+#[derive(Clone)]
+struct Caches {
+    secrets: Store<PartialObjectMeta<Secret>>,
+    config_maps: Store<PartialObjectMeta<ConfigMap>>,
+    services: Store<PartialObjectMeta<Service>>,
+    stateful_sets: Store<PartialObjectMeta<StatefulSet>>,
+    pdbs: Store<PartialObjectMeta<PodDisruptionBudget>>,
+    network_policies: Store<PartialObjectMeta<NetworkPolicy>>,
+    service_accounts: Store<PartialObjectMeta<ServiceAccount>>,
+    roles: Store<PartialObjectMeta<Role>>,
+    role_bindings: Store<PartialObjectMeta<RoleBinding>>,
+}
+
+impl Caches {
+    fn version(&self, kind: Kind, namespace: &str, name: &str) -> Option<String> {
+        fn in_store<K>(store: &Store<PartialObjectMeta<K>>, ns: &str, name: &str) -> Option<String>
+        where
+            K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Send + Sync + 'static,
+        {
+            store
+                .get(&ObjectRef::new(name).within(ns))
+                .and_then(|o| o.metadata.resource_version.clone())
+        }
+        match kind {
+            Kind::Secret => in_store(&self.secrets, namespace, name),
+            Kind::ConfigMap => in_store(&self.config_maps, namespace, name),
+            Kind::Service => in_store(&self.services, namespace, name),
+            Kind::StatefulSet => in_store(&self.stateful_sets, namespace, name),
+            Kind::PodDisruptionBudget => in_store(&self.pdbs, namespace, name),
+            Kind::NetworkPolicy => in_store(&self.network_policies, namespace, name),
+            Kind::ServiceAccount => in_store(&self.service_accounts, namespace, name),
+            Kind::Role => in_store(&self.roles, namespace, name),
+            Kind::RoleBinding => in_store(&self.role_bindings, namespace, name),
+        }
+    }
+}
+
+/// A metadata watch of one owned kind (labelled as ours), reflected into a
+/// cache; the stream is what wakes the owning instance.
+fn owned<K>(
+    client: &Client,
+    ns: Option<&str>,
+) -> (
+    Store<PartialObjectMeta<K>>,
+    impl Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send + 'static,
+)
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store();
+    let config =
+        watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={FIELD_MANAGER}"));
+    // An Api of PartialObjectMeta asks for metadata only.
+    let stream = watcher(api::<PartialObjectMeta<K>>(client, ns), config)
+        .default_backoff()
+        .modify(|object: &mut PartialObjectMeta<K>| {
+            // Kept: name, namespace, owner references, resourceVersion.
+            object.metadata.managed_fields = None;
+            object.metadata.annotations = None;
+            object.metadata.labels = None;
+        })
+        .reflect(writer)
+        .touched_objects();
+    (store, stream)
 }
 
 /// A configured operator whose metrics are registered; `run` starts it.
@@ -226,13 +342,10 @@ impl Operator {
             client: config.client.clone(),
             build: config.build.clone(),
             metrics: Arc::clone(&self.metrics),
-            recorder: Recorder::new(
-                config.client.clone(),
-                Reporter {
-                    controller: FIELD_MANAGER.into(),
-                    instance: Some(lease.identity.clone()),
-                },
-            ),
+            reporter: Reporter {
+                controller: FIELD_MANAGER.into(),
+                instance: Some(lease.identity.clone()),
+            },
             resync: config.resync,
             max_backoff: config.max_backoff,
             failures: Mutex::new(HashMap::new()),
@@ -240,6 +353,8 @@ impl Operator {
             namespace_prefix: config.namespace_prefix.clone(),
             ca_secret: config.ca_secret.clone(),
             ca: tokio::sync::OnceCell::new(),
+            caches: std::sync::RwLock::new(None),
+            settled: Mutex::new(HashMap::new()),
         });
         let mut stopping = stop_rx.clone();
         loop {
@@ -306,21 +421,51 @@ async fn run_controller(
 ) {
     let ns = config.namespace.as_deref();
     let client = &config.client;
-    let owned =
-        watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={FIELD_MANAGER}"));
+    let (secrets, secret_events) = owned::<Secret>(client, ns);
+    let (config_maps, config_map_events) = owned::<ConfigMap>(client, ns);
+    let (services, service_events) = owned::<Service>(client, ns);
+    let (stateful_sets, stateful_set_events) = owned::<StatefulSet>(client, ns);
+    let (pdbs, pdb_events) = owned::<PodDisruptionBudget>(client, ns);
+    let (network_policies, network_policy_events) = owned::<NetworkPolicy>(client, ns);
+    let (service_accounts, service_account_events) = owned::<ServiceAccount>(client, ns);
+    let (roles, role_events) = owned::<Role>(client, ns);
+    let (role_bindings, role_binding_events) = owned::<RoleBinding>(client, ns);
+    // A new term starts with empty caches: every instance gets a full pass.
+    if let Ok(mut caches) = ctx.caches.write() {
+        *caches = Some(Caches {
+            secrets,
+            config_maps,
+            services,
+            stateful_sets,
+            pdbs,
+            network_policies,
+            service_accounts,
+            roles,
+            role_bindings,
+        });
+    }
+    if let Ok(mut settled) = ctx.settled.lock() {
+        settled.clear();
+    }
+    let controller_config = kube::runtime::controller::Config::default()
+        .concurrency(config.concurrency)
+        .debounce(config.debounce);
     Controller::new(
         api::<PostgresInstance>(client, ns),
         watcher::Config::default(),
     )
-    .owns(api::<Secret>(client, ns), owned.clone())
-    .owns(api::<ConfigMap>(client, ns), owned.clone())
-    .owns(api::<Service>(client, ns), owned.clone())
-    .owns(api::<StatefulSet>(client, ns), owned.clone())
-    .owns(api::<PodDisruptionBudget>(client, ns), owned.clone())
-    .owns(api::<NetworkPolicy>(client, ns), owned)
-    .with_config(kube::runtime::controller::Config::default().concurrency(config.concurrency))
+    .owns_stream(secret_events)
+    .owns_stream(config_map_events)
+    .owns_stream(service_events)
+    .owns_stream(stateful_set_events)
+    .owns_stream(pdb_events)
+    .owns_stream(network_policy_events)
+    .owns_stream(service_account_events)
+    .owns_stream(role_events)
+    .owns_stream(role_binding_events)
+    .with_config(controller_config)
     .graceful_shutdown_on(stop)
-    .run(reconcile, error_policy, ctx)
+    .run(reconcile, error_policy, Arc::clone(&ctx))
     .for_each(|result| async move {
         match result {
             Ok((obj, _)) => debug!(instance = %obj, "reconciled"),
@@ -328,6 +473,9 @@ async fn run_controller(
         }
     })
     .await;
+    if let Ok(mut caches) = ctx.caches.write() {
+        *caches = None;
+    }
 }
 
 fn key(instance: &PostgresInstance) -> String {
@@ -400,11 +548,12 @@ async fn publish(
         action: "Reconcile".into(),
         secondary: None,
     };
-    if let Err(e) = ctx
-        .recorder
-        .publish(&event, &instance.object_ref(&()))
-        .await
-    {
+    // A recorder per occurrence: kube's Recorder folds a repeat of the same
+    // reason into the first Event's series (keeping the first note), and the
+    // operator's Events are occurrences (a new generation applied, another
+    // rotation), each of which readers and the live stream should see.
+    let recorder = Recorder::new(ctx.client.clone(), ctx.reporter.clone());
+    if let Err(e) = recorder.publish(&event, &instance.object_ref(&())).await {
         warn!(instance = %key(instance), error = %e, "could not publish an event");
     }
 }
@@ -424,15 +573,17 @@ async fn record(ctx: &Context, instance: &PostgresInstance, event: NewServiceEve
     }
 }
 
+/// Writes the status when it differs; returns the instance as the write
+/// left it (`None` when nothing was written).
 async fn write_status(
     ctx: &Context,
     instance: &PostgresInstance,
     status: PostgresInstanceStatus,
-) -> Result<(), Error> {
+) -> Result<Option<PostgresInstance>, Error> {
     let phase = status.phase.as_deref().and_then(Phase::parse);
     ctx.metrics.set_phase(&key(instance), phase);
     if instance.status.as_ref() == Some(&status) {
-        return Ok(());
+        return Ok(None);
     }
     let mut previous = instance.status.as_ref().and_then(|s| s.phase.clone());
     let api: Api<PostgresInstance> = Api::namespaced(
@@ -447,12 +598,13 @@ async fn write_status(
         }
     }
     let patch = serde_json::json!({ "status": status });
-    api.patch_status(
-        &instance.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await?;
+    let written = api
+        .patch_status(
+            &instance.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
     if previous != status.phase {
         let phase = status.phase.clone().unwrap_or_default();
         let type_ = if phase == Phase::Failed.as_str() {
@@ -467,7 +619,7 @@ async fn write_status(
             record(ctx, instance, NewServiceEvent::phase(from, to, note)).await;
         }
     }
-    Ok(())
+    Ok(Some(written))
 }
 
 fn now() -> OffsetDateTime {
@@ -534,22 +686,119 @@ where
         .await?)
 }
 
-/// Applies every object; returns the StatefulSet as the server has it.
-async fn apply_all(client: &Client, ns: &str, desired: &Desired) -> Result<StatefulSet, Error> {
-    apply_one(client, ns, &desired.secret).await?;
-    apply_one(client, ns, &desired.config_map).await?;
-    apply_one(client, ns, &desired.headless_service).await?;
-    apply_one(client, ns, &desired.client_service).await?;
-    apply_one(client, ns, &desired.agent_service_account).await?;
-    apply_one(client, ns, &desired.agent_role).await?;
-    apply_one(client, ns, &desired.agent_role_binding).await?;
-    let sts = apply_one(client, ns, &desired.stateful_set).await?;
-    apply_one(client, ns, &desired.pdb).await?;
-    apply_one(client, ns, &desired.network_policy).await?;
-    Ok(sts)
+/// One full pass's applies, with the versions each object was seen at and
+/// left at (what `settled` remembers).
+struct Pass<'a> {
+    ctx: &'a Context,
+    ns: &'a str,
+    applied: Vec<Applied>,
+    /// False once a write came back with a change the pass did not act on.
+    complete: bool,
+}
+
+impl<'a> Pass<'a> {
+    fn new(ctx: &'a Context, ns: &'a str) -> Self {
+        Self {
+            ctx,
+            ns,
+            applied: Vec::with_capacity(13),
+            complete: true,
+        }
+    }
+
+    async fn apply<K>(&mut self, kind: Kind, object: &K) -> Result<K, Error>
+    where
+        K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+            + Serialize
+            + DeserializeOwned
+            + Clone
+            + Debug,
+    {
+        let name = object.name_any();
+        let seen = self.ctx.version(kind, self.ns, &name);
+        let written = apply_one(&self.ctx.client, self.ns, object).await?;
+        self.applied.push(Applied {
+            kind,
+            name,
+            // No version (never seen in practice) matches nothing: the next
+            // reconcile makes a full pass.
+            versions: Versions {
+                seen,
+                wrote: written.resource_version().unwrap_or_default(),
+            },
+        });
+        Ok(written)
+    }
+
+    /// Applies every object; returns the StatefulSet as the server has it.
+    async fn apply_all(
+        &mut self,
+        desired: &Desired,
+        observed: &Observed,
+    ) -> Result<StatefulSet, Error> {
+        let secret = self.apply(Kind::Secret, &desired.secret).await?;
+        // The agent may have reported a rotation since `observe`.
+        if secret.annotations().get(APPLIED_ROTATION_ANNOTATION)
+            != observed.applied_rotation.as_ref()
+        {
+            self.complete = false;
+        }
+        self.apply(Kind::ConfigMap, &desired.config_map).await?;
+        self.apply(Kind::Service, &desired.headless_service).await?;
+        self.apply(Kind::Service, &desired.client_service).await?;
+        self.apply(Kind::ServiceAccount, &desired.agent_service_account)
+            .await?;
+        self.apply(Kind::Role, &desired.agent_role).await?;
+        self.apply(Kind::RoleBinding, &desired.agent_role_binding)
+            .await?;
+        let sts = self.apply(Kind::StatefulSet, &desired.stateful_set).await?;
+        self.apply(Kind::PodDisruptionBudget, &desired.pdb).await?;
+        self.apply(Kind::NetworkPolicy, &desired.network_policy)
+            .await?;
+        Ok(sts)
+    }
+
+    /// The API's access to the instance's Secrets, when the operator knows
+    /// the API's ServiceAccount.
+    async fn apply_api_access(&mut self, instance: &PostgresInstance) -> Result<(), Error> {
+        if let Some(api) = &self.ctx.build.api_service_account {
+            let (role, binding) = build::api_access(instance, &instance.name_any(), api);
+            self.apply(Kind::Role, &role).await?;
+            self.apply(Kind::RoleBinding, &binding).await?;
+        }
+        Ok(())
+    }
+
+    /// What the pass left, once the instance's status is written (`written`:
+    /// the instance as that write returned it, `None` when nothing was
+    /// written). `None` when the pass cannot stand for the current state.
+    fn settled(
+        self,
+        instance: &PostgresInstance,
+        written: Option<&PostgresInstance>,
+    ) -> Option<Settled> {
+        let wrote = match written {
+            None => instance.resource_version()?,
+            Some(w) if settled::acted_on_all_of(instance, w) => w.resource_version()?,
+            Some(_) => return None,
+        };
+        self.complete.then(|| Settled {
+            instance: Versions {
+                seen: instance.resource_version(),
+                wrote,
+            },
+            objects: self.applied,
+        })
+    }
 }
 
 async fn apply(instance: &PostgresInstance, ctx: &Context) -> Result<Action, Error> {
+    if let Some(next_full_pass) = ctx.unchanged(instance) {
+        ctx.metrics.reconcile_skipped.inc();
+        return Ok(Action::requeue(next_full_pass));
+    }
+    // Forgotten until this pass has finished: a failed pass leaves no record.
+    ctx.remember(instance, None);
     let ns = instance.namespace().ok_or(Error::MissingNamespace)?;
     let name = instance.name_any();
     let valid = match build::validate(instance, &ctx.build) {
@@ -560,13 +809,16 @@ async fn apply(instance: &PostgresInstance, ctx: &Context) -> Result<Action, Err
             return Ok(Action::await_change());
         }
     };
-    let (observed, _) = observe(&ctx.client, &ns, &name).await?;
+    let (observed, existing_sts) = observe(&ctx.client, &ns, &name).await?;
     let first_credentials = observed.password.is_none();
     let desired = build::build(instance, &valid, &observed, &generate_password());
+    let mut pass = Pass::new(ctx, &ns);
     let applied = async {
         // The certificate first: the pod mounts its Secret.
-        ensure_server_certificate(ctx, instance, &valid).await?;
-        apply_all(&ctx.client, &ns, &desired).await
+        ensure_server_certificate(ctx, instance, &valid, &mut pass).await?;
+        let sts = pass.apply_all(&desired, &observed).await?;
+        pass.apply_api_access(instance).await?;
+        Ok::<_, Error>(sts)
     };
     let sts = match applied.await {
         Ok(sts) => sts,
@@ -584,7 +836,10 @@ async fn apply(instance: &PostgresInstance, ctx: &Context) -> Result<Action, Err
             return Err(e);
         }
     };
-    grow_claims(&ctx.client, &ns, &valid).await?;
+    // Claims exist only once their StatefulSet did.
+    if existing_sts.is_some() {
+        grow_claims(&ctx.client, &ns, &valid).await?;
+    }
     if desired.new_password {
         let (reason, note) = if first_credentials {
             ("CredentialsCreated", "generated the database credentials")
@@ -618,7 +873,8 @@ async fn apply(instance: &PostgresInstance, ctx: &Context) -> Result<Action, Err
     }
     let mut status = build::status(instance, Some(&valid), &Outcome::Applied(Some(&sts)), now());
     build::set_credentials_applied(&mut status, instance, &observed, &desired, now());
-    write_status(ctx, instance, status).await?;
+    let written = write_status(ctx, instance, status).await?;
+    ctx.remember(instance, pass.settled(instance, written.as_ref()));
     Ok(Action::requeue(ctx.resync))
 }
 
@@ -656,6 +912,7 @@ async fn ensure_server_certificate(
     ctx: &Context,
     instance: &PostgresInstance,
     valid: &ValidSpec,
+    pass: &mut Pass<'_>,
 ) -> Result<(), Error> {
     let ca = ctx
         .ca
@@ -673,10 +930,9 @@ async fn ensure_server_certificate(
         now(),
         strata_core::tls::generate_key,
     )?;
-    // Applied every time, so that a hand-edited Secret is put back too.
-    apply_one(
-        &ctx.client,
-        ns,
+    // Applied on every full pass, so that a hand-edited Secret is put back too.
+    pass.apply(
+        Kind::Secret,
         &tls::tls_secret(instance, &cert, &ca.cert_pem),
     )
     .await?;
@@ -773,6 +1029,7 @@ async fn cleanup(instance: &PostgresInstance, ctx: &Context) -> Result<Action, E
         format!("deleted {deleted} objects; removing the finalizer"),
     )
     .await;
+    ctx.remember(instance, None);
     ctx.metrics.set_phase(&key(instance), None);
     Ok(Action::await_change())
 }

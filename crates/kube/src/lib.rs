@@ -8,6 +8,7 @@ pub mod crd;
 pub mod events;
 pub mod metrics;
 pub mod runtime;
+pub mod settled;
 pub mod tls;
 
 pub use controller::{

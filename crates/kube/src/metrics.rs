@@ -25,6 +25,7 @@ pub struct PhaseLabels {
 #[derive(Debug)]
 pub struct Metrics {
     pub reconcile_runs: Counter,
+    pub reconcile_skipped: Counter,
     pub reconcile_failures: Family<ReasonLabels, Counter>,
     pub reconcile_duration: Histogram,
     pub instances: Family<PhaseLabels, Gauge>,
@@ -36,6 +37,7 @@ impl Metrics {
     pub fn register(registry: &mut Registry) -> Self {
         let metrics = Self {
             reconcile_runs: Counter::default(),
+            reconcile_skipped: Counter::default(),
             reconcile_failures: Family::default(),
             reconcile_duration: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
             instances: Family::default(),
@@ -46,6 +48,11 @@ impl Metrics {
             "reconcile_runs",
             "Reconciles started",
             metrics.reconcile_runs.clone(),
+        );
+        sub.register(
+            "reconcile_skipped",
+            "Reconciles that found the instance and its objects as the last full pass left them, and did nothing",
+            metrics.reconcile_skipped.clone(),
         );
         sub.register(
             "reconcile_failures",

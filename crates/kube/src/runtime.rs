@@ -25,11 +25,14 @@ use time::format_description::well_known::Rfc3339;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
-use crate::build::{FIELD_MANAGER, ROTATION_ANNOTATION, secret_name};
+use crate::build::{APPLIED_ROTATION_ANNOTATION, FIELD_MANAGER, ROTATION_ANNOTATION, secret_name};
 use crate::crd::{
     PostgresInstance, PostgresInstanceSpec, ROTATE_ANNOTATION, SUPPORTED_VERSIONS, StatusCondition,
 };
 use crate::events::service_event;
+
+/// How often `update` computes and sends its patch before a conflict stands.
+const UPDATE_ATTEMPTS: u32 = 5;
 
 /// Label on the namespaces this runtime creates: the project they belong to.
 pub const PROJECT_LABEL: &str = "strata.dev/project";
@@ -41,7 +44,8 @@ pub struct KubeRuntime {
     versions: VersionCatalog,
     namespace_prefix: String,
     events: broadcast::Sender<PublishedEvent>,
-    /// How long `rotate_credentials` waits for the operator.
+    /// How long `rotate_credentials` waits for the operator and, when a
+    /// server runs, for its credentials agent.
     pub rotate_timeout: Duration,
 }
 
@@ -128,6 +132,63 @@ impl KubeRuntime {
                     )))
                 }
             }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    /// One attempt of `update`: `Conflict` when the resource changed since it was read.
+    async fn update_once(
+        &self,
+        project: &ProjectName,
+        name: &InstanceName,
+        change: &UpdateInstance,
+    ) -> RuntimeResult<Instance> {
+        let current = self.fetch(project, name).await?;
+        let current_instance = to_instance(project, &current);
+        if !current_instance.status.phase.accepts_update() {
+            return Err(RuntimeError::Conflict(format!(
+                "instance {name} is {}; try again when it is Ready",
+                current_instance.status.phase
+            )));
+        }
+        let spec = current_instance.spec()?;
+        let next = change.clone().apply(&spec, &self.plans)?;
+        // Labels: replace the set; merge patch removes a key given as null.
+        let mut labels: BTreeMap<String, serde_json::Value> = current
+            .labels()
+            .keys()
+            .map(|k| (k.clone(), serde_json::Value::Null))
+            .collect();
+        for (k, v) in &next.labels {
+            labels.insert(k.clone(), json!(v));
+        }
+        let patch = json!({
+            "metadata": {
+                "labels": labels,
+                "resourceVersion": current.resource_version(),
+            },
+            "spec": {
+                "plan": next.plan,
+                "storageGb": next.storage_gb,
+                "acl": next.acl.to_strings(),
+            },
+        });
+        match self
+            .api(project)?
+            .patch(
+                name.as_str(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+        {
+            Ok(updated) => Ok(to_instance(project, &updated)),
+            Err(kube::Error::Api(e)) if e.code == 409 => Err(RuntimeError::Conflict(format!(
+                "instance {name} changed concurrently; try again"
+            ))),
+            Err(kube::Error::Api(e)) if e.code == 422 => Err(RuntimeError::Invalid(
+                strata_core::ValidationError::field("", e.message),
+            )),
             Err(e) => Err(unavailable(e)),
         }
     }
@@ -364,53 +425,17 @@ impl InstanceRuntime for KubeRuntime {
         name: &InstanceName,
         change: UpdateInstance,
     ) -> RuntimeResult<Instance> {
-        let current = self.fetch(project, name).await?;
-        let current_instance = to_instance(project, &current);
-        if !current_instance.status.phase.accepts_update() {
-            return Err(RuntimeError::Conflict(format!(
-                "instance {name} is {}; try again when it is Ready",
-                current_instance.status.phase
-            )));
-        }
-        let spec = current_instance.spec()?;
-        let next = change.apply(&spec, &self.plans)?;
-        // Labels: replace the set; merge patch removes a key given as null.
-        let mut labels: BTreeMap<String, serde_json::Value> = current
-            .labels()
-            .keys()
-            .map(|k| (k.clone(), serde_json::Value::Null))
-            .collect();
-        for (k, v) in &next.labels {
-            labels.insert(k.clone(), json!(v));
-        }
-        let patch = json!({
-            "metadata": {
-                "labels": labels,
-                "resourceVersion": current.resource_version(),
-            },
-            "spec": {
-                "plan": next.plan,
-                "storageGb": next.storage_gb,
-                "acl": next.acl.to_strings(),
-            },
-        });
-        match self
-            .api(project)?
-            .patch(
-                name.as_str(),
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
-            .await
-        {
-            Ok(updated) => Ok(to_instance(project, &updated)),
-            Err(kube::Error::Api(e)) if e.code == 409 => Err(RuntimeError::Conflict(format!(
-                "instance {name} changed concurrently; try again"
-            ))),
-            Err(kube::Error::Api(e)) if e.code == 422 => Err(RuntimeError::Invalid(
-                strata_core::ValidationError::field("", e.message),
-            )),
-            Err(e) => Err(unavailable(e)),
+        // The patch carries the resourceVersion it was computed from; a
+        // write in between (mostly the operator's status) makes the server
+        // refuse it, and the change is computed again on the newer resource:
+        // a PATCH changes only the fields it names.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match self.update_once(project, name, &change).await {
+                Err(RuntimeError::Conflict(_)) if attempts < UPDATE_ATTEMPTS => {}
+                result => return result,
+            }
         }
     }
 
@@ -460,7 +485,12 @@ impl InstanceRuntime for KubeRuntime {
         project: &ProjectName,
         name: &InstanceName,
     ) -> RuntimeResult<Credentials> {
-        self.fetch(project, name).await?;
+        let instance = self.fetch(project, name).await?;
+        // A running server must use the new password before the rotation is
+        // done: its credentials agent reports that on the Secret. Without a
+        // server (provisioning, failed) the agent applies it when one starts.
+        let serving = instance.status.as_ref().and_then(|s| s.phase.as_deref())
+            == Some(Phase::Ready.as_str());
         let token = Uuid::new_v4().to_string();
         let patch = json!({ "metadata": { "annotations": { ROTATE_ANNOTATION: token } } });
         self.api(project)?
@@ -477,20 +507,25 @@ impl InstanceRuntime for KubeRuntime {
         let secrets: Api<KubeSecret> =
             Api::namespaced(self.client.clone(), &self.namespace(project)?);
         let deadline = tokio::time::Instant::now() + self.rotate_timeout;
+        let mut rotated = false;
         loop {
             if let Some(secret) = secrets
                 .get_opt(&secret_name(name.as_str()))
                 .await
                 .map_err(unavailable)?
-                && secret.annotations().get(ROTATION_ANNOTATION) == Some(&token)
             {
-                return credentials_from(&secret, self.ca_certificate(project, name).await?);
+                let annotation = |key: &str| secret.annotations().get(key) == Some(&token);
+                rotated = annotation(ROTATION_ANNOTATION);
+                if rotated && (!serving || annotation(APPLIED_ROTATION_ANNOTATION)) {
+                    return credentials_from(&secret, self.ca_certificate(project, name).await?);
+                }
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(RuntimeError::Unavailable(
+                return Err(RuntimeError::Unavailable(if rotated {
+                    "the new password is in place, but the running server has not confirmed it yet; read the credentials again shortly"
+                } else {
                     "the operator has not rotated the credentials yet; they will change shortly"
-                        .into(),
-                ));
+                }.into()));
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }

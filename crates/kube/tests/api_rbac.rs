@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use common::{Harness, RunningOperator, eventually};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
@@ -21,7 +21,7 @@ use strata_core::{
     UpdateInstance,
 };
 use strata_kube::{KubeRuntime, PostgresInstance};
-use strata_testenv::mark_statefulset_ready;
+use strata_testenv::{mark_statefulset_ready, play_credentials_agent};
 
 const MANIFEST: &str = include_str!("../../../deploy/rbac/api.yaml");
 const SERVICE_ACCOUNT: &str = "system:serviceaccount:strata-system:strata-api";
@@ -90,16 +90,19 @@ async fn the_api_runs_with_only_its_rbac_manifest() {
     })
     .await;
 
-    // The service account may read a Secret by name but never list them: the
+    // The service account may not read or list Secrets of its own: the
     // impersonation is real, not the admin in disguise.
     let secrets_of_team_a = Api::<Secret>::namespaced(sa.clone(), "team-a");
     assert!(is_forbidden(
         secrets_of_team_a.list(&ListParams::default()).await
     ));
 
-    // The operator runs with its own (admin) client; the API's runtime with
-    // the service account's.
-    let op = RunningOperator::start(&h.client, "op-api-rbac");
+    // The operator runs with its own (admin) client and grants the API's
+    // service account access to each instance's two Secrets; the API's
+    // runtime runs with the service account's client.
+    let op = RunningOperator::start_with(&h.client, "op-api-rbac", |config| {
+        config.build.api_service_account = Some("strata-system/strata-api".parse().unwrap());
+    });
     let rt = KubeRuntime::new(sa.clone(), "strata-");
     let project = ProjectName::parse("shop").unwrap();
     let name = InstanceName::parse("orders").unwrap();
@@ -160,6 +163,7 @@ async fn the_api_runs_with_only_its_rbac_manifest() {
     );
 
     // credentials (get Secret), rotation (patch + get Secret).
+    let _agent = play_credentials_agent(&h.client, "strata-shop", "orders");
     let creds = rt.credentials(&project, &name).await.unwrap();
     assert_eq!(creds.password.expose().len(), 32);
     let rotated = rt.rotate_credentials(&project, &name).await.unwrap();
@@ -186,9 +190,20 @@ async fn the_api_runs_with_only_its_rbac_manifest() {
         "{events:?}"
     );
 
-    // Outside the grants: the service account cannot enumerate or write
-    // Secrets, read what the operator owns besides Secrets, change or delete
+    // Outside the grants: the service account cannot read any other Secret
+    // (not the installation's CA key), enumerate or write Secrets, read what
+    // the operator owns besides the two Secrets, change or delete
     // namespaces, or write an instance's status.
+    assert!(is_forbidden(
+        Api::<Secret>::namespaced(sa.clone(), "default")
+            .get(strata_kube::tls::DEFAULT_CA_SECRET)
+            .await
+    ));
+    assert!(is_forbidden(
+        Api::<Secret>::namespaced(sa.clone(), "strata-shop")
+            .get("orders-agent-token")
+            .await
+    ));
     assert!(is_forbidden(
         Api::<Secret>::all(sa.clone())
             .list(&ListParams::default())
@@ -257,7 +272,8 @@ async fn the_api_runs_with_only_its_rbac_manifest() {
             .await
     ));
 
-    // delete (delete); the operator's finalizer removes the rest.
+    // delete (delete); the operator's finalizer removes the rest, the API's
+    // access to the instance's Secrets included.
     let deleting = rt.delete(&project, &name).await.unwrap();
     assert_eq!(deleting.status.phase, Phase::Deleting);
     eventually("the instance to be gone", || async {
@@ -268,5 +284,12 @@ async fn the_api_runs_with_only_its_rbac_manifest() {
         .then_some(())
     })
     .await;
+    assert!(
+        Api::<Role>::namespaced(h.client.clone(), "strata-shop")
+            .get_opt("orders-api")
+            .await
+            .unwrap()
+            .is_none()
+    );
     op.stop().await;
 }

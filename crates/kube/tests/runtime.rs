@@ -20,14 +20,15 @@ use strata_core::{
 };
 use strata_kube::KubeRuntime;
 use strata_kube::runtime::PROJECT_LABEL;
-use strata_testenv::mark_statefulset_ready;
+use strata_testenv::{mark_statefulset_ready, play_credentials_agent};
 use tokio::sync::{broadcast, oneshot};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_flow_on_the_kubernetes_runtime() {
     let h = Harness::new().await;
     let op = RunningOperator::start(&h.client, "op-a");
-    let rt = KubeRuntime::new(h.client.clone(), "strata-");
+    let mut rt = KubeRuntime::new(h.client.clone(), "strata-");
+    rt.rotate_timeout = std::time::Duration::from_secs(5);
     let project = ProjectName::parse("shop").unwrap();
     let name = InstanceName::parse("orders").unwrap();
 
@@ -90,8 +91,19 @@ async fn api_flow_on_the_kubernetes_runtime() {
     assert_eq!(creds.username, "app");
     assert_eq!(creds.host, endpoint.host);
     assert_eq!(creds.password.expose().len(), 32);
+    // The instance is Ready: a rotation is done only when the running server
+    // uses the new password, which its credentials agent reports.
+    let unconfirmed = rt.rotate_credentials(&project, &name).await;
+    assert!(
+        matches!(&unconfirmed, Err(RuntimeError::Unavailable(m)) if m.contains("not confirmed")),
+        "{unconfirmed:?}"
+    );
+    let pending = rt.credentials(&project, &name).await.unwrap();
+    assert_ne!(pending.password.expose(), creds.password.expose());
+    let _agent = play_credentials_agent(&h.client, "strata-shop", "orders");
     let rotated = rt.rotate_credentials(&project, &name).await.unwrap();
     assert_ne!(rotated.password.expose(), creds.password.expose());
+    assert_ne!(rotated.password.expose(), pending.password.expose());
 
     let updated = rt
         .update(
@@ -220,6 +232,33 @@ async fn the_operators_events_arrive_live_and_history_is_not_replayed() {
     let listed = rt.events(&project, &name, None, 100).await.unwrap();
     for e in &live {
         assert!(listed.contains(e), "{e:?} is not in {listed:?}");
+    }
+
+    // Each change is an occurrence of its own, also when its reason repeats.
+    for (generation, plan) in [(2, "small"), (3, "medium")] {
+        rt.update(
+            &project,
+            &name,
+            UpdateInstance {
+                plan: Some(plan.into()),
+                storage_gb: Some(20),
+                ..UpdateInstance::default()
+            },
+        )
+        .await
+        .unwrap();
+        let note = format!("applied generation {generation} to");
+        let applied = loop {
+            let p = next_event(&mut rx).await;
+            if p.event.message.starts_with(&note) {
+                break p.event;
+            }
+        };
+        assert!(
+            live.iter().all(|e| e.id != applied.id),
+            "{applied:?} repeats an earlier event"
+        );
+        live.push(applied);
     }
 
     // The watch stops on shutdown.

@@ -45,6 +45,11 @@ pub struct OperatorArgs {
     /// Namespace of the CA Secret [default: --lease-namespace, the operator's own].
     #[arg(long, env = "STRATA_CA_NAMESPACE")]
     ca_namespace: Option<String>,
+    /// The Strata API's ServiceAccount (NAMESPACE/NAME): each instance lets it
+    /// read its credentials and TLS Secrets, so the API needs no Secret
+    /// access of its own [default: none granted].
+    #[arg(long, env = "STRATA_API_SERVICE_ACCOUNT")]
+    api_service_account: Option<strata_kube::build::ServiceAccountRef>,
 }
 
 #[derive(Args, Debug)]
@@ -133,6 +138,10 @@ pub async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
     if let Some(image) = &args.agent_image {
         config.build.agent_image.clone_from(image);
     }
+    config
+        .build
+        .api_service_account
+        .clone_from(&args.api_service_account);
     config.ca_secret.name.clone_from(&args.ca_secret);
     if let Some(ns) = &args.ca_namespace {
         config.ca_secret.namespace.clone_from(ns);

@@ -25,7 +25,9 @@ use strata_kube::PostgresInstance;
 use strata_kube::crd::ROTATE_ANNOTATION;
 use strata_kube::kube::api::ListParams;
 use strata_kube::kube::{Api, Client, ResourceExt};
-use strata_testenv::{DEADLINE, TestEnv, eventually, install_crd, mark_statefulset_ready};
+use strata_testenv::{
+    DEADLINE, TestEnv, eventually, install_crd, mark_statefulset_ready, play_credentials_agent,
+};
 
 const PASSWORD: &str = "integration-admin-password";
 /// Project `default` lives in namespace `strata-default`.
@@ -459,7 +461,9 @@ async fn the_api_on_the_kubernetes_runtime_over_http() {
     })
     .await;
 
-    // Rotate: a new password from the operator, and the stream tells live.
+    // Rotate: a new password from the operator, applied by the pod's agent,
+    // and the stream tells live.
+    let _agent = play_credentials_agent(&p.client, NAMESPACE, "orders");
     let (status, _, rotated) = api
         .send(
             Method::POST,

@@ -211,3 +211,51 @@ pub async fn mark_statefulset_ready(client: &Client, namespace: &str, name: &str
         panic!("marking the StatefulSet {namespace}/{name} ready: {e}");
     }
 }
+
+/// A background task of the test, stopped when this is dropped.
+pub struct TaskGuard(tokio::task::JoinHandle<()>);
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Plays the credentials agent in the pod of the instance `name`, which
+/// testenv cannot run (no kubelet): whenever the instance's credentials
+/// Secret carries a rotation the agent has not reported yet, reports it as
+/// applied, as `strata pod-agent` does once the running server uses the new
+/// password (the agent itself is tested against a real PostgreSQL in
+/// crates/strata/tests/pod_agent.rs). Runs until the guard is dropped.
+#[must_use]
+pub fn play_credentials_agent(client: &Client, namespace: &str, name: &str) -> TaskGuard {
+    use strata_kube::build::{APPLIED_ROTATION_ANNOTATION, ROTATION_KEY, secret_name};
+    use strata_kube::k8s_openapi::api::core::v1::Secret;
+    use strata_kube::kube::ResourceExt;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let secret = secret_name(name);
+    TaskGuard(tokio::spawn(async move {
+        loop {
+            if let Ok(Some(s)) = secrets.get_opt(&secret).await {
+                let rotation = s
+                    .data
+                    .as_ref()
+                    .and_then(|d| d.get(ROTATION_KEY))
+                    .map(|b| String::from_utf8_lossy(&b.0).into_owned());
+                if let Some(rotation) = rotation
+                    && s.annotations().get(APPLIED_ROTATION_ANNOTATION) != Some(&rotation)
+                {
+                    let report = serde_json::json!({ "metadata": { "annotations": {
+                        APPLIED_ROTATION_ANNOTATION: rotation,
+                    } } });
+                    let params = PatchParams {
+                        field_manager: Some("strata-pod-agent".into()),
+                        ..PatchParams::default()
+                    };
+                    let _ = secrets.patch(&secret, &params, &Patch::Merge(report)).await;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }))
+}

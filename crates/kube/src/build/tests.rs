@@ -331,6 +331,41 @@ fn the_agent_may_only_read_and_annotate_its_credentials_secret() {
 }
 
 #[test]
+fn the_api_may_only_read_the_instances_two_secrets() {
+    let i = instance("orders", spec());
+    let api: ServiceAccountRef = "strata-system/strata-api".parse().unwrap();
+    let (role, binding) = api_access(&i, "orders", &api);
+    assert_owned(&role.metadata, "orders-api");
+    assert_owned(&binding.metadata, "orders-api");
+    let rules = role.rules.as_ref().unwrap();
+    assert_eq!(rules.len(), 1);
+    assert_eq!(rules[0].api_groups.as_deref(), Some(&[String::new()][..]));
+    assert_eq!(
+        rules[0].resources.as_deref(),
+        Some(&["secrets".to_owned()][..])
+    );
+    assert_eq!(
+        rules[0].resource_names.as_deref(),
+        Some(&["orders-credentials".to_owned(), "orders-tls".to_owned()][..])
+    );
+    assert_eq!(rules[0].verbs, ["get"]);
+    assert_eq!(binding.role_ref.kind, "Role");
+    assert_eq!(binding.role_ref.name, "orders-api");
+    let subjects = binding.subjects.as_ref().unwrap();
+    assert_eq!(subjects.len(), 1);
+    assert_eq!(subjects[0].kind, "ServiceAccount");
+    assert_eq!(subjects[0].name, "strata-api");
+    assert_eq!(subjects[0].namespace.as_deref(), Some("strata-system"));
+}
+
+#[test]
+fn service_account_references_are_namespace_slash_name() {
+    for bad in ["", "strata-api", "/strata-api", "strata-system/", "a/b/c"] {
+        assert!(bad.parse::<ServiceAccountRef>().is_err(), "{bad:?}");
+    }
+}
+
+#[test]
 fn credentials_applied_follows_the_agents_report() {
     let i = instance("orders", spec());
     let valid = validate(&i, &BuildConfig::default()).unwrap();
