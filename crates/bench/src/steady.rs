@@ -23,19 +23,8 @@ use strata_kube::crd::FINALIZER;
 use strata_kube::k8s_openapi::api::apps::v1::StatefulSet;
 use strata_kube::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-/// The kinds the operator owns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Secret,
-    ConfigMap,
-    Service,
-    StatefulSet,
-    PodDisruptionBudget,
-    NetworkPolicy,
-    ServiceAccount,
-    Role,
-    RoleBinding,
-}
+/// The kinds the operator owns (the operator's own list).
+pub use strata_kube::settled::Kind;
 
 const SECRET: u16 = 1;
 const CONFIG_MAP: u16 = 1 << 1;
