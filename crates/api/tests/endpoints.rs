@@ -519,6 +519,22 @@ each_backend! {
             .send_json("PATCH", &format!("{url}/orders"), &json!({"storage_gb": 4}))
             .await;
         assert_problem(&shrink, StatusCode::BAD_REQUEST, "storage_gb");
+        // Two changes of different fields at once: both take effect.
+        let orders = format!("{url}/orders");
+        let (labels, acl) = (
+            json!({"labels": {"team": "billing"}}),
+            json!({"acl": ["10.1.0.0/16"]}),
+        );
+        let (labelled, narrowed) = tokio::join!(
+            app.send_json("PATCH", &orders, &labels),
+            app.send_json("PATCH", &orders, &acl),
+        );
+        assert_eq!(labelled.status, StatusCode::ACCEPTED, "{}", labelled.body);
+        assert_eq!(narrowed.status, StatusCode::ACCEPTED, "{}", narrowed.body);
+        let both = app.wait_phase("orders", "Ready").await;
+        assert_eq!(both["labels"], json!({"team": "billing"}));
+        assert_eq!(both["acl"], json!(["10.1.0.0/16"]));
+        assert_eq!(both["plan"], "small");
 
         // Rotate: a new password.
         let rotated = app

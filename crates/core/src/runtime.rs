@@ -89,6 +89,12 @@ pub struct PageRequest {
 
 pub type RuntimeResult<T> = Result<T, RuntimeError>;
 
+/// How often a runtime computes an update again when another write to the
+/// instance came between its read and its write, before it answers
+/// `Conflict`. An update changes only the fields it names, so computing it
+/// on the newer instance is what the caller asked for.
+pub const UPDATE_ATTEMPTS: u32 = 5;
+
 /// What the API needs from whatever runs the databases.
 #[async_trait]
 pub trait InstanceRuntime: Send + Sync + 'static {

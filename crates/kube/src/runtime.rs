@@ -31,9 +31,6 @@ use crate::crd::{
 };
 use crate::events::service_event;
 
-/// How often `update` computes and sends its patch before a conflict stands.
-const UPDATE_ATTEMPTS: u32 = 5;
-
 /// Label on the namespaces this runtime creates: the project they belong to.
 pub const PROJECT_LABEL: &str = "strata.dev/project";
 
@@ -136,13 +133,14 @@ impl KubeRuntime {
         }
     }
 
-    /// One attempt of `update`: `Conflict` when the resource changed since it was read.
+    /// One attempt of `update`: `None` when the resource changed between
+    /// its read and the patch.
     async fn update_once(
         &self,
         project: &ProjectName,
         name: &InstanceName,
         change: &UpdateInstance,
-    ) -> RuntimeResult<Instance> {
+    ) -> RuntimeResult<Option<Instance>> {
         let current = self.fetch(project, name).await?;
         let current_instance = to_instance(project, &current);
         if !current_instance.status.phase.accepts_update() {
@@ -182,10 +180,8 @@ impl KubeRuntime {
             )
             .await
         {
-            Ok(updated) => Ok(to_instance(project, &updated)),
-            Err(kube::Error::Api(e)) if e.code == 409 => Err(RuntimeError::Conflict(format!(
-                "instance {name} changed concurrently; try again"
-            ))),
+            Ok(updated) => Ok(Some(to_instance(project, &updated))),
+            Err(kube::Error::Api(e)) if e.code == 409 => Ok(None),
             Err(kube::Error::Api(e)) if e.code == 422 => Err(RuntimeError::Invalid(
                 strata_core::ValidationError::field("", e.message),
             )),
@@ -429,14 +425,14 @@ impl InstanceRuntime for KubeRuntime {
         // write in between (mostly the operator's status) makes the server
         // refuse it, and the change is computed again on the newer resource:
         // a PATCH changes only the fields it names.
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            match self.update_once(project, name, &change).await {
-                Err(RuntimeError::Conflict(_)) if attempts < UPDATE_ATTEMPTS => {}
-                result => return result,
+        for _ in 0..strata_core::runtime::UPDATE_ATTEMPTS {
+            if let Some(updated) = self.update_once(project, name, &change).await? {
+                return Ok(updated);
             }
         }
+        Err(RuntimeError::Conflict(format!(
+            "instance {name} changed concurrently; try again"
+        )))
     }
 
     async fn delete(&self, project: &ProjectName, name: &InstanceName) -> RuntimeResult<Instance> {

@@ -674,34 +674,51 @@ impl LocalRuntime {
         change: UpdateInstance,
         audit: Option<NewAuditEvent>,
     ) -> RuntimeResult<(Instance, Option<NewAuditEvent>)> {
-        let mut rec = self.record(project, name).await?;
-        let current = rec.instance.spec()?;
-        let next = change.apply(&current, &self.inner.plans)?;
-        if next == current {
-            return Ok((self.view(rec), audit));
-        }
-        let phase = rec.instance.status.phase;
-        if !phase.accepts_update() {
-            return Err(RuntimeError::Conflict(format!(
-                "instance {name} is {phase}; changes are accepted once it is Ready"
-            )));
-        }
-        let now = OffsetDateTime::now_utc();
-        rec.instance.plan = next.plan;
-        rec.instance.storage_gb = next.storage_gb;
-        rec.instance.acl = next.acl.to_strings();
-        rec.instance.labels = next.labels;
-        rec.instance.updated_at = now;
-        rec.instance
-            .status
-            .set_phase(Phase::Updating, "SpecChanged", "applying changes", now);
-        rec.generation += 1;
-        let mut tx = self.inner.store.begin().await.map_err(store_err)?;
-        if !tx.update_spec(&rec).await.map_err(store_err)? {
-            return Err(RuntimeError::Conflict(format!(
-                "instance {name} changed phase meanwhile; retry"
-            )));
-        }
+        // The change is computed from the spec as read and written only if
+        // the instance is still at that generation; when another change came
+        // first it is computed again from the newer spec (a PATCH changes only
+        // the fields it names), so concurrent changes of different fields
+        // all take effect.
+        let mut attempts = 0;
+        let (mut tx, rec, phase) = loop {
+            attempts += 1;
+            let mut rec = self.record(project, name).await?;
+            let current = rec.instance.spec()?;
+            let next = change.clone().apply(&current, &self.inner.plans)?;
+            if next == current {
+                return Ok((self.view(rec), audit));
+            }
+            let phase = rec.instance.status.phase;
+            if !phase.accepts_update() {
+                return Err(RuntimeError::Conflict(format!(
+                    "instance {name} is {phase}; changes are accepted once it is Ready"
+                )));
+            }
+            let now = OffsetDateTime::now_utc();
+            rec.instance.plan = next.plan;
+            rec.instance.storage_gb = next.storage_gb;
+            rec.instance.acl = next.acl.to_strings();
+            rec.instance.labels = next.labels;
+            rec.instance.updated_at = now;
+            rec.instance
+                .status
+                .set_phase(Phase::Updating, "SpecChanged", "applying changes", now);
+            let read_generation = rec.generation;
+            rec.generation += 1;
+            let mut tx = self.inner.store.begin().await.map_err(store_err)?;
+            if tx
+                .update_spec(&rec, read_generation)
+                .await
+                .map_err(store_err)?
+            {
+                break (tx, rec, phase);
+            }
+            if attempts >= strata_core::runtime::UPDATE_ATTEMPTS {
+                return Err(RuntimeError::Conflict(format!(
+                    "instance {name} changed concurrently; try again"
+                )));
+            }
+        };
         tx.add_event(
             &rec.instance,
             NewServiceEvent::info(EventKind::Updated, "change requested"),
@@ -741,9 +758,17 @@ impl LocalRuntime {
                 .set_phase(Phase::Deleting, "DeleteRequested", "deleting", now);
             rec.instance.updated_at = now;
             let mut tx = self.inner.store.begin().await.map_err(store_err)?;
-            tx.mark_deleting(rec.instance.id, &rec.instance.status, now)
+            if !tx
+                .mark_deleting(rec.instance.id, &rec.instance.status, now)
                 .await
-                .map_err(store_err)?;
+                .map_err(store_err)?
+            {
+                // Another request marked it a moment ago: its events and
+                // audit record stand; this one is answered like a repeat.
+                drop(tx);
+                let rec = self.record(project, name).await?;
+                return Ok((self.view(rec), audit));
+            }
             tx.add_event(
                 &rec.instance,
                 NewServiceEvent::phase(Some(before), Phase::Deleting, "deletion requested"),

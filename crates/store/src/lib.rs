@@ -429,10 +429,16 @@ impl Tx {
     }
 
     /// Records a new spec (bumping the generation) and phase `Updating`, only
-    /// when the instance is in a phase that accepts changes. False otherwise.
-    pub async fn update_spec(&mut self, record: &InstanceRecord) -> Result<bool> {
+    /// when the instance is in a phase that accepts changes and still at
+    /// `read_generation` (the change was computed from that spec). False
+    /// otherwise: another change came first, or the phase does not allow it.
+    pub async fn update_spec(
+        &mut self,
+        record: &InstanceRecord,
+        read_generation: i64,
+    ) -> Result<bool> {
         let i = &record.instance;
-        let done = sqlx::query("UPDATE instances SET plan = $1, storage_gb = $2, acl = $3, labels = $4, phase = $5, message = $6, conditions = $7, generation = $8, updated_at = $9 WHERE id = $10 AND phase IN ('Ready', 'Failed', 'Updating')")
+        let done = sqlx::query("UPDATE instances SET plan = $1, storage_gb = $2, acl = $3, labels = $4, phase = $5, message = $6, conditions = $7, generation = $8, updated_at = $9 WHERE id = $10 AND generation = $11 AND phase IN ('Ready', 'Failed', 'Updating')")
             .bind(&i.plan)
             .bind(i64::from(i.storage_gb))
             .bind(rows::json(&i.acl))
@@ -443,6 +449,7 @@ impl Tx {
             .bind(record.generation)
             .bind(now_text(i.updated_at))
             .bind(i.id.to_string())
+            .bind(read_generation)
             .execute(&mut *self.inner)
             .await?;
         Ok(done.rows_affected() == 1)
@@ -468,14 +475,15 @@ impl Tx {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Marks an instance `Deleting`, whatever its phase.
+    /// Marks an instance `Deleting`, whatever its phase. False when it
+    /// already was (another request got there first) or is gone.
     pub async fn mark_deleting(
         &mut self,
         id: Uuid,
         status: &InstanceStatus,
         at: OffsetDateTime,
-    ) -> Result<()> {
-        sqlx::query("UPDATE instances SET phase = $1, message = $2, conditions = $3, updated_at = $4 WHERE id = $5")
+    ) -> Result<bool> {
+        let done = sqlx::query("UPDATE instances SET phase = $1, message = $2, conditions = $3, updated_at = $4 WHERE id = $5 AND phase <> 'Deleting'")
             .bind(status.phase.as_str())
             .bind(&status.message)
             .bind(rows::json(&status.conditions))
@@ -483,7 +491,7 @@ impl Tx {
             .bind(id.to_string())
             .execute(&mut *self.inner)
             .await?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 
     pub async fn set_password(&mut self, id: Uuid, password: &Secret) -> Result<()> {

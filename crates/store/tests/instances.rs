@@ -127,9 +127,17 @@ each_backend! {
         let mut deleting = a.instance.status.clone();
         deleting.set_phase(Phase::Deleting, "DeleteRequested", "deleting", now);
         let mut tx = store.begin().await.unwrap();
-        tx.mark_deleting(a.instance.id, &deleting, now)
-            .await
-            .unwrap();
+        assert!(
+            tx.mark_deleting(a.instance.id, &deleting, now)
+                .await
+                .unwrap()
+        );
+        // A second delete request finds it deleting already.
+        assert!(
+            !tx.mark_deleting(a.instance.id, &deleting, now)
+                .await
+                .unwrap()
+        );
         tx.commit().await.unwrap();
 
         let mut ready = a.instance.status.clone();
@@ -137,9 +145,10 @@ each_backend! {
         let mut tx = store.begin().await.unwrap();
         assert!(!tx.set_status(a.instance.id, &ready, now).await.unwrap());
         let mut spec = store.instance_by_id(a.instance.id).await.unwrap().unwrap();
+        let read = spec.generation;
         spec.generation += 1;
         assert!(
-            !tx.update_spec(&spec).await.unwrap(),
+            !tx.update_spec(&spec, read).await.unwrap(),
             "a spec change during deletion was accepted"
         );
         tx.commit().await.unwrap();
@@ -152,6 +161,40 @@ each_backend! {
             .status
             .phase;
         assert_eq!(now_phase, Phase::Deleting);
+    }
+
+    #[tokio::test]
+    async fn a_spec_change_computed_from_an_older_generation_is_refused(backend) {
+        let (store, _db) = store(backend).await;
+        let a = record("orders", 15432);
+        insert(&store, &a).await.unwrap();
+        let now = OffsetDateTime::now_utc();
+        let mut ready = a.instance.status.clone();
+        ready.set_phase(Phase::Ready, "Ready", "ok", now);
+        let mut tx = store.begin().await.unwrap();
+        assert!(tx.set_status(a.instance.id, &ready, now).await.unwrap());
+        tx.commit().await.unwrap();
+
+        // Two requests read the same generation and change different fields.
+        let read = store.instance_by_id(a.instance.id).await.unwrap().unwrap();
+        let mut plan = read.clone();
+        plan.instance.plan = "medium".into();
+        plan.generation += 1;
+        let mut labels = read.clone();
+        labels.instance.labels = BTreeMap::from([("team".into(), "b".into())]);
+        labels.generation += 1;
+        let mut tx = store.begin().await.unwrap();
+        assert!(tx.update_spec(&plan, read.generation).await.unwrap());
+        tx.commit().await.unwrap();
+        let mut tx = store.begin().await.unwrap();
+        assert!(
+            !tx.update_spec(&labels, read.generation).await.unwrap(),
+            "the second change would have put the plan back"
+        );
+        tx.commit().await.unwrap();
+        let now = store.instance_by_id(a.instance.id).await.unwrap().unwrap();
+        assert_eq!(now.instance.plan, "medium");
+        assert_eq!(now.generation, read.generation + 1);
     }
 
     #[tokio::test]
