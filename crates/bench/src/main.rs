@@ -5,6 +5,7 @@
 //! created at once. Both print the figures and write them as Markdown.
 
 mod bare;
+mod goals;
 mod load;
 mod operator;
 mod operator_report;

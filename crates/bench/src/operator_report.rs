@@ -8,6 +8,7 @@ use std::fmt::Write;
 use std::time::Duration;
 
 use crate::as_f64;
+use crate::goals::{self, Row};
 use crate::procfs::Machine;
 use crate::report::{NOTES_MARKER, mib};
 
@@ -108,13 +109,6 @@ impl Figures {
     }
 }
 
-struct Row {
-    figure: String,
-    goal: String,
-    measured: String,
-    verdict: Option<bool>,
-}
-
 fn rows(f: &Figures) -> Vec<Row> {
     let rest_goal = if f.resync_possible_at_rest() {
         format!("≤ {} (one resync each)", f.instances)
@@ -131,13 +125,13 @@ fn rows(f: &Figures) -> Vec<Row> {
             figure: format!("{} instances created at once → steady state", f.instances),
             goal: "< 60 s".into(),
             measured: format!("{:.1} s", f.steady.as_secs_f64()),
-            verdict: Some(f.steady < STEADY_GOAL),
+            met: Some(f.steady < STEADY_GOAL),
         },
         Row {
             figure: "Peak RSS of `strata operator` (VmHWM)".into(),
             goal: "< 64 MiB".into(),
             measured: mib(f.peak_rss),
-            verdict: Some(f.peak_rss < PEAK_RSS_GOAL),
+            met: Some(f.peak_rss < PEAK_RSS_GOAL),
         },
         Row {
             figure: format!(
@@ -150,13 +144,13 @@ fn rows(f: &Figures) -> Vec<Row> {
                 f.at_rest_per_minute(),
                 f.reconciles_at_rest
             ),
-            verdict: Some(rest_met),
+            met: Some(rest_met),
         },
         Row {
             figure: "RSS of `strata operator` at steady state / at rest".into(),
             goal: "—".into(),
             measured: format!("{} / {}", mib(f.rss_at_steady), mib(f.rss_at_rest)),
-            verdict: None,
+            met: None,
         },
         Row {
             figure: "Creates accepted by the API server".into(),
@@ -167,7 +161,7 @@ fn rows(f: &Figures) -> Vec<Row> {
                 as_f64(f.instances as u64) / f.creates_took.as_secs_f64().max(1e-9),
                 f.concurrency
             ),
-            verdict: None,
+            met: None,
         },
         Row {
             figure: "Reconciles until steady state".into(),
@@ -178,7 +172,7 @@ fn rows(f: &Figures) -> Vec<Row> {
                 f.per_instance(f.reconciles_to_steady),
                 f.failures_to_steady
             ),
-            verdict: None,
+            met: None,
         },
         Row {
             figure: "API requests until steady state (all clients)".into(),
@@ -188,7 +182,7 @@ fn rows(f: &Figures) -> Vec<Row> {
                 f.api_calls.total(),
                 f.per_instance(f.api_calls.total())
             ),
-            verdict: None,
+            met: None,
         },
         Row {
             figure: "Operator CPU time until steady state / at rest".into(),
@@ -199,32 +193,13 @@ fn rows(f: &Figures) -> Vec<Row> {
                 f.cpu_to_steady.as_secs_f64() * 1e3 / as_f64(f.instances as u64),
                 f.cpu_at_rest.as_secs_f64()
             ),
-            verdict: None,
+            met: None,
         },
     ]
 }
 
-fn verdict(v: Option<bool>) -> &'static str {
-    match v {
-        Some(true) => "met",
-        Some(false) => "**not met**",
-        None => "(reported)",
-    }
-}
-
 pub fn summary(f: &Figures) -> String {
-    let mut s = String::new();
-    for r in rows(f) {
-        let _ = writeln!(
-            s,
-            "{:<58} goal {:<36} measured {:<40} {}",
-            r.figure,
-            r.goal,
-            r.measured,
-            verdict(r.verdict).trim_matches('*')
-        );
-    }
-    s
+    goals::summary(&rows(f))
 }
 
 /// `old` with its operator section replaced by this run's (or inserted
@@ -287,18 +262,7 @@ fn section(f: &Figures) -> anyhow::Result<String> {
     )?;
     writeln!(s, "* Load average when the run started: {}", m.load_average)?;
     writeln!(s)?;
-    writeln!(s, "| figure | goal | measured | verdict |")?;
-    writeln!(s, "|---|---|---|---|")?;
-    for r in rows(f) {
-        writeln!(
-            s,
-            "| {} | {} | {} | {} |",
-            r.figure,
-            r.goal,
-            r.measured,
-            verdict(r.verdict)
-        )?;
-    }
+    goals::markdown(&mut s, &rows(f))?;
     writeln!(s)?;
     details(&mut s, f)?;
     writeln!(s, "{END}")?;

@@ -4,6 +4,7 @@
 use std::fmt::Write;
 use std::time::Duration;
 
+use crate::goals::{self, Row};
 use crate::load::Outcome;
 use crate::procfs::Machine;
 use crate::{as_f64, percentile};
@@ -140,13 +141,6 @@ pub struct Figures {
     pub rss_after_load: u64,
 }
 
-struct Row {
-    figure: &'static str,
-    goal: &'static str,
-    measured: String,
-    met: Option<bool>,
-}
-
 fn rows(f: &Figures) -> Vec<Row> {
     let mut creates = f.creates.clone();
     creates.sort_unstable();
@@ -162,26 +156,26 @@ fn rows(f: &Figures) -> Vec<Row> {
     };
     vec![
         Row {
-            figure: "Create → Ready p50",
-            goal: "≤ 1 s",
+            figure: "Create → Ready p50".into(),
+            goal: "≤ 1 s".into(),
             measured: ms(p50),
             met: Some(p50 <= CREATE_P50_GOAL),
         },
         Row {
-            figure: "Create → Ready p95",
-            goal: "≤ 2 s",
+            figure: "Create → Ready p95".into(),
+            goal: "≤ 2 s".into(),
             measured: ms(p95),
             met: Some(p95 <= CREATE_P95_GOAL),
         },
         Row {
-            figure: "Create → Ready max",
-            goal: "—",
+            figure: "Create → Ready max".into(),
+            goal: "—".into(),
             measured: ms(max),
             met: None,
         },
         Row {
-            figure: "GET instance, throughput vs bare axum handler",
-            goal: "≥ 0.5",
+            figure: "GET instance, throughput vs bare axum handler".into(),
+            goal: "≥ 0.5".into(),
             measured: format!(
                 "{ratio:.2} ({:.0} vs {:.0} req/s)",
                 strata.rps(),
@@ -190,60 +184,41 @@ fn rows(f: &Figures) -> Vec<Row> {
             met: Some(ratio >= RATIO_GOAL),
         },
         Row {
-            figure: "GET instance p99",
-            goal: "< 5 ms",
+            figure: "GET instance p99".into(),
+            goal: "< 5 ms".into(),
             measured: format!("{} (bare: {})", ms(strata.p(99.0)), ms(bare.p(99.0))),
             met: Some(strata.p(99.0) < P99_GOAL),
         },
         Row {
-            figure: "GET instance p50",
-            goal: "—",
+            figure: "GET instance p50".into(),
+            goal: "—".into(),
             measured: format!("{} (bare: {})", ms(strata.p(50.0)), ms(bare.p(50.0))),
             met: None,
         },
         Row {
-            figure: "Idle RSS of `strata serve`, after start-up",
-            goal: "≤ 50 MiB",
+            figure: "Idle RSS of `strata serve`, after start-up".into(),
+            goal: "≤ 50 MiB".into(),
             measured: mib(f.rss_start),
             met: Some(f.rss_start <= RSS_GOAL),
         },
         Row {
-            figure: "Idle RSS of `strata serve`, after the creates and deletes",
-            goal: "≤ 50 MiB",
+            figure: "Idle RSS of `strata serve`, after the creates and deletes".into(),
+            goal: "≤ 50 MiB".into(),
             measured: mib(f.rss_after_creates),
             met: Some(f.rss_after_creates <= RSS_GOAL),
         },
         Row {
-            figure: "Idle RSS of `strata serve`, after the GET load",
-            goal: "≤ 50 MiB",
+            figure: "Idle RSS of `strata serve`, after the GET load".into(),
+            goal: "≤ 50 MiB".into(),
             measured: mib(f.rss_after_load),
             met: Some(f.rss_after_load <= RSS_GOAL),
         },
     ]
 }
 
-fn verdict(met: Option<bool>) -> &'static str {
-    match met {
-        Some(true) => "met",
-        Some(false) => "**not met**",
-        None => "(reported)",
-    }
-}
-
 /// The figures and verdicts as plain text.
 pub fn summary(f: &Figures) -> String {
-    let mut s = String::new();
-    for r in rows(f) {
-        let _ = writeln!(
-            s,
-            "{:<48} {:<40} goal {:<9} {}",
-            r.figure,
-            r.measured,
-            r.goal,
-            verdict(r.met).trim_matches('*')
-        );
-    }
-    s
+    goals::summary(&rows(f))
 }
 
 /// docs/benchmarks.md: the figures, then the hand-written notes of `old`.
@@ -282,18 +257,7 @@ pub fn markdown(f: &Figures, old: &str) -> anyhow::Result<String> {
         m.load_average
     )?;
     writeln!(s)?;
-    writeln!(s, "| figure | goal | measured | verdict |")?;
-    writeln!(s, "|---|---|---|---|")?;
-    for r in rows(f) {
-        writeln!(
-            s,
-            "| {} | {} | {} | {} |",
-            r.figure,
-            r.goal,
-            r.measured,
-            verdict(r.met)
-        )?;
-    }
+    goals::markdown(&mut s, &rows(f))?;
     writeln!(s)?;
 
     get_details(&mut s, &f.get)?;
@@ -462,7 +426,7 @@ fn in_the_way(s: &mut String, f: &Figures) -> anyhow::Result<()> {
     let strata = f.get.strata();
     let bare = f.get.bare();
     for r in &missed {
-        match r.figure {
+        match r.figure.as_str() {
             "Create → Ready p50" | "Create → Ready p95" => writeln!(
                 s,
                 "* {}: the service events of the slowest create above show which provisioning step takes the time.",

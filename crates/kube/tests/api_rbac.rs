@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-
 use common::{Harness, RunningOperator, eventually};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, ServiceAccount};
@@ -106,16 +104,7 @@ async fn the_api_runs_with_only_its_rbac_manifest() {
     let rt = KubeRuntime::new(sa.clone(), "strata-");
     let project = ProjectName::parse("shop").unwrap();
     let name = InstanceName::parse("orders").unwrap();
-    let spec = CreateInstance {
-        name: "orders".into(),
-        version: Some("16".into()),
-        plan: Some("small".into()),
-        storage_gb: Some(20),
-        acl: Some(vec!["10.0.0.0/8".into()]),
-        labels: Some(BTreeMap::from([("team".into(), "checkout".into())])),
-    }
-    .validate(rt.plans(), rt.versions())
-    .unwrap();
+    let spec = common::orders_request(&rt);
 
     // create: namespace (create), instance (create), read back (get).
     let created = rt.create(&project, spec.clone()).await.unwrap();

@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-
 use common::{Harness, RunningOperator, eventually};
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::events::v1::Event as KubeEvent;
@@ -32,16 +30,7 @@ async fn api_flow_on_the_kubernetes_runtime() {
     let project = ProjectName::parse("shop").unwrap();
     let name = InstanceName::parse("orders").unwrap();
 
-    let spec = CreateInstance {
-        name: "orders".into(),
-        version: Some("16".into()),
-        plan: Some("small".into()),
-        storage_gb: Some(20),
-        acl: Some(vec!["10.0.0.0/8".into()]),
-        labels: Some(BTreeMap::from([("team".into(), "checkout".into())])),
-    }
-    .validate(rt.plans(), rt.versions())
-    .unwrap();
+    let spec = common::orders_request(&rt);
     let created = rt.create(&project, spec.clone()).await.unwrap();
     assert_eq!(created.status.phase, Phase::Provisioning);
     assert_eq!(created.project, "shop");

@@ -11,14 +11,13 @@
     clippy::cast_possible_wrap
 )]
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::Process;
+
 use futures::StreamExt;
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 use reqwest::{Method, StatusCode, header};
 use serde_json::{Value, json};
 use strata_kube::PostgresInstance;
@@ -32,82 +31,6 @@ use strata_testenv::{
 const PASSWORD: &str = "integration-admin-password";
 /// Project `default` lives in namespace `strata-default`.
 const NAMESPACE: &str = "strata-default";
-
-/// A `strata` process, stopped with SIGTERM (then SIGKILL) on drop, so that
-/// nothing outlives the test even when it panics.
-struct Process {
-    name: &'static str,
-    child: Option<Child>,
-}
-
-impl Process {
-    /// Starts `strata <args>` with its log in `dir`; returns it with the
-    /// receiver of its stderr lines.
-    fn start(
-        name: &'static str,
-        dir: &Path,
-        args: &[&str],
-        env: &[(&str, &str)],
-    ) -> (Self, std::sync::mpsc::Receiver<String>) {
-        let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
-        // Waited for in terminate(), from stop() or Drop.
-        #[allow(clippy::zombie_processes)]
-        let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
-            .args(args)
-            .envs(env.iter().copied())
-            .env_remove("STRATA_DATABASE_URL")
-            .stdout(log)
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("[{name}] {line}");
-                let _ = tx.send(line);
-            }
-        });
-        let process = Self {
-            name,
-            child: Some(child),
-        };
-        (process, rx)
-    }
-
-    /// SIGTERM and a clean exit within the deadline.
-    fn stop(mut self) {
-        let status = self.terminate();
-        assert!(
-            status.is_some_and(|s| s.success()),
-            "strata {} did not exit cleanly on SIGTERM: {status:?}",
-            self.name
-        );
-    }
-
-    fn terminate(&mut self) -> Option<std::process::ExitStatus> {
-        let mut child = self.child.take()?;
-        let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        self.terminate();
-    }
-}
 
 /// HTTP to the API, as one caller.
 struct Http {
@@ -200,7 +123,7 @@ impl Platform {
         let (operator, _) = Process::start(
             "operator",
             dir.path(),
-            &[
+            [
                 "operator",
                 "--lease-namespace",
                 "default",
@@ -215,7 +138,7 @@ impl Platform {
         let (api, lines) = Process::start(
             "api",
             dir.path(),
-            &[
+            [
                 "api",
                 "--runtime",
                 "kubernetes",

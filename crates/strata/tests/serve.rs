@@ -10,10 +10,13 @@
     clippy::items_after_statements
 )]
 
-use std::io::{BufRead, BufReader};
+mod common;
+
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use common::Process;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -25,7 +28,7 @@ const PASSWORD: &str = "integration-admin-password";
 const READY: Duration = Duration::from_secs(90);
 
 struct Server {
-    child: Option<Child>,
+    process: Process,
     url: String,
     admin_url: String,
     dir: PathBuf,
@@ -40,39 +43,25 @@ fn data_dir() -> tempfile::TempDir {
 
 impl Server {
     fn start(dir: &Path, ports: (u16, u16)) -> Self {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join("strata.log"))
-            .unwrap();
-        // Waited for in terminate(), from stop() or Drop.
-        #[allow(clippy::zombie_processes)]
-        let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--admin-listen",
-                "127.0.0.1:0",
-                "--quota-interval",
-                "1",
-            ])
-            .arg("--data-dir")
-            .arg(dir)
-            .arg("--port-range")
-            .arg(format!("{}-{}", ports.0, ports.1))
-            .env("STRATA_ADMIN_PASSWORD", PASSWORD)
-            .stdout(log)
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
+        let port_range = format!("{}-{}", ports.0, ports.1);
+        let (process, rx) = Process::start(
+            "strata",
+            dir,
+            [
+                OsStr::new("serve"),
+                OsStr::new("--listen"),
+                OsStr::new("127.0.0.1:0"),
+                OsStr::new("--admin-listen"),
+                OsStr::new("127.0.0.1:0"),
+                OsStr::new("--quota-interval"),
+                OsStr::new("1"),
+                OsStr::new("--data-dir"),
+                dir.as_os_str(),
+                OsStr::new("--port-range"),
+                OsStr::new(&port_range),
+            ],
+            &[("STRATA_ADMIN_PASSWORD", PASSWORD)],
+        );
         let deadline = Instant::now() + Duration::from_mins(1);
         loop {
             let line = rx
@@ -88,7 +77,7 @@ impl Server {
                     .trim_end_matches("/metrics")
                     .to_owned();
                 return Self {
-                    child: Some(child),
+                    process,
                     url,
                     admin_url,
                     dir: dir.to_path_buf(),
@@ -104,40 +93,17 @@ impl Server {
     }
 
     fn pid(&self) -> Pid {
-        Pid::from_raw(self.child.as_ref().unwrap().id() as i32)
+        self.process.pid()
     }
 
-    /// SIGTERM, then wait for a clean exit.
-    fn stop(mut self) {
-        self.terminate();
-    }
-
-    fn terminate(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
-            let deadline = Instant::now() + Duration::from_mins(1);
-            while child.try_wait().unwrap().is_none() {
-                assert!(
-                    Instant::now() < deadline,
-                    "strata serve did not stop on SIGTERM"
-                );
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
+    /// SIGTERM, then a clean exit.
+    fn stop(self) {
+        self.process.stop();
     }
 
     /// SIGKILL: Strata ends at once; its PostgreSQL servers keep running.
-    fn crash(mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().unwrap();
-            child.wait().unwrap();
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.terminate();
+    fn crash(self) {
+        self.process.crash();
     }
 }
 

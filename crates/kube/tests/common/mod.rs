@@ -115,6 +115,26 @@ impl Harness {
     }
 }
 
+/// What the API-level flows create through `KubeRuntime`: `orders`
+/// (PostgreSQL 16, plan small, 20 GiB, one ACL entry, label team=checkout).
+#[allow(dead_code)] // not every test binary that includes this module uses it
+pub fn orders_request(rt: &strata_kube::KubeRuntime) -> strata_core::InstanceSpec {
+    use strata_core::InstanceRuntime;
+    strata_core::CreateInstance {
+        name: "orders".into(),
+        version: Some("16".into()),
+        plan: Some("small".into()),
+        storage_gb: Some(20),
+        acl: Some(vec!["10.0.0.0/8".into()]),
+        labels: Some(std::collections::BTreeMap::from([(
+            "team".into(),
+            "checkout".into(),
+        )])),
+    }
+    .validate(rt.plans(), rt.versions())
+    .expect("a valid request")
+}
+
 pub fn spec() -> PostgresInstanceSpec {
     PostgresInstanceSpec {
         version: "16".into(),

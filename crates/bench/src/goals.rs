@@ -1,0 +1,115 @@
+//! The goal table both reports open with: each figure, its goal, what this
+//! run measured and whether the goal is met — as Markdown for
+//! docs/benchmarks.md and as plain text for the terminal.
+
+use std::fmt::Write as _;
+
+pub struct Row {
+    pub figure: String,
+    pub goal: String,
+    pub measured: String,
+    /// `None`: reported, no goal.
+    pub met: Option<bool>,
+}
+
+pub fn verdict(met: Option<bool>) -> &'static str {
+    match met {
+        Some(true) => "met",
+        Some(false) => "**not met**",
+        None => "(reported)",
+    }
+}
+
+/// The Markdown table.
+pub fn markdown(s: &mut String, rows: &[Row]) -> std::fmt::Result {
+    writeln!(s, "| figure | goal | measured | verdict |")?;
+    writeln!(s, "|---|---|---|---|")?;
+    for r in rows {
+        writeln!(
+            s,
+            "| {} | {} | {} | {} |",
+            r.figure,
+            r.goal,
+            r.measured,
+            verdict(r.met)
+        )?;
+    }
+    Ok(())
+}
+
+/// One aligned line per figure.
+pub fn summary(rows: &[Row]) -> String {
+    let width = |column: fn(&Row) -> &str| {
+        rows.iter()
+            .map(|r| column(r).chars().count())
+            .max()
+            .unwrap_or(0)
+    };
+    let (figure, goal, measured) = (
+        width(|r| &r.figure),
+        width(|r| &r.goal),
+        width(|r| &r.measured),
+    );
+    let mut s = String::new();
+    for r in rows {
+        let _ = writeln!(
+            s,
+            "{:<figure$}  goal {:<goal$}  measured {:<measured$}  {}",
+            r.figure,
+            r.goal,
+            r.measured,
+            verdict(r.met).trim_matches('*')
+        );
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows() -> Vec<Row> {
+        vec![
+            Row {
+                figure: "steady state".into(),
+                goal: "< 60 s".into(),
+                measured: "45.7 s".into(),
+                met: Some(true),
+            },
+            Row {
+                figure: "p99".into(),
+                goal: "< 5 ms".into(),
+                measured: "14.6 ms".into(),
+                met: Some(false),
+            },
+            Row {
+                figure: "CPU".into(),
+                goal: "—".into(),
+                measured: "8.8 s".into(),
+                met: None,
+            },
+        ]
+    }
+
+    #[test]
+    fn markdown_has_a_row_per_figure_with_its_verdict() {
+        let mut s = String::new();
+        markdown(&mut s, &rows()).unwrap();
+        let lines: Vec<&str> = s.lines().collect();
+        assert_eq!(lines[0], "| figure | goal | measured | verdict |");
+        assert_eq!(lines[2], "| steady state | < 60 s | 45.7 s | met |");
+        assert_eq!(lines[3], "| p99 | < 5 ms | 14.6 ms | **not met** |");
+        assert_eq!(lines[4], "| CPU | — | 8.8 s | (reported) |");
+    }
+
+    #[test]
+    fn summary_aligns_the_columns() {
+        let s = summary(&rows());
+        let lines: Vec<&str> = s.lines().collect();
+        assert_eq!(lines.len(), 3);
+        let at = |l: &str| l.find("goal").unwrap();
+        assert_eq!(at(lines[0]), at(lines[1]));
+        assert_eq!(at(lines[1]), at(lines[2]));
+        assert!(lines[1].ends_with("not met"));
+    }
+}
