@@ -3,6 +3,7 @@
 mod audit;
 mod auth_args;
 mod kube;
+mod memory;
 mod pod_agent;
 mod serve;
 
@@ -43,6 +44,7 @@ fn block_on<F: Future<Output = anyhow::Result<()>>>(f: F) -> anyhow::Result<()> 
 }
 
 fn main() -> anyhow::Result<()> {
+    memory::return_large_blocks();
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => block_on(serve::run(*args)),
