@@ -469,8 +469,9 @@ fn in_the_way(s: &mut String, f: &Figures) -> anyhow::Result<()> {
                         s,
                         " Per request, routing and middleware cost about {:.0} µs over the bare handler \
                          (`/healthz`), JWT verification about {:.0} µs more (`/v1/versions`), and one \
-                         store query about {:.0} µs more (`/readyz`); the instance GET verifies the \
-                         token, makes two store queries (project, instance) and serialises the instance.",
+                         database query about {:.0} µs more (`/readyz`); the instance GET verifies the \
+                         token (cached after its first use), reads the caller's access and the instance \
+                         (from the store's memory on SQLite) and serialises the instance.",
                         health - bare.server_us(),
                         jwt - health,
                         store - health
