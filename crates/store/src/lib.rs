@@ -9,6 +9,7 @@ mod audit;
 mod cache;
 mod identity;
 mod rows;
+pub mod seal;
 mod tokens;
 
 use std::str::FromStr;
@@ -24,6 +25,7 @@ use uuid::Uuid;
 pub use audit::AuditFilter;
 pub use identity::{MemberRow, ProjectRow};
 pub use rows::{InstanceRecord, SigningKeyRow, UserRow};
+pub use seal::SealingKey;
 pub use tokens::{AccessTokenRow, RefreshTokenRow};
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +38,9 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// A sealed value and the store key do not match, or the key is missing.
+    #[error("{0}")]
+    Sealing(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -56,6 +61,8 @@ pub struct Store {
     /// Hot reads in memory; only on SQLite, where this process is the only writer.
     pub(crate) cache: Option<std::sync::Arc<cache::ReadCache>>,
     events: broadcast::Sender<PublishedEvent>,
+    /// Seals instance passwords and signing keys when set (`seal`).
+    sealing: Option<std::sync::Arc<SealingKey>>,
 }
 
 pub(crate) fn now_text(t: OffsetDateTime) -> String {
@@ -122,7 +129,63 @@ impl Store {
             backend,
             cache: (backend == Backend::Sqlite).then(Default::default),
             events,
+            sealing: None,
         })
+    }
+
+    /// Seals the secrets this store writes from now on with `key`, and opens
+    /// those it reads with it (values written before are read as they are
+    /// until `seal_existing` seals them).
+    #[must_use]
+    pub fn with_sealing_key(mut self, key: SealingKey) -> Self {
+        self.sealing = Some(std::sync::Arc::new(key));
+        self
+    }
+
+    fn sealing(&self) -> Option<&SealingKey> {
+        self.sealing.as_deref()
+    }
+
+    /// Seals the instance passwords and signing keys still stored in clear
+    /// (written before the store had a key); returns how many. Nothing
+    /// without a key.
+    pub async fn seal_existing(&self) -> Result<usize> {
+        let Some(key) = self.sealing() else {
+            return Ok(0);
+        };
+        let mut tx = self.begin().await?;
+        let mut sealed = 0;
+        let instances = sqlx::query("SELECT id, password FROM instances")
+            .fetch_all(&mut *tx.inner)
+            .await?;
+        for row in instances {
+            let (id, stored): (String, String) = (row.try_get("id")?, row.try_get("password")?);
+            if !seal::is_sealed(&stored) {
+                sqlx::query("UPDATE instances SET password = $1 WHERE id = $2")
+                    .bind(key.seal(&stored, &seal::instance_password(&id))?)
+                    .bind(&id)
+                    .execute(&mut *tx.inner)
+                    .await?;
+                sealed += 1;
+            }
+        }
+        let keys = sqlx::query("SELECT kid, private_pem FROM signing_keys")
+            .fetch_all(&mut *tx.inner)
+            .await?;
+        for row in keys {
+            let (kid, stored): (String, String) =
+                (row.try_get("kid")?, row.try_get("private_pem")?);
+            if !seal::is_sealed(&stored) {
+                sqlx::query("UPDATE signing_keys SET private_pem = $1 WHERE kid = $2")
+                    .bind(key.seal(&stored, &seal::signing_key(&kid))?)
+                    .bind(&kid)
+                    .execute(&mut *tx.inner)
+                    .await?;
+                sealed += 1;
+            }
+        }
+        tx.commit().await?;
+        Ok(sealed)
     }
 
     pub fn backend(&self) -> Backend {
@@ -143,6 +206,7 @@ impl Store {
             events: Vec::new(),
             audits: Vec::new(),
             sender: self.events.clone(),
+            sealing: self.sealing.clone(),
         })
     }
 
@@ -196,7 +260,9 @@ impl Store {
         )
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(SigningKeyRow::from_row).collect()
+        rows.iter()
+            .map(|r| SigningKeyRow::from_row(r, self.sealing()))
+            .collect()
     }
 
     // ---- instances --------------------------------------------------------
@@ -219,7 +285,7 @@ impl Store {
             .bind(name)
             .fetch_optional(&self.pool)
             .await?
-            .map(|r| InstanceRecord::from_row(&r))
+            .map(|r| InstanceRecord::from_row(&r, self.sealing()))
             .transpose()
     }
 
@@ -228,7 +294,7 @@ impl Store {
             .bind(id.to_string())
             .fetch_optional(&self.pool)
             .await?
-            .map(|r| InstanceRecord::from_row(&r))
+            .map(|r| InstanceRecord::from_row(&r, self.sealing.as_deref()))
             .transpose()
     }
 
@@ -245,7 +311,9 @@ impl Store {
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(InstanceRecord::from_row).collect()
+        rows.iter()
+            .map(|r| InstanceRecord::from_row(r, self.sealing()))
+            .collect()
     }
 
     /// Every instance of every project (the supervisor's view at start-up).
@@ -253,7 +321,9 @@ impl Store {
         let rows = sqlx::query("SELECT id, project, name, version, plan, storage_gb, acl, labels, phase, message, conditions, storage_used_bytes, port, password, generation, created_at, updated_at FROM instances ORDER BY created_at")
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(InstanceRecord::from_row).collect()
+        rows.iter()
+            .map(|r| InstanceRecord::from_row(r, self.sealing()))
+            .collect()
     }
 
     pub async fn used_ports(&self) -> Result<Vec<u16>> {
@@ -336,6 +406,7 @@ pub struct Tx {
     events: Vec<PublishedEvent>,
     pub(crate) audits: Vec<strata_core::AuditEvent>,
     sender: broadcast::Sender<PublishedEvent>,
+    sealing: Option<std::sync::Arc<SealingKey>>,
 }
 
 impl Tx {
@@ -389,7 +460,11 @@ impl Tx {
         sqlx::query("INSERT INTO signing_keys (kid, algorithm, private_pem, public_key, created_at) VALUES ($1, $2, $3, $4, $5)")
             .bind(&key.kid)
             .bind(&key.algorithm)
-            .bind(key.private_pem.expose())
+            .bind(seal::seal(
+                self.sealing.as_deref(),
+                key.private_pem.expose(),
+                &seal::signing_key(&key.kid),
+            )?)
             .bind(&key.public_key)
             .bind(now_text(key.created_at))
             .execute(&mut *self.inner)
@@ -415,7 +490,11 @@ impl Tx {
             .bind(rows::json(&i.status.conditions))
             .bind(i.status.storage_used_bytes.and_then(|b| i64::try_from(b).ok()))
             .bind(i64::from(record.port))
-            .bind(record.password.expose())
+            .bind(seal::seal(
+                self.sealing.as_deref(),
+                record.password.expose(),
+                &seal::instance_password(&i.id.to_string()),
+            )?)
             .bind(record.generation)
             .bind(now_text(i.created_at))
             .bind(now_text(i.updated_at))
@@ -496,7 +575,11 @@ impl Tx {
 
     pub async fn set_password(&mut self, id: Uuid, password: &Secret) -> Result<()> {
         sqlx::query("UPDATE instances SET password = $1 WHERE id = $2")
-            .bind(password.expose())
+            .bind(seal::seal(
+                self.sealing.as_deref(),
+                password.expose(),
+                &seal::instance_password(&id.to_string()),
+            )?)
             .bind(id.to_string())
             .execute(&mut *self.inner)
             .await?;
@@ -530,7 +613,7 @@ impl Tx {
             .bind(id.to_string())
             .fetch_optional(&mut *self.inner)
             .await?
-            .map(|r| InstanceRecord::from_row(&r))
+            .map(|r| InstanceRecord::from_row(&r, self.sealing.as_deref()))
             .transpose()
     }
 

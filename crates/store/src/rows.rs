@@ -34,7 +34,7 @@ pub struct InstanceRecord {
 }
 
 impl InstanceRecord {
-    pub(crate) fn from_row(r: &AnyRow) -> Result<Self> {
+    pub(crate) fn from_row(r: &AnyRow, key: Option<&crate::SealingKey>) -> Result<Self> {
         let phase: String = r.try_get("phase")?;
         let storage_gb: i64 = r.try_get("storage_gb")?;
         let port: i64 = r.try_get("port")?;
@@ -61,10 +61,15 @@ impl InstanceRecord {
             created_at: parse_time(&r.try_get::<String, _>("created_at")?)?,
             updated_at: parse_time(&r.try_get::<String, _>("updated_at")?)?,
         };
+        let password = crate::seal::open(
+            key,
+            &r.try_get::<String, _>("password")?,
+            &crate::seal::instance_password(&instance.id.to_string()),
+        )?;
         Ok(Self {
             instance,
             port: u16::try_from(port).map_err(|_| StoreError::Corrupt(format!("port {port}")))?,
-            password: Secret::new(r.try_get::<String, _>("password")?),
+            password,
             generation: r.try_get("generation")?,
         })
     }
@@ -123,11 +128,16 @@ pub struct SigningKeyRow {
 }
 
 impl SigningKeyRow {
-    pub(crate) fn from_row(r: &AnyRow) -> Result<Self> {
+    pub(crate) fn from_row(r: &AnyRow, key: Option<&crate::SealingKey>) -> Result<Self> {
+        let kid: String = r.try_get("kid")?;
         Ok(Self {
-            kid: r.try_get("kid")?,
             algorithm: r.try_get("algorithm")?,
-            private_pem: Secret::new(r.try_get::<String, _>("private_pem")?),
+            private_pem: crate::seal::open(
+                key,
+                &r.try_get::<String, _>("private_pem")?,
+                &crate::seal::signing_key(&kid),
+            )?,
+            kid,
             public_key: r.try_get("public_key")?,
             created_at: parse_time(&r.try_get::<String, _>("created_at")?)?,
         })

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use strata_core::events::NewServiceEvent;
 use strata_core::{EventKind, Instance, InstanceStatus, Phase, Secret};
-use strata_store::{Backend, InstanceRecord, Store, StoreError};
+use strata_store::{Backend, InstanceRecord, SealingKey, SigningKeyRow, Store, StoreError};
 use strata_testpg::{TestDb, each_backend};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -161,6 +161,66 @@ each_backend! {
             .status
             .phase;
         assert_eq!(now_phase, Phase::Deleting);
+    }
+
+    #[tokio::test]
+    async fn secrets_are_sealed_with_the_store_key_and_older_ones_sealed_later(backend) {
+        let (plain, db) = store(backend).await;
+        let legacy = record("legacy", 15440);
+        insert(&plain, &legacy).await.unwrap();
+        let key = |byte: u8| SealingKey::from_bytes(&[byte; 32]).unwrap();
+        let sealed = db.open().await.with_sealing_key(key(7));
+        let orders = record("orders", 15441);
+        insert(&sealed, &orders).await.unwrap();
+        let signing = SigningKeyRow {
+            kid: "k1".into(),
+            algorithm: "EdDSA".into(),
+            private_pem: Secret::new("-----BEGIN PRIVATE KEY----- test".to_owned()),
+            public_key: "public".into(),
+            created_at: OffsetDateTime::now_utc(),
+        };
+        let mut tx = sealed.begin().await.unwrap();
+        tx.insert_signing_key(&signing).await.unwrap();
+        tx.commit().await.unwrap();
+        let sealed_rows = "UPDATE instances SET port = port WHERE password LIKE 'sealed:v1:%'";
+        // In the database: the new secrets sealed, the older password in clear.
+        assert_eq!(db.exec(sealed_rows).await, 1);
+        assert_eq!(
+            db.exec("UPDATE signing_keys SET kid = kid WHERE private_pem LIKE 'sealed:v1:%' AND private_pem NOT LIKE '%PRIVATE KEY%'").await,
+            1
+        );
+        // With the key both read back; the signing key too.
+        let read = |r: Option<InstanceRecord>| r.unwrap().password.expose().to_owned();
+        let by_id = |s: &Store, r: &InstanceRecord| {
+            let (s, id) = (s.clone(), r.instance.id);
+            async move { s.instance_by_id(id).await }
+        };
+        assert_eq!(read(by_id(&sealed, &orders).await.unwrap()), orders.password.expose());
+        assert_eq!(read(by_id(&sealed, &legacy).await.unwrap()), legacy.password.expose());
+        let keys = sealed.signing_keys().await.unwrap();
+        assert_eq!(keys[0].private_pem.expose(), signing.private_pem.expose());
+        // Without the key, or with another one, a sealed value is an error
+        // that says so, not garbage.
+        let err = by_id(&plain, &orders).await.unwrap_err();
+        assert!(err.to_string().contains("key"), "{err}");
+        let other = db.open().await.with_sealing_key(key(8));
+        assert!(matches!(by_id(&other, &orders).await, Err(StoreError::Sealing(_))));
+        assert!(plain.signing_keys().await.is_err());
+
+        // Sealing what is left: once, then nothing to do.
+        assert_eq!(sealed.seal_existing().await.unwrap(), 1);
+        assert_eq!(sealed.seal_existing().await.unwrap(), 0);
+        assert_eq!(db.exec(sealed_rows).await, 2);
+        assert_eq!(
+            db.exec("UPDATE instances SET port = port WHERE password LIKE '%pppp%'").await,
+            0,
+            "a password in clear"
+        );
+        assert_eq!(read(by_id(&sealed, &legacy).await.unwrap()), legacy.password.expose());
+
+        // A sealed value copied onto another row does not open there.
+        db.exec("UPDATE instances SET password = (SELECT password FROM instances WHERE name = 'orders') WHERE name = 'legacy'").await;
+        assert!(matches!(by_id(&sealed, &legacy).await, Err(StoreError::Sealing(_))));
     }
 
     #[tokio::test]

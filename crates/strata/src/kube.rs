@@ -72,6 +72,11 @@ pub struct ApiArgs {
     namespace_prefix: String,
     #[arg(long, env = "STRATA_LOG_FORMAT", default_value = "json")]
     log_format: String,
+    /// File holding the key that seals the store's signing keys (base64url of
+    /// 32 bytes, e.g. a mounted Secret); every replica needs the same one
+    /// [default: none, the store keeps them in clear].
+    #[arg(long, env = "STRATA_STORE_KEY_FILE")]
+    store_key_file: Option<std::path::PathBuf>,
     #[command(flatten)]
     auth: crate::auth_args::AuthArgs,
 }
@@ -169,9 +174,16 @@ pub async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
 
 pub async fn api(args: ApiArgs) -> anyhow::Result<()> {
     init_logging(&args.log_format);
-    let store = Store::open(&args.database_url)
+    let mut store = Store::open(&args.database_url)
         .await
         .context("opening the store")?;
+    if let Some(path) = &args.store_key_file {
+        store = store.with_sealing_key(strata_store::seal::read_key_file(path)?);
+        store
+            .seal_existing()
+            .await
+            .context("sealing the store's secrets")?;
+    }
     let admin_password = std::env::var("STRATA_ADMIN_PASSWORD")
         .ok()
         .filter(|p| !p.is_empty())

@@ -135,7 +135,20 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .database_url
         .clone()
         .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("strata.db").display()));
-    let store = Store::open(&url).await.context("opening the store")?;
+    // Instance passwords and signing keys are sealed with a key kept beside
+    // the store, not in it (docs/decisions.md).
+    let key = strata_store::seal::load_or_create_key_file(&data_dir.join("store.key"))?;
+    let store = Store::open(&url)
+        .await
+        .context("opening the store")?
+        .with_sealing_key(key);
+    let sealed = store
+        .seal_existing()
+        .await
+        .context("sealing the store's secrets")?;
+    if sealed > 0 {
+        tracing::info!(sealed, "sealed secrets the store kept in clear");
+    }
 
     let admin_password = std::env::var("STRATA_ADMIN_PASSWORD")
         .ok()

@@ -184,6 +184,20 @@ async fn create_connect_update_rotate_restart_recover_delete() {
     // Connect over TLS, verified against the returned CA, and keep some rows.
     let creds = api.credentials("default", "orders").await.unwrap();
     assert_eq!(creds.port, endpoint.port);
+    // The store keeps the password sealed, with a key beside it (0600).
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let key = std::fs::metadata(dir.path().join("store.key")).unwrap();
+        assert_eq!(key.permissions().mode() & 0o777, 0o600);
+        let password = creds.password.expose().as_bytes();
+        for file in ["strata.db", "strata.db-wal"] {
+            let bytes = std::fs::read(dir.path().join(file)).unwrap_or_default();
+            assert!(
+                !bytes.windows(password.len()).any(|w| w == password),
+                "{file} holds the password in clear"
+            );
+        }
+    }
     let db = connect(&creds).await.unwrap();
     db.batch_execute("CREATE TABLE orders (id int primary key, item text); INSERT INTO orders VALUES (1, 'book'), (2, 'pen')")
         .await
