@@ -123,6 +123,8 @@ api:
     key: dsn
   adminPassword:
     existingSecret: strata-admin
+  storeKey:
+    existingSecret: strata-store-key
   service:
     type: LoadBalancer
     exposeAdmin: false
@@ -197,6 +199,10 @@ check "the operator grants the API's ServiceAccount its Secrets, per release" \
     bash -c "grep -A1 'name: STRATA_API_SERVICE_ACCOUNT' '$work/default.yaml' | grep -q 'value: \"strata-system/strata-api\"' &&
         grep -A1 'name: STRATA_API_SERVICE_ACCOUNT' '$work/custom.yaml' | grep -q 'value: \"strata-prod/pg-api\"' &&
         ! grep -q 'STRATA_API_SERVICE_ACCOUNT' '$work/operator-only.yaml'"
+check "the store key Secret is mounted as a file only when named" \
+    bash -c "grep -A1 'name: STRATA_STORE_KEY_FILE' '$work/custom.yaml' | grep -q 'value: /etc/strata-store-key/key' &&
+        grep -A1 'secretName: strata-store-key' '$work/custom.yaml' | grep -q 'defaultMode: 0440' &&
+        ! grep -q 'store-key' '$work/default.yaml'"
 check "components off: only the operator's Deployment and Service, no RBAC, no CRD without --include-crds" \
     diff -u <(printf 'Deployment/strata-operator\nService/strata-operator-metrics\n') <(kinds "$work/operator-only.yaml")
 if template strata "$chart" --set api.database.existingSecret= >"$work/missing.out" 2>&1; then

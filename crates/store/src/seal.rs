@@ -110,9 +110,12 @@ pub fn read_key_file(path: &std::path::Path) -> Result<SealingKey, StoreError> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         StoreError::Sealing(format!("reading the store key {}: {e}", path.display()))
     })?;
-    let bytes = URL_SAFE_NO_PAD.decode(text.trim()).map_err(|_| {
-        StoreError::Sealing(format!("the store key {} is not base64url", path.display()))
-    })?;
+    // base64url, with or without padding.
+    let bytes = URL_SAFE_NO_PAD
+        .decode(text.trim().trim_end_matches('='))
+        .map_err(|_| {
+            StoreError::Sealing(format!("the store key {} is not base64url", path.display()))
+        })?;
     SealingKey::from_bytes(&bytes)
 }
 
@@ -263,6 +266,17 @@ mod tests {
                 .expose(),
             "p"
         );
+        assert_eq!(
+            read_key_file(&path)
+                .unwrap()
+                .open(&sealed, "c")
+                .unwrap()
+                .expose(),
+            "p"
+        );
+        // Written by hand with padding and a newline: still the key's text.
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, format!("{}=\n", text.trim())).unwrap();
         assert_eq!(
             read_key_file(&path)
                 .unwrap()
