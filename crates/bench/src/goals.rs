@@ -1,8 +1,35 @@
-//! The goal table both reports open with: each figure, its goal, what this
-//! run measured and whether the goal is met — as Markdown for
-//! docs/benchmarks.md and as plain text for the terminal.
+//! What both reports open with: the facts of the run (date, commit,
+//! machine) and the goal table — each figure, its goal, what this run
+//! measured and whether the goal is met — as Markdown for docs/benchmarks.md
+//! and as plain text for the terminal.
 
 use std::fmt::Write as _;
+
+use crate::procfs::Machine;
+
+/// The run's date, commit and machine as a Markdown list; `sharing` says
+/// what else ran on the machine's CPUs.
+pub fn run_facts(
+    s: &mut String,
+    date: &str,
+    commit: Option<&str>,
+    m: &Machine,
+    sharing: &str,
+) -> std::fmt::Result {
+    writeln!(s, "* Date: {date}")?;
+    if let Some(c) = commit {
+        writeln!(s, "* Commit: `{c}`")?;
+    }
+    writeln!(
+        s,
+        "* Machine: {} CPUs ({}), {} memory, Linux {}{sharing}",
+        m.cpus,
+        m.cpu_model,
+        crate::report::gib(m.memory_bytes),
+        m.kernel
+    )?;
+    writeln!(s, "* Load average when the run started: {}", m.load_average)
+}
 
 pub struct Row {
     pub figure: String,

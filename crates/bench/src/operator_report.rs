@@ -248,19 +248,13 @@ fn section(f: &Figures) -> anyhow::Result<String> {
         f.kubernetes
     )?;
     writeln!(s)?;
-    writeln!(s, "* Date: {date}")?;
-    if let Some(c) = &f.commit {
-        writeln!(s, "* Commit: `{c}`")?;
-    }
-    writeln!(
-        s,
-        "* Machine: {} CPUs ({}), {} memory, Linux {}; kube-apiserver, etcd, the operator and the benchmark share these CPUs",
-        m.cpus,
-        m.cpu_model,
-        crate::report::gib(m.memory_bytes),
-        m.kernel
+    goals::run_facts(
+        &mut s,
+        &date,
+        f.commit.as_deref(),
+        m,
+        "; kube-apiserver, etcd, the operator and the benchmark share these CPUs",
     )?;
-    writeln!(s, "* Load average when the run started: {}", m.load_average)?;
     writeln!(s)?;
     goals::markdown(&mut s, &rows(f))?;
     writeln!(s)?;

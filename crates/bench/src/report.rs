@@ -239,22 +239,12 @@ pub fn markdown(f: &Figures, old: &str) -> anyhow::Result<String> {
         "All figures come from one run, so ratios compare like with like on a noisy machine."
     )?;
     writeln!(s)?;
-    writeln!(s, "* Date: {date}")?;
-    if let Some(c) = &f.commit {
-        writeln!(s, "* Commit: `{c}`")?;
-    }
-    writeln!(
-        s,
-        "* Machine: {} CPUs ({}), {} memory, Linux {}",
-        m.cpus,
-        m.cpu_model,
-        gib(m.memory_bytes),
-        m.kernel
-    )?;
-    writeln!(
-        s,
-        "* Load average when the run started: {} (other work on the machine shares its CPUs)",
-        m.load_average
+    goals::run_facts(
+        &mut s,
+        &date,
+        f.commit.as_deref(),
+        m,
+        "; other work on the machine shares its CPUs",
     )?;
     writeln!(s)?;
     goals::markdown(&mut s, &rows(f))?;
