@@ -135,10 +135,6 @@ pub struct OperatorConfig {
     /// Reconciles running at once. Bounded so that a burst of new instances
     /// queues instead of holding a connection and its buffers each.
     pub concurrency: u16,
-    /// How long the controller waits after a watch event before reconciling
-    /// the instance, so that a burst of events (the echoes of one pass)
-    /// wakes it once.
-    pub debounce: Duration,
 }
 
 impl OperatorConfig {
@@ -167,7 +163,6 @@ impl OperatorConfig {
                 namespace: lease_namespace.into(),
             },
             concurrency: 16,
-            debounce: Duration::ZERO,
         }
     }
 }
@@ -195,7 +190,8 @@ impl Context {
     /// Whether the instance and its objects are as its last full pass left
     /// them (see `settled`); then the time until its next full pass.
     fn unchanged(&self, instance: &PostgresInstance) -> Option<Duration> {
-        let caches = self.caches.read().ok()?.clone()?;
+        let caches = self.caches.read().ok()?;
+        let caches = caches.as_ref()?;
         let namespace = instance.namespace()?;
         let settled = self.settled.lock().ok()?;
         let (record, at) = settled.get(&key(instance))?;
@@ -447,9 +443,8 @@ async fn run_controller(
     if let Ok(mut settled) = ctx.settled.lock() {
         settled.clear();
     }
-    let controller_config = kube::runtime::controller::Config::default()
-        .concurrency(config.concurrency)
-        .debounce(config.debounce);
+    let controller_config =
+        kube::runtime::controller::Config::default().concurrency(config.concurrency);
     Controller::new(
         api::<PostgresInstance>(client, ns),
         watcher::Config::default(),
