@@ -220,7 +220,6 @@ impl Context {
 
 /// The controller's watch caches of the objects it applies: metadata only,
 /// and of that only what finding an object's owner and version needs.
-#[derive(Clone)]
 struct Caches {
     secrets: Store<PartialObjectMeta<Secret>>,
     config_maps: Store<PartialObjectMeta<ConfigMap>>,
@@ -666,21 +665,6 @@ async fn observe(
     ))
 }
 
-async fn apply_one<K>(client: &Client, ns: &str, object: &K) -> Result<K, Error>
-where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + Serialize
-        + DeserializeOwned
-        + Clone
-        + Debug,
-{
-    let api: Api<K> = Api::namespaced(client.clone(), ns);
-    let params = PatchParams::apply(FIELD_MANAGER).force();
-    Ok(api
-        .patch(&object.name_any(), &params, &Patch::Apply(object))
-        .await?)
-}
-
 /// One full pass's applies, with the versions each object was seen at and
 /// left at (what `settled` remembers).
 struct Pass<'a> {
@@ -701,6 +685,7 @@ impl<'a> Pass<'a> {
         }
     }
 
+    /// Server-side apply, forced, as `strata-operator`.
     async fn apply<K>(&mut self, kind: Kind, object: &K) -> Result<K, Error>
     where
         K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
@@ -711,7 +696,13 @@ impl<'a> Pass<'a> {
     {
         let name = object.name_any();
         let seen = self.ctx.version(kind, self.ns, &name);
-        let written = apply_one(&self.ctx.client, self.ns, object).await?;
+        let written = Api::<K>::namespaced(self.ctx.client.clone(), self.ns)
+            .patch(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(object),
+            )
+            .await?;
         self.applied.push(Applied {
             kind,
             name,

@@ -155,33 +155,18 @@ impl Store {
         };
         let mut tx = self.begin().await?;
         let mut sealed = 0;
-        let instances = sqlx::query("SELECT id, password FROM instances")
-            .fetch_all(&mut *tx.inner)
-            .await?;
-        for row in instances {
-            let (id, stored): (String, String) = (row.try_get("id")?, row.try_get("password")?);
-            if !seal::is_sealed(&stored) {
-                sqlx::query("UPDATE instances SET password = $1 WHERE id = $2")
-                    .bind(key.seal(&stored, &seal::instance_password(&id))?)
-                    .bind(&id)
-                    .execute(&mut *tx.inner)
-                    .await?;
-                sealed += 1;
-            }
-        }
-        let keys = sqlx::query("SELECT kid, private_pem FROM signing_keys")
-            .fetch_all(&mut *tx.inner)
-            .await?;
-        for row in keys {
-            let (kid, stored): (String, String) =
-                (row.try_get("kid")?, row.try_get("private_pem")?);
-            if !seal::is_sealed(&stored) {
-                sqlx::query("UPDATE signing_keys SET private_pem = $1 WHERE kid = $2")
-                    .bind(key.seal(&stored, &seal::signing_key(&kid))?)
-                    .bind(&kid)
-                    .execute(&mut *tx.inner)
-                    .await?;
-                sealed += 1;
+        for column in seal::SEALED_COLUMNS {
+            for row in sqlx::query(column.select).fetch_all(&mut *tx.inner).await? {
+                let (place, stored): (String, String) =
+                    (row.try_get("place")?, row.try_get("value")?);
+                if !seal::is_sealed(&stored) {
+                    sqlx::query(column.update)
+                        .bind(key.seal(&stored, &(column.context)(&place))?)
+                        .bind(&place)
+                        .execute(&mut *tx.inner)
+                        .await?;
+                    sealed += 1;
+                }
             }
         }
         tx.commit().await?;
