@@ -19,7 +19,8 @@ deps:
 lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
-	shellcheck scripts/*.sh
+	shellcheck scripts/*.sh testenv/*.sh
+	cd testenv && GOTOOLCHAIN=local GOFLAGS=-mod=readonly go vet ./cmd/...
 
 ## openapi: regenerate the committed OpenAPI document
 openapi:
@@ -39,6 +40,7 @@ test-rust:
 
 test-testenv:
 	testenv/smoke.sh
+	testenv/node-smoke.sh
 
 test-infra:
 	infra/test.sh

@@ -8,7 +8,9 @@ usage() {
   cat <<'USAGE'
 Usage: scripts/deps.sh [-h|--help]
 
-Installs missing system packages with apt-get (postgresql, openssl, curl)
+Installs missing system packages with apt-get (postgresql, openssl, curl,
+shellcheck; containerd, runc, CNI plugins, iptables and iproute2 for
+testenv's real node)
 and fails with the install command when a toolchain (cargo, go) is missing.
 USAGE
 }
@@ -28,6 +30,12 @@ have_postgres || missing+=(postgresql)
 command -v openssl >/dev/null || missing+=(openssl)
 command -v curl >/dev/null || missing+=(curl)
 command -v shellcheck >/dev/null || missing+=(shellcheck)
+# testenv's real node (testenv/node.sh): containers, CNI, Service routing.
+command -v containerd >/dev/null || missing+=(containerd)
+command -v runc >/dev/null || missing+=(runc)
+[[ -x /usr/lib/cni/bridge ]] || missing+=(containernetworking-plugins)
+command -v iptables >/dev/null || missing+=(iptables)
+command -v ip >/dev/null || missing+=(iproute2)
 
 if ((${#missing[@]})); then
   echo "deps: installing ${missing[*]}" >&2

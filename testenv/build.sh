@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Build (or reuse) kube-apiserver, kubectl and etcd for Strata's tests.
+# Build (or reuse) kube-apiserver, kubectl, etcd and the node binaries for Strata's tests.
 set -euo pipefail
 
 usage() {
 	cat <<'EOF'
 Usage: testenv/build.sh [--help] [--versions]
 
-Builds kube-apiserver, kubectl and etcd from the Go module proxy at the
+Builds kube-apiserver, kubectl, kubelet, kube-scheduler, kube-controller-manager,
+kube-proxy and etcd from the Go module proxy at the
 versions pinned in testenv/go.mod, unless a cached build already exists:
 
   <tools>/kube-apiserver-<k8s version>/{kube-apiserver,kubectl}
@@ -86,19 +87,29 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
 done
 ldflags="-s -w ${version_flags[*]}"
 build_env=(GOTOOLCHAIN=local GOFLAGS=-mod=readonly CGO_ENABLED=0)
-stamp="$(cat "$here/go.mod" "$here/go.sum" <(echo "$ldflags ${build_env[*]} -trimpath") | sha256sum | cut -d' ' -f1)"
+stamp="$(cat "$here/go.mod" "$here/go.sum" "$here"/cmd/*/*.go <(echo "$ldflags ${build_env[*]} -trimpath") | sha256sum | cut -d' ' -f1)"
+
+# The control plane, kubectl, and the node's binaries (docs/testenv.md).
+# testenv's own two: the node's volume provisioner and pause (sandbox) binary.
+kube_bins=(kube-apiserver kubectl kubelet kube-scheduler kube-controller-manager kube-proxy local-provisioner pause)
 
 cached() {
-	[[ "${STRATA_TESTENV_REBUILD:-0}" != 1 ]] &&
-		[[ -x "$kube_dir/kube-apiserver" && -x "$kube_dir/kubectl" && -x "$etcd_dir/etcd" ]] &&
+	local b
+	[[ "${STRATA_TESTENV_REBUILD:-0}" != 1 ]] || return 1
+	for b in "${kube_bins[@]}"; do
+		[[ -x "$kube_dir/$b" ]] || return 1
+	done
+	[[ -x "$etcd_dir/etcd" ]] &&
 		[[ "$(cat "$kube_dir/.stamp" 2>/dev/null)" == "$stamp" ]] &&
 		[[ "$(cat "$etcd_dir/.stamp" 2>/dev/null)" == "$stamp" ]]
 }
 
 link_bin_dir() {
 	mkdir -p "$bin_dir"
-	ln -sfn "$kube_dir/kube-apiserver" "$bin_dir/kube-apiserver"
-	ln -sfn "$kube_dir/kubectl" "$bin_dir/kubectl"
+	local b
+	for b in "${kube_bins[@]}"; do
+		ln -sfn "$kube_dir/$b" "$bin_dir/$b"
+	done
 	ln -sfn "$etcd_dir/etcd" "$bin_dir/etcd"
 }
 
@@ -126,13 +137,19 @@ fi
 work="$(mktemp -d "$tools/.build.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 
-log "building kube-apiserver, kubectl $kube_version and etcd $etcd_version (cold builds take minutes; see docs/testenv.md)"
+log "building Kubernetes $kube_version (control plane, kubectl, node) and etcd $etcd_version (cold builds take minutes; see docs/testenv.md)"
 started=$SECONDS
 (
 	cd "$here"
 	env "${build_env[@]}" go build -trimpath -ldflags "$ldflags" -o "$work/" \
 		k8s.io/kubernetes/cmd/kube-apiserver \
 		k8s.io/kubernetes/cmd/kubectl \
+		k8s.io/kubernetes/cmd/kubelet \
+		k8s.io/kubernetes/cmd/kube-scheduler \
+		k8s.io/kubernetes/cmd/kube-controller-manager \
+		k8s.io/kubernetes/cmd/kube-proxy \
+		./cmd/local-provisioner \
+		./cmd/pause \
 		go.etcd.io/etcd/server/v3
 )
 # The etcd main package is its module root, go.etcd.io/etcd/server/v3, so go
@@ -163,7 +180,7 @@ install_tree() { # dir binaries...
 	rm -rf "$dir"
 	mv "$fresh" "$dir"
 }
-install_tree "$kube_dir" kube-apiserver kubectl
+install_tree "$kube_dir" "${kube_bins[@]}"
 install_tree "$etcd_dir" etcd
 link_bin_dir
 log "installed into $kube_dir and $etcd_dir"

@@ -6,6 +6,7 @@ usage() {
 	cat <<'EOF'
 Usage: testenv/start.sh [--help] [--dir DIR] [--bin-dir DIR] [--timeout SECONDS]
                         [--owner-pid PID] [--service-cidr CIDR]
+                        [--node [--image ARCHIVE]...]
 
 Starts etcd and kube-apiserver on free 127.0.0.1 ports, with RBAC on, static
 token authentication and generated TLS and service-account keys; writes a
@@ -31,6 +32,19 @@ a shell can source):
   STRATA_TESTENV_ETCD_PID            process ids (also in DIR/*.pid)
   STRATA_TESTENV_APISERVER_PID
 
+With --node, a real node runs beside the API server (testenv/node.sh):
+containerd, kubelet, kube-proxy, kube-scheduler, kube-controller-manager
+and a local volume provisioner in a network namespace of their own. The
+API server then listens on the host end of the node's link (10.200.255.1)
+instead of 127.0.0.1, runs the ServiceAccount admission plugin and the Node
+authorizer, and these are printed too:
+
+  STRATA_TESTENV_NODE_HOST_IP        10.200.255.1 (the API server's address)
+  STRATA_TESTENV_NODE_IP             10.200.255.2 (the kubelet's)
+  STRATA_TESTENV_POD_CIDR            10.200.0.0/24
+  STRATA_TESTENV_NODE_NAME, STRATA_TESTENV_NODE_NETNS,
+  STRATA_TESTENV_STORAGE_CLASS       the default StorageClass
+
 Options:
   --dir DIR          state directory (created if missing; default: a new temp
                      directory). Must not contain whitespace.
@@ -44,6 +58,9 @@ Options:
                      Service ClusterIP range, within 10.0.0.0/12 (default
                      10.0.0.0/24: ~250 Services; the 1,000-instance benchmark
                      needs more)
+  --node             start a real node too (see above; needs root)
+  --image ARCHIVE    with --node: an image archive (OCI or docker) to load
+                     into the node's containerd; repeatable
 
 Logs: DIR/etcd.log and DIR/kube-apiserver.log.
 EOF
@@ -60,6 +77,8 @@ bin_dir="${STRATA_TESTENV_BIN_DIR:-}"
 timeout=90
 owner_pid=""
 service_cidr="10.0.0.0/24"
+with_node=0
+images=()
 while [[ $# -gt 0 ]]; do
 	case "$1" in
 	-h | --help)
@@ -84,6 +103,14 @@ while [[ $# -gt 0 ]]; do
 		;;
 	--service-cidr)
 		service_cidr="${2:?--service-cidr needs a value}"
+		shift 2
+		;;
+	--node)
+		with_node=1
+		shift
+		;;
+	--image)
+		images+=(--image "${2:?--image needs a value}")
 		shift 2
 		;;
 	*)
@@ -126,7 +153,16 @@ for name in etcd kube-apiserver; do
 	fi
 done
 
+begun=$SECONDS
 deadline=$((SECONDS + timeout))
+# The API server's address: loopback, or the host end of the node's link.
+listen=127.0.0.1
+node_vars=""
+if [[ $with_node -eq 1 ]]; then
+	[[ $(id -u) -eq 0 ]] || die "--node needs root (network namespaces, containers, mounts)"
+	# The node takes longer: containerd, image import, kubelet registration.
+	deadline=$((deadline + 120))
+fi
 ok=0
 cleanup() {
 	if [[ $ok -ne 1 ]]; then
@@ -135,6 +171,12 @@ cleanup() {
 	fi
 }
 trap cleanup EXIT
+
+if [[ $with_node -eq 1 ]]; then
+	node_vars="$(STRATA_TESTENV_SERVICE_CIDR="$service_cidr" "$here/node.sh" network --dir "$dir" --timeout "$timeout")" ||
+		die "could not set up the node's network"
+	listen="$(awk -F= '$1 == "STRATA_TESTENV_NODE_HOST_IP" { print $2 }' <<<"$node_vars")"
+fi
 
 # --- Keys and certificates ---------------------------------------------------
 certs="$dir/certs"
@@ -153,7 +195,7 @@ chmod 700 "$dir" "$certs"
 		"basicConstraints=critical,CA:FALSE" \
 		"keyUsage=critical,digitalSignature" \
 		"extendedKeyUsage=serverAuth" \
-		"subjectAltName=IP:127.0.0.1,DNS:localhost,IP:10.0.0.1,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc" \
+		"subjectAltName=IP:127.0.0.1,IP:$listen,DNS:localhost,IP:10.0.0.1,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc" \
 		>apiserver.ext
 	openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
 		-days 3650 -extfile apiserver.ext -out apiserver.crt 2>/dev/null
@@ -161,6 +203,17 @@ chmod 700 "$dir" "$certs"
 	# Service-account token signing key pair.
 	openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out sa.key 2>/dev/null
 	openssl pkey -in sa.key -pubout -out sa.pub 2>/dev/null
+	if [[ $with_node -eq 1 ]]; then
+		# The API server's client certificate towards the kubelet.
+		openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
+			-keyout kubelet-client.key -out kubelet-client.csr \
+			-subj "/CN=kube-apiserver-kubelet-client/O=system:masters" 2>/dev/null
+		printf '%s\n' "basicConstraints=critical,CA:FALSE" "keyUsage=critical,digitalSignature" \
+			"extendedKeyUsage=clientAuth" >kubelet-client.ext
+		openssl x509 -req -in kubelet-client.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
+			-days 3650 -extfile kubelet-client.ext -out kubelet-client.crt 2>/dev/null
+		rm -f kubelet-client.csr kubelet-client.ext ca.srl
+	fi
 	chmod 600 ./*.key
 )
 
@@ -172,6 +225,12 @@ user_token="$(openssl rand -hex 32)"
 printf '%s\n' \
 	"$admin_token,$admin_user,$admin_user,\"system:masters\"" \
 	"$user_token,$user_name,$user_name" >"$dir/tokens.csv"
+if [[ $with_node -eq 1 ]]; then
+	# The kubelet's identity: a node, authorised by the Node authorizer.
+	openssl rand -hex 32 >"$dir/node-token"
+	chmod 600 "$dir/node-token"
+	echo "$(cat "$dir/node-token"),system:node:strata-node,system:node:strata-node,\"system:nodes\"" >>"$dir/tokens.csv"
+fi
 chmod 600 "$dir/tokens.csv"
 
 # --- Ports -------------------------------------------------------------------
@@ -184,7 +243,7 @@ pick_port() {
 	for _ in $(seq 200); do
 		port=$((20000 + (RANDOM * 32768 + RANDOM) % 12768))
 		[[ "$taken" == *" $port "* ]] && continue
-		if ! (: <"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+		if ! (: <"/dev/tcp/$listen/$port") 2>/dev/null; then
 			taken+="$port "
 			echo "$port"
 			return 0
@@ -253,18 +312,27 @@ api_log="$dir/kube-apiserver.log"
 ca="$certs/ca.crt"
 for attempt in 1 2 3 4 5; do
 	api_port="$(pick_port)"
-	server="https://127.0.0.1:$api_port"
+	server="https://$listen:$api_port"
 	: >"$api_log"
+	node_flags=(--disable-admission-plugins ServiceAccount --authorization-mode RBAC)
+	if [[ $with_node -eq 1 ]]; then
+		node_flags=(
+			--authorization-mode "Node,RBAC"
+			--kubelet-client-certificate "$certs/kubelet-client.crt"
+			--kubelet-client-key "$certs/kubelet-client.key"
+			--kubelet-certificate-authority "$certs/ca.crt"
+			--kubelet-preferred-address-types InternalIP
+		)
+	fi
 	"$bin_dir/kube-apiserver" \
 		--etcd-servers "$etcd_url" \
 		--cert-dir "$certs" \
 		--secure-port "$api_port" \
-		--bind-address 127.0.0.1 \
-		--advertise-address 127.0.0.1 \
+		--bind-address "$listen" \
+		--advertise-address "$listen" \
 		--service-cluster-ip-range "$service_cidr" \
 		--allow-privileged=true \
-		--disable-admission-plugins ServiceAccount \
-		--authorization-mode RBAC \
+		"${node_flags[@]}" \
 		--token-auth-file "$dir/tokens.csv" \
 		--service-account-issuer https://kubernetes.default.svc.cluster.local \
 		--service-account-key-file "$certs/sa.pub" \
@@ -348,6 +416,11 @@ STRATA_TESTENV_ETCD_PID=$etcd_pid
 STRATA_TESTENV_APISERVER_PID=$api_pid
 EOF
 chmod 600 "$dir/env"
+if [[ $with_node -eq 1 ]]; then
+	"$here/node.sh" start --dir "$dir" --timeout "$((deadline - SECONDS))" "${images[@]}" ||
+		die "the node did not start (logs in $dir/node)"
+	echo "$node_vars" >>"$dir/env"
+fi
 ok=1
-log "kube-apiserver $kube_version ready at $server (etcd $etcd_url) in $((SECONDS - deadline + timeout)) s; state in $dir"
+log "kube-apiserver $kube_version ready at $server (etcd $etcd_url) in $((SECONDS - begun)) s; state in $dir"
 cat "$dir/env"

@@ -6,7 +6,8 @@ usage() {
 	cat <<'EOF'
 Usage: testenv/stop.sh [--help] [--dir DIR] [--clean] [--timeout SECONDS]
 
-Stops kube-apiserver, then etcd, of the test environment in DIR (default:
+Stops the node (if started with --node), kube-apiserver, then etcd, of the
+test environment in DIR (default:
 $STRATA_TESTENV_DIR): SIGTERM, then SIGKILL after the timeout (default 20 s).
 Only processes whose pid file is in DIR and whose executable has the expected
 name are signalled. Safe to run twice.
@@ -111,7 +112,11 @@ if [[ -f "$dir/watchdog.pid" ]]; then
 	rm -f "$dir/watchdog.pid"
 fi
 
-# The API server first, so that it does not log etcd errors while going down.
+# The node first (testenv/node.sh; start.sh --node), while the API server
+# still answers; then the API server, so that it does not log etcd errors.
+if [[ -d "$dir/node" ]]; then
+	"$(dirname "${BASH_SOURCE[0]}")/node.sh" stop --dir "$dir" || failed=1
+fi
 stop_one kube-apiserver
 stop_one etcd
 
