@@ -482,18 +482,7 @@ pub fn build(
 
     let stateful_set = stateful_set(instance, valid, observed, &owner, &config_hash);
 
-    let pdb = PodDisruptionBudget {
-        metadata: meta(instance, name.to_owned(), &owner),
-        spec: Some(PodDisruptionBudgetSpec {
-            min_available: Some(IntOrString::Int(1)),
-            selector: Some(LabelSelector {
-                match_labels: Some(selector_labels(name)),
-                ..LabelSelector::default()
-            }),
-            ..PodDisruptionBudgetSpec::default()
-        }),
-        ..PodDisruptionBudget::default()
-    };
+    let pdb = pod_disruption_budget(instance, name, &owner);
 
     let network_policy = network_policy(instance, valid, &owner);
     let (agent_service_account, agent_role, agent_role_binding) =
@@ -511,6 +500,31 @@ pub fn build(
         agent_role,
         agent_role_binding,
         new_password: !keep,
+    }
+}
+
+/// The PodDisruptionBudget: at most one of the instance's pods may be
+/// evicted at a time. With the single server this never blocks a node
+/// drain (`minAvailable: 1` on one replica would block every drain until
+/// someone deleted the pod by hand); the drain costs the restart of the
+/// server on another node. With more replicas the same budget keeps all
+/// but one serving.
+fn pod_disruption_budget(
+    instance: &PostgresInstance,
+    name: &str,
+    owner: &OwnerReference,
+) -> PodDisruptionBudget {
+    PodDisruptionBudget {
+        metadata: meta(instance, name.to_owned(), owner),
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(1)),
+            selector: Some(LabelSelector {
+                match_labels: Some(selector_labels(name)),
+                ..LabelSelector::default()
+            }),
+            ..PodDisruptionBudgetSpec::default()
+        }),
+        ..PodDisruptionBudget::default()
     }
 }
 

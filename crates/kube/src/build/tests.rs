@@ -446,11 +446,19 @@ fn claim_template_keeps_the_size_it_was_created_with() {
 }
 
 #[test]
-fn pdb_keeps_the_pod() {
+fn pdb_lets_a_node_drain_evict_the_single_server() {
     let (_, d) = built(&instance("orders", spec()));
     assert_owned(&d.pdb.metadata, "orders");
     let spec = d.pdb.spec.as_ref().unwrap();
-    assert_eq!(spec.min_available, Some(IntOrString::Int(1)));
+    // One replica: `minAvailable: 1` would leave zero disruptions allowed
+    // and block every drain; one unavailable pod at a time allows it.
+    assert_eq!(
+        d.stateful_set.spec.as_ref().unwrap().replicas,
+        Some(1),
+        "the budget below is chosen for one replica"
+    );
+    assert_eq!(spec.max_unavailable, Some(IntOrString::Int(1)));
+    assert_eq!(spec.min_available, None);
     assert_eq!(
         spec.selector
             .as_ref()
