@@ -10,7 +10,7 @@ pub struct Installations {
     by_major: BTreeMap<u32, PathBuf>,
 }
 
-fn major_of(bindir: &Path) -> Option<u32> {
+pub(crate) fn major_of(bindir: &Path) -> Option<u32> {
     let out = Command::new(bindir.join("postgres"))
         .arg("--version")
         .output()

@@ -8,6 +8,7 @@
 mod binaries;
 mod config;
 mod os;
+pub mod pod;
 mod server;
 pub mod sql;
 mod supervisor;
