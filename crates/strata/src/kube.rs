@@ -39,6 +39,14 @@ pub struct OperatorArgs {
     /// pod-agent`): the operator's own image [default: this version's].
     #[arg(long, env = "STRATA_AGENT_IMAGE")]
     agent_image: Option<String>,
+    /// PostgreSQL image of an instance whose spec names none; `{version}`
+    /// becomes the major version. Any image with the server binaries under
+    /// /usr/lib/postgresql/<major>/bin serves [default: the official `postgres:{version}`].
+    #[arg(long, env = "STRATA_POSTGRES_IMAGE")]
+    postgres_image: Option<String>,
+    /// Image of the metrics exporter beside each server (postgres_exporter).
+    #[arg(long, env = "STRATA_EXPORTER_IMAGE")]
+    exporter_image: Option<String>,
     /// The installation's CA Secret, created once when missing.
     #[arg(long, env = "STRATA_CA_SECRET", default_value = strata_kube::tls::DEFAULT_CA_SECRET)]
     ca_secret: String,
@@ -142,6 +150,12 @@ pub async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
     config.namespace = args.namespace.clone();
     if let Some(image) = &args.agent_image {
         config.build.agent_image.clone_from(image);
+    }
+    if let Some(image) = &args.postgres_image {
+        config.build.postgres_image.clone_from(image);
+    }
+    if let Some(image) = &args.exporter_image {
+        config.build.exporter_image.clone_from(image);
     }
     config
         .build

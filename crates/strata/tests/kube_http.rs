@@ -16,6 +16,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::Process;
+use common::http::Http;
 
 use futures::StreamExt;
 use reqwest::{Method, StatusCode, header};
@@ -31,76 +32,6 @@ use strata_testenv::{
 const PASSWORD: &str = "integration-admin-password";
 /// Project `default` lives in namespace `strata-default`.
 const NAMESPACE: &str = "strata-default";
-
-/// HTTP to the API, as one caller.
-struct Http {
-    client: reqwest::Client,
-    base: String,
-    token: Option<String>,
-}
-
-impl Http {
-    fn new(base: &str) -> Self {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        Self {
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_mins(1))
-                .build()
-                .unwrap(),
-            base: base.to_owned(),
-            token: None,
-        }
-    }
-
-    fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
-        let req = self.client.request(method, format!("{}{path}", self.base));
-        match &self.token {
-            Some(t) => req.bearer_auth(t),
-            None => req,
-        }
-    }
-
-    async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, header::HeaderMap, Value) {
-        let mut req = self.request(method, path);
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        let res = req.send().await.unwrap();
-        let status = res.status();
-        let headers = res.headers().clone();
-        let text = res.text().await.unwrap();
-        let value = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
-        };
-        (status, headers, value)
-    }
-
-    async fn get(&self, path: &str) -> (StatusCode, Value) {
-        let (status, _, body) = self.send(Method::GET, path, None).await;
-        (status, body)
-    }
-
-    async fn login(base: &str, username: &str, password: &str) -> Self {
-        let mut http = Self::new(base);
-        let (status, _, body) = http
-            .send(
-                Method::POST,
-                "/v1/auth/token",
-                Some(json!({ "username": username, "password": password })),
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "login as {username}: {body}");
-        http.token = Some(body["access_token"].as_str().unwrap().to_owned());
-        http
-    }
-}
 
 /// The API and the operator on one testenv. Fields drop in order: the
 /// processes stop before the API server they talk to.

@@ -53,6 +53,25 @@ pub struct TestEnv {
 impl TestEnv {
     #[must_use]
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// The API server with a real node beside it (`testenv/start.sh
+    /// --node`: kubelet, containerd, scheduler, controller-manager,
+    /// kube-proxy, local volumes), the image archives `images` loaded into
+    /// the node's containerd. Needs root; one node runs per machine at a
+    /// time (a second waits for the first to stop).
+    #[must_use]
+    pub fn start_with_node(images: &[PathBuf]) -> Self {
+        let mut args = vec!["--node".to_owned()];
+        for image in images {
+            args.push("--image".to_owned());
+            args.push(image.display().to_string());
+        }
+        Self::start_with(&args)
+    }
+
+    fn start_with(extra: &[String]) -> Self {
         let root = repo_root();
         let bin_dir = match std::env::var("STRATA_TESTENV_BIN_DIR") {
             Ok(dir) if !dir.is_empty() => dir,
@@ -80,7 +99,8 @@ impl TestEnv {
                 .arg("--bin-dir")
                 .arg(&bin_dir)
                 .arg("--owner-pid")
-                .arg(std::process::id().to_string()),
+                .arg(std::process::id().to_string())
+                .args(extra),
             "testenv/start.sh",
         );
         let vars = out
@@ -93,6 +113,14 @@ impl TestEnv {
             "start.sh printed no KUBECONFIG: {out}"
         );
         Self { dir, vars }
+    }
+
+    /// A variable `testenv/start.sh` printed, e.g. `STRATA_TESTENV_NODE_HOST_IP`.
+    #[must_use]
+    pub fn var(&self, name: &str) -> &str {
+        self.vars
+            .get(name)
+            .unwrap_or_else(|| panic!("testenv/start.sh printed no {name}"))
     }
 
     /// The kubeconfig of the cluster admin.

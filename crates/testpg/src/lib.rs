@@ -137,6 +137,15 @@ pub struct ServerInfo {
     pub port: u16,
 }
 
+/// Makes this process's PostgreSQL server listen on `listen` as well as on
+/// 127.0.0.1, and accept password logins from `clients` (a CIDR) there: for
+/// pods on testenv's node, which reach the host at the host end of the
+/// node's link. Call it before the server's first use (it panics after);
+/// the URLs [`postgres_database`] returns still name 127.0.0.1.
+pub fn expose_server(listen: std::net::Ipv4Addr, clients: &str) {
+    server::expose(listen, clients);
+}
+
 /// This process's PostgreSQL server, started on first use.
 pub fn postgres_server() -> ServerInfo {
     let server = server::shared();

@@ -62,6 +62,32 @@ pub(crate) struct Server {
 
 static SERVER: OnceLock<Result<Server, String>> = OnceLock::new();
 
+/// A second address the server listens on, and the clients (a CIDR) it
+/// accepts password logins from there: see [`crate::expose_server`].
+struct Exposure {
+    listen: std::net::Ipv4Addr,
+    clients: String,
+}
+
+static EXPOSURE: OnceLock<Exposure> = OnceLock::new();
+
+pub(crate) fn expose(listen: std::net::Ipv4Addr, clients: &str) {
+    assert!(
+        SERVER.get().is_none(),
+        "strata_testpg::expose_server must be called before the server's first use"
+    );
+    let exposure = EXPOSURE.get_or_init(|| Exposure {
+        listen,
+        clients: clients.to_owned(),
+    });
+    assert!(
+        exposure.listen == listen && exposure.clients == clients,
+        "the test PostgreSQL server is already exposed on {} to {}",
+        exposure.listen,
+        exposure.clients
+    );
+}
+
 /// The server of this process, started on first use. Panics, naming what
 /// failed, when it cannot be started; every later call panics the same way.
 pub(crate) fn shared() -> &'static Server {
@@ -138,6 +164,9 @@ fn start() -> Result<Server, String> {
     prepare(&base, &run_as)?;
     let password = uuid::Uuid::new_v4().simple().to_string();
     initdb(&bindir, &base, &run_as, &password)?;
+    if let Some(exposure) = EXPOSURE.get() {
+        allow_clients(&base.join("data/pg_hba.conf"), &exposure.clients)?;
+    }
 
     let log = base.join("postgres.log");
     let mut last_error = String::new();
@@ -234,7 +263,11 @@ fn supervise(bindir: &Path, base: &Path, run_as: &RunAs, port: u16) -> Result<Su
         .arg(base.join("data"))
         .arg("-p")
         .arg(port.to_string())
-        .args(["-c", "listen_addresses=127.0.0.1"])
+        .arg("-c")
+        .arg(match EXPOSURE.get() {
+            Some(exposure) => format!("listen_addresses=127.0.0.1,{}", exposure.listen),
+            None => "listen_addresses=127.0.0.1".to_owned(),
+        })
         .arg("-c")
         .arg(format!(
             "unix_socket_directories={}",
@@ -307,6 +340,16 @@ fn wait_ready(data: &Path, pid: u32) -> Result<(), Started> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Lets `clients` (a CIDR) log in with a password, besides loopback.
+fn allow_clients(hba: &Path, clients: &str) -> Result<(), String> {
+    use std::io::Write;
+    File::options()
+        .append(true)
+        .open(hba)
+        .and_then(|mut f| writeln!(f, "host all all {clients} scram-sha-256"))
+        .map_err(|e| format!("writing {}: {e}", hba.display()))
 }
 
 /// Creates the non-superuser role that owns the tests' databases.

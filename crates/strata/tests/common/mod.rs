@@ -1,5 +1,7 @@
 //! What the tests that run the `strata` binary share.
 
+pub mod http;
+
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
