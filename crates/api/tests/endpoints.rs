@@ -503,6 +503,18 @@ each_backend! {
             StatusCode::BAD_REQUEST,
             "acl[0]",
         );
+        // The data volume's storage class is not the tenant's to change (on
+        // Kubernetes the CRD refuses it for kubectl and GitOps too).
+        assert_problem(
+            &app.send_json(
+                "PATCH",
+                &format!("{url}/orders"),
+                &json!({"storage_class": "fast"}),
+            )
+            .await,
+            StatusCode::BAD_REQUEST,
+            "storage_class",
+        );
         let patched = app
             .send_json(
                 "PATCH",

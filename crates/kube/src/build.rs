@@ -220,6 +220,11 @@ pub struct Observed {
     /// Storage request in the existing StatefulSet's claim template; that
     /// template is immutable, so it is kept as it was created.
     pub claim_storage: Option<Quantity>,
+    /// StorageClass in the existing StatefulSet's claim template (`Some(None)`:
+    /// the cluster default), kept for the same reason. The CRD refuses a
+    /// change of `storageClass`; a resource from before that rule still
+    /// applies.
+    pub claim_storage_class: Option<Option<String>>,
 }
 
 /// Every object an instance owns.
@@ -480,7 +485,8 @@ pub fn build(
         ..Service::default()
     };
 
-    let stateful_set = stateful_set(instance, valid, observed, &owner, &config_hash);
+    let mut stateful_set = stateful_set(instance, valid, observed, &owner, &config_hash);
+    keep_claim_storage_class(&mut stateful_set, observed);
 
     let pdb = pod_disruption_budget(instance, name, &owner);
 
@@ -500,6 +506,23 @@ pub fn build(
         agent_role,
         agent_role_binding,
         new_password: !keep,
+    }
+}
+
+/// Puts the existing claim template's StorageClass back into the desired
+/// StatefulSet: the API server refuses any change of a claim template.
+fn keep_claim_storage_class(sts: &mut StatefulSet, observed: &Observed) {
+    let Some(class) = &observed.claim_storage_class else {
+        return;
+    };
+    let templates = sts
+        .spec
+        .as_mut()
+        .and_then(|s| s.volume_claim_templates.as_mut());
+    for template in templates.into_iter().flatten() {
+        if let Some(spec) = template.spec.as_mut() {
+            spec.storage_class_name.clone_from(class);
+        }
     }
 }
 

@@ -645,21 +645,24 @@ async fn observe(
     let applied_rotation = secret
         .as_ref()
         .and_then(|s| s.annotations().get(APPLIED_ROTATION_ANNOTATION).cloned());
-    let claim_storage = sts
+    let claim_template = sts
         .as_ref()
         .and_then(|s| s.spec.as_ref())
         .and_then(|s| s.volume_claim_templates.as_ref())
         .and_then(|t| t.first())
-        .and_then(|c| c.spec.as_ref())
+        .and_then(|c| c.spec.as_ref());
+    let claim_storage = claim_template
         .and_then(|s| s.resources.as_ref())
         .and_then(|r| r.requests.as_ref())
         .and_then(|r| r.get("storage").cloned());
+    let claim_storage_class = claim_template.map(|s| s.storage_class_name.clone());
     Ok((
         Observed {
             password,
             rotation,
             applied_rotation,
             claim_storage,
+            claim_storage_class,
         },
         sts,
     ))

@@ -57,6 +57,7 @@ pub struct PostgresInstanceSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
     /// StorageClass of the data volume; default: the cluster's default class.
+    /// Immutable: set at creation or never.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_class: Option<String>,
 }
@@ -192,10 +193,22 @@ fn spec_rules() -> Value {
     rules.push(json!({
         "rule": "self.storageGb >= oldSelf.storageGb",
         "message": "storageGb can only grow",
+        "fieldPath": ".storageGb",
+        "reason": "FieldValueInvalid",
     }));
     rules.push(json!({
         "rule": "self.version == oldSelf.version",
         "message": "version cannot be changed in place",
+        "fieldPath": ".version",
+        "reason": "FieldValueForbidden",
+    }));
+    // The StatefulSet's claim template is immutable, so another class could
+    // never be applied; setting or removing one is a change too.
+    rules.push(json!({
+        "rule": "has(self.storageClass) == has(oldSelf.storageClass) && (!has(self.storageClass) || self.storageClass == oldSelf.storageClass)",
+        "message": "storageClass cannot be changed after creation: the data volume keeps the class it was created with",
+        "fieldPath": ".storageClass",
+        "reason": "FieldValueForbidden",
     }));
     Value::Array(rules)
 }

@@ -381,6 +381,41 @@ async fn invalid_specs_are_rejected_by_the_crd_schema() {
             .unwrap_err();
         assert!(err.to_string().contains(message), "{err}");
     }
+    // The data volume's class is fixed at creation: changing, removing or
+    // adding one is refused, naming the field (the StatefulSet's claim
+    // template could never follow).
+    let mut with_class = common::spec();
+    with_class.storage_class = Some("fast".into());
+    h.create("classy", with_class).await;
+    for (name, patch) in [
+        ("classy", json!({ "spec": { "storageClass": "slow" } })),
+        ("classy", json!({ "spec": { "storageClass": null } })),
+        ("orders", json!({ "spec": { "storageClass": "fast" } })),
+    ] {
+        match api
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Err(kube::Error::Api(e)) => {
+                assert_eq!(e.code, 422, "{patch}: {e:?}");
+                assert!(
+                    e.message.contains("spec.storageClass")
+                        && e.message.contains("cannot be changed after creation"),
+                    "{patch}: {}",
+                    e.message
+                );
+            }
+            other => panic!("{patch} was accepted: {other:?}"),
+        }
+    }
+    // Other changes of such an instance still pass the rule.
+    api.patch(
+        "classy",
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "spec": { "storageGb": 30 } })),
+    )
+    .await
+    .expect("a storage change keeps the class");
     // The example manifest is accepted as it is.
     let example: serde_yaml::Value = serde_yaml::from_str(include_str!(
         "../../../deploy/examples/postgresinstance.yaml"

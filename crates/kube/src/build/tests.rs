@@ -446,6 +446,33 @@ fn claim_template_keeps_the_size_it_was_created_with() {
 }
 
 #[test]
+fn claim_template_keeps_the_class_it_was_created_with() {
+    let mut s = spec();
+    s.storage_class = Some("slow".into());
+    let i = instance("orders", s);
+    let valid = validate(&i, &BuildConfig::default()).unwrap();
+    let class = |observed: &Observed| {
+        let d = build(&i, &valid, observed, "p");
+        let spec = d.stateful_set.spec.unwrap();
+        spec.volume_claim_templates.unwrap()[0]
+            .spec
+            .as_ref()
+            .unwrap()
+            .storage_class_name
+            .clone()
+    };
+    // A new StatefulSet takes the spec's class.
+    assert_eq!(class(&Observed::default()), Some("slow".into()));
+    // An existing one keeps its own, also "the cluster default".
+    let existing = |c: Option<&str>| Observed {
+        claim_storage_class: Some(c.map(str::to_owned)),
+        ..Observed::default()
+    };
+    assert_eq!(class(&existing(Some("fast"))), Some("fast".into()));
+    assert_eq!(class(&existing(None)), None);
+}
+
+#[test]
 fn pdb_lets_a_node_drain_evict_the_single_server() {
     let (_, d) = built(&instance("orders", spec()));
     assert_owned(&d.pdb.metadata, "orders");
