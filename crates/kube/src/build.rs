@@ -10,11 +10,11 @@ use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapProjection, ConfigMapVolumeSource, Container, ContainerPort,
     DownwardAPIProjection, DownwardAPIVolumeFile, EmptyDirVolumeSource, EnvVar, EnvVarSource,
-    ExecAction, HTTPGetAction, KeyToPath, ObjectFieldSelector, PersistentVolumeClaim,
+    HTTPGetAction, KeyToPath, ObjectFieldSelector, PersistentVolumeClaim,
     PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    ProjectedVolumeSource, ResourceRequirements, SeccompProfile, Secret, SecretKeySelector,
-    SecretVolumeSource, SecurityContext, Service, ServiceAccount, ServiceAccountTokenProjection,
-    ServicePort, ServiceSpec, Volume, VolumeMount, VolumeProjection, VolumeResourceRequirements,
+    ProjectedVolumeSource, ResourceRequirements, SeccompProfile, Secret, SecretVolumeSource,
+    SecurityContext, Service, ServiceAccount, ServiceAccountTokenProjection, ServicePort,
+    ServiceSpec, Volume, VolumeMount, VolumeProjection, VolumeResourceRequirements,
 };
 use k8s_openapi::api::networking::v1::{
     IPBlock, NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
@@ -44,19 +44,38 @@ pub const FIELD_MANAGER: &str = "strata-operator";
 pub const ROTATION_ANNOTATION: &str = "strata.dev/rotation";
 /// Annotation on the StatefulSet: the storage the spec asks for, in GiB.
 pub const STORAGE_ANNOTATION: &str = "strata.dev/storage-gb";
-/// Annotation on the pod template: a hash of the configuration, so that a
-/// configuration change rolls the pod.
-pub const CONFIG_HASH_ANNOTATION: &str = "strata.dev/config-hash";
+/// Annotation on the pod template: a hash of the postgresql.conf settings
+/// that take effect only at a server start, so that changing one of them
+/// rolls the pod. Everything else (pg_hba.conf, reloadable settings,
+/// certificates) reaches the running server by a reload.
+pub const CONFIG_HASH_ANNOTATION: &str = "strata.dev/restart-config-hash";
 /// Label every owned object carries with the instance name.
 pub const INSTANCE_LABEL: &str = "strata.dev/instance";
 /// Database user and database the instance is created with.
 pub const DB_USER: &str = "app";
 pub const DB_NAME: &str = "app";
+/// The metrics exporter's role: `pg_monitor`, over loopback only.
+pub const MONITOR_USER: &str = "strata_monitor";
+/// Keys of the credentials Secret with the monitoring role's name and
+/// password: generated once, kept across rotations of the tenant's password,
+/// never returned by the Strata API.
+pub const MONITOR_USERNAME_KEY: &str = "monitor-username";
+pub const MONITOR_PASSWORD_KEY: &str = "monitor-password";
+/// Where `strata pod-postgres` answers the kubelet's probes.
+pub const PROBE_PORT: u16 = 8008;
 /// Port of the postgres_exporter sidecar.
 pub const METRICS_PORT: u16 = 9187;
 
-const CONFIG_DIR: &str = "/etc/strata";
+/// The ConfigMap (postgresql.conf, pg_hba.conf), mounted into the postgres
+/// container and the credentials agent.
+pub const CONFIG_DIR: &str = "/etc/strata";
 const DATA_DIR: &str = "/var/lib/postgresql/data";
+/// The cluster, one level below the claim's root (which may hold `lost+found`).
+pub const PGDATA: &str = "/var/lib/postgresql/data/pgdata";
+/// The emptyDir the init container copies the `strata` binary into.
+pub const STRATA_BIN_DIR: &str = "/strata";
+/// The monitoring role's credentials, mounted into the exporter only.
+pub const MONITOR_DIR: &str = "/etc/strata-monitor";
 /// The instance's TLS Secret, mounted into the postgres container.
 pub const TLS_DIR: &str = "/etc/strata-tls";
 /// The credentials Secret, mounted into the credentials agent.
@@ -213,6 +232,8 @@ pub fn validate(
 pub struct Observed {
     /// Password and rotation token of the existing credentials Secret.
     pub password: Option<String>,
+    /// The monitoring role's password in the existing credentials Secret.
+    pub monitor_password: Option<strata_core::Secret>,
     pub rotation: Option<String>,
     /// The rotation the credentials agent reported as applied to the
     /// running server (`strata.dev/applied-rotation` on the Secret).
@@ -321,15 +342,19 @@ pub fn postgresql_conf(plan: &Plan) -> String {
     out
 }
 
-/// pg_hba.conf: the pod's own socket (the credentials agent) and loopback
-/// (the exporter, probes), then one `hostssl` line per ACL entry; a
-/// connection without TLS from anywhere else is refused outright.
+/// pg_hba.conf: the superuser `postgres` over the pod's Unix socket by peer
+/// authentication only (`strata pod-postgres` and the credentials agent,
+/// both the OS user postgres); the monitoring role from loopback only (the
+/// exporter); neither of them over any other TCP connection. Then one
+/// `hostssl` line per ACL entry for the tenant; a connection without TLS
+/// from anywhere else is refused outright.
 pub fn pg_hba_conf(acl: &Acl) -> String {
-    let mut out = String::from(
+    let mut out = format!(
         "# Managed by strata-operator.\n\
-         local all all trust\n\
-         host all all 127.0.0.1/32 scram-sha-256\n\
-         host all all ::1/128 scram-sha-256\n",
+         local all postgres peer\n\
+         host postgres {MONITOR_USER} 127.0.0.1/32 scram-sha-256\n\
+         host all postgres,{MONITOR_USER} 0.0.0.0/0 reject\n\
+         host all postgres,{MONITOR_USER} ::/0 reject\n"
     );
     for net in acl.entries() {
         let _ = writeln!(out, "hostssl all all {net} scram-sha-256");
@@ -339,6 +364,38 @@ pub fn pg_hba_conf(acl: &Acl) -> String {
          hostnossl all all ::/0 reject\n",
     );
     out
+}
+
+/// postgresql.conf settings that take effect only when the server starts
+/// (context `postmaster`); the others are applied by a reload.
+const RESTART_SETTINGS: &[&str] = &[
+    "listen_addresses",
+    "port",
+    "unix_socket_directories",
+    "hba_file",
+    "max_connections",
+    "shared_buffers",
+    "max_worker_processes",
+    "max_wal_senders",
+    "max_prepared_transactions",
+    "max_locks_per_transaction",
+    "wal_level",
+    "shared_preload_libraries",
+    "huge_pages",
+];
+
+/// The hash on the pod template: of the postgresql.conf lines whose
+/// settings need a restart, so that only those roll the pod.
+pub fn restart_config_hash(postgresql_conf: &str) -> String {
+    let mut restart = String::new();
+    for line in postgresql_conf.lines() {
+        let key = line.split('=').next().unwrap_or_default().trim();
+        if RESTART_SETTINGS.contains(&key) || Plan::RESTART_SETTINGS.contains(&key) {
+            restart.push_str(line);
+            restart.push('\n');
+        }
+    }
+    fnv1a(&restart)
 }
 
 fn fnv1a(data: &str) -> String {
@@ -392,6 +449,7 @@ fn credentials_secret(
     valid: &ValidSpec,
     owner: &OwnerReference,
     password: &str,
+    monitor_password: &str,
     rotation: &str,
 ) -> Secret {
     let endpoint = endpoint(valid);
@@ -411,18 +469,23 @@ fn credentials_secret(
             ("host".to_owned(), bytes(&endpoint.host)),
             ("port".to_owned(), bytes(&endpoint.port.to_string())),
             (ROTATION_KEY.to_owned(), bytes(rotation)),
+            (MONITOR_USERNAME_KEY.to_owned(), bytes(MONITOR_USER)),
+            (MONITOR_PASSWORD_KEY.to_owned(), bytes(monitor_password)),
         ])),
         ..Secret::default()
     }
 }
 
 /// Builds every owned object. `fresh_password` is used only when no password
-/// exists yet or a rotation was requested: passing it in keeps this pure.
+/// exists yet or a rotation was requested, `fresh_monitor_password` only when
+/// the Secret has no monitoring password yet (rotations keep it): passing
+/// them in keeps this pure.
 pub fn build(
     instance: &PostgresInstance,
     valid: &ValidSpec,
     observed: &Observed,
     fresh_password: &str,
+    fresh_monitor_password: &str,
 ) -> Desired {
     let name = valid.name.as_str();
     let owner = owner_reference(instance);
@@ -433,11 +496,22 @@ pub fn build(
         (Some(p), true) => p.clone(),
         _ => fresh_password.to_owned(),
     };
-    let secret = credentials_secret(instance, valid, &owner, &password, &rotation);
+    let monitor_password = observed
+        .monitor_password
+        .as_ref()
+        .map_or(fresh_monitor_password, strata_core::Secret::expose);
+    let secret = credentials_secret(
+        instance,
+        valid,
+        &owner,
+        &password,
+        monitor_password,
+        &rotation,
+    );
 
     let postgresql = postgresql_conf(&valid.plan);
     let hba = pg_hba_conf(&valid.acl);
-    let config_hash = fnv1a(&format!("{postgresql}\0{hba}"));
+    let config_hash = restart_config_hash(&postgresql);
     let config_map = ConfigMap {
         metadata: meta(instance, config_map_name(name), &owner),
         data: Some(BTreeMap::from([
@@ -682,8 +756,10 @@ pub fn api_access(
 }
 
 /// The `strata pod-agent` sidecar: it applies the mounted password to the
-/// running server over the shared Unix socket, reloads the server when its
-/// certificate changes, and reports the rotation it applied.
+/// running server over the shared Unix socket (as the superuser, by peer
+/// authentication), reloads the server when its certificate or its
+/// configuration (pg_hba.conf, reloadable settings) changes, and reports the
+/// rotation it applied.
 fn agent_container(valid: &ValidSpec) -> Container {
     let name = valid.name.as_str();
     Container {
@@ -693,6 +769,7 @@ fn agent_container(valid: &ValidSpec) -> Container {
             "pod-agent".into(),
             format!("--credentials-dir={CREDENTIALS_DIR}"),
             format!("--tls-dir={TLS_DIR}"),
+            format!("--config-dir={CONFIG_DIR}"),
             format!("--socket-dir={SOCKET_DIR}"),
             format!("--port={POSTGRES_PORT}"),
             format!("--report-secret={}", secret_name(name)),
@@ -717,6 +794,7 @@ fn agent_container(valid: &ValidSpec) -> Container {
         volume_mounts: Some(vec![
             mount("credentials", CREDENTIALS_DIR, true),
             mount("tls", TLS_DIR, true),
+            mount("config", CONFIG_DIR, true),
             mount("socket", SOCKET_DIR, false),
             mount("agent-token", SERVICE_ACCOUNT_DIR, true),
         ]),
@@ -760,6 +838,37 @@ fn pod_volumes(name: &str) -> Vec<Volume> {
         },
         secret_volume("tls", crate::tls::tls_secret_name(name), 0o640),
         secret_volume("credentials", secret_name(name), 0o440),
+        // Only the monitoring role's name and password, for the exporter.
+        Volume {
+            name: "monitor-credentials".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(secret_name(name)),
+                default_mode: Some(0o440),
+                items: Some(vec![
+                    KeyToPath {
+                        key: MONITOR_USERNAME_KEY.into(),
+                        path: "username".into(),
+                        ..KeyToPath::default()
+                    },
+                    KeyToPath {
+                        key: MONITOR_PASSWORD_KEY.into(),
+                        path: "password".into(),
+                        ..KeyToPath::default()
+                    },
+                ]),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+        // The `strata` binary, copied in by the init container.
+        Volume {
+            name: "strata-bin".into(),
+            empty_dir: Some(EmptyDirVolumeSource {
+                medium: None,
+                size_limit: Some(Quantity("256Mi".into())),
+            }),
+            ..Volume::default()
+        },
         Volume {
             name: "socket".into(),
             empty_dir: Some(EmptyDirVolumeSource {
@@ -815,21 +924,6 @@ fn pod_volumes(name: &str) -> Vec<Volume> {
     ]
 }
 
-fn secret_env(env: &str, secret: &str, key: &str) -> EnvVar {
-    EnvVar {
-        name: env.into(),
-        value_from: Some(EnvVarSource {
-            secret_key_ref: Some(SecretKeySelector {
-                name: secret.into(),
-                key: key.into(),
-                optional: Some(false),
-            }),
-            ..EnvVarSource::default()
-        }),
-        ..EnvVar::default()
-    }
-}
-
 fn env(name: &str, value: &str) -> EnvVar {
     EnvVar {
         name: name.into(),
@@ -864,87 +958,119 @@ pub fn storage_quantity(gb: u32) -> Quantity {
     Quantity(format!("{gb}Gi"))
 }
 
-#[allow(clippy::too_many_lines)] // one object literal, read top to bottom
-fn stateful_set(
-    instance: &PostgresInstance,
-    valid: &ValidSpec,
-    observed: &Observed,
-    owner: &OwnerReference,
-    config_hash: &str,
-) -> StatefulSet {
-    let name = valid.name.as_str();
-    let secret = secret_name(name);
-    let pg_isready = Some(ExecAction {
-        command: Some(vec![
-            "pg_isready".into(),
-            "-h".into(),
-            "127.0.0.1".into(),
-            "-U".into(),
-            DB_USER.into(),
-            "-d".into(),
-            DB_NAME.into(),
+/// The init container: copies the `strata` binary of the operator's image
+/// into the `strata-bin` emptyDir (`strata copy-self`, no shell needed).
+fn install_container(valid: &ValidSpec) -> Container {
+    Container {
+        name: "install-strata".into(),
+        image: Some(valid.agent_image.clone()),
+        args: Some(vec![
+            "copy-self".into(),
+            format!("--to={STRATA_BIN_DIR}/strata"),
         ]),
-    });
+        resources: Some(ResourceRequirements {
+            requests: Some(quantities("10m", "16Mi")),
+            limits: Some(quantities("200m", "64Mi")),
+            ..ResourceRequirements::default()
+        }),
+        security_context: Some(restricted(POSTGRES_UID)),
+        volume_mounts: Some(vec![mount("strata-bin", STRATA_BIN_DIR, false)]),
+        ..Container::default()
+    }
+}
+
+fn probe(path: &str, port: IntOrString, period: i32, failures: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port,
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period),
+        timeout_seconds: Some(5),
+        failure_threshold: Some(failures),
+        ..Probe::default()
+    }
+}
+
+/// The postgres container: any image with the server binaries of the
+/// spec's major runs `strata pod-postgres` from the `strata-bin` volume,
+/// which initialises the cluster, supervises the server, makes the tenant's
+/// and the monitoring role from the mounted credentials files and answers
+/// the probes. No password reaches an environment variable.
+fn postgres_container(valid: &ValidSpec) -> Container {
     let memory = format!("{}Mi", valid.plan.memory_mb);
-    let postgres = Container {
+    let probes = || IntOrString::String("probes".into());
+    Container {
         name: "postgres".into(),
         image: Some(valid.image.clone()),
-        args: Some(vec![
-            "-c".into(),
-            format!("config_file={CONFIG_DIR}/postgresql.conf"),
+        command: Some(vec![
+            format!("{STRATA_BIN_DIR}/strata"),
+            "pod-postgres".into(),
+            format!("--pg-version={}", valid.version),
+            format!("--data-dir={PGDATA}"),
+            format!("--config-file={CONFIG_DIR}/postgresql.conf"),
+            format!("--credentials-dir={CREDENTIALS_DIR}"),
+            format!("--socket-dir={SOCKET_DIR}"),
+            format!("--port={POSTGRES_PORT}"),
+            format!("--probe-listen=0.0.0.0:{PROBE_PORT}"),
+            format!("--exporter-metrics=http://127.0.0.1:{METRICS_PORT}/metrics"),
         ]),
-        env: Some(vec![
-            secret_env("POSTGRES_USER", &secret, "username"),
-            secret_env("POSTGRES_PASSWORD", &secret, "password"),
-            secret_env("POSTGRES_DB", &secret, "database"),
-            env("PGDATA", &format!("{DATA_DIR}/pgdata")),
+        // The image's own arguments (`postgres`) are not for pod-postgres.
+        args: Some(Vec::new()),
+        ports: Some(vec![
+            ContainerPort {
+                name: Some("postgres".into()),
+                container_port: i32::from(POSTGRES_PORT),
+                protocol: Some("TCP".into()),
+                ..ContainerPort::default()
+            },
+            ContainerPort {
+                name: Some("probes".into()),
+                container_port: i32::from(PROBE_PORT),
+                protocol: Some("TCP".into()),
+                ..ContainerPort::default()
+            },
         ]),
-        ports: Some(vec![ContainerPort {
-            name: Some("postgres".into()),
-            container_port: i32::from(POSTGRES_PORT),
-            protocol: Some("TCP".into()),
-            ..ContainerPort::default()
-        }]),
         resources: Some(ResourceRequirements {
             requests: Some(quantities(&valid.plan.cpu.to_string(), &memory)),
             limits: Some(quantities(&valid.plan.cpu.to_string(), &memory)),
             ..ResourceRequirements::default()
         }),
-        readiness_probe: Some(Probe {
-            exec: pg_isready.clone(),
-            initial_delay_seconds: Some(5),
-            period_seconds: Some(10),
-            timeout_seconds: Some(5),
-            failure_threshold: Some(3),
-            ..Probe::default()
-        }),
-        liveness_probe: Some(Probe {
-            exec: pg_isready,
-            initial_delay_seconds: Some(30),
-            period_seconds: Some(20),
-            timeout_seconds: Some(5),
-            failure_threshold: Some(6),
-            ..Probe::default()
-        }),
+        // Crash recovery of a large cluster may take long: up to an hour
+        // before the kubelet gives up; liveness starts only after it.
+        startup_probe: Some(probe("/startupz", probes(), 10, 360)),
+        readiness_probe: Some(probe("/readyz", probes(), 10, 3)),
+        liveness_probe: Some(probe("/livez", probes(), 10, 6)),
         security_context: Some(restricted(POSTGRES_UID)),
         volume_mounts: Some(vec![
             mount("data", DATA_DIR, false),
             mount("config", CONFIG_DIR, true),
             mount("tls", TLS_DIR, true),
             mount("socket", SOCKET_DIR, false),
+            mount("credentials", CREDENTIALS_DIR, true),
+            mount("strata-bin", STRATA_BIN_DIR, true),
         ]),
         ..Container::default()
-    };
-    let exporter = Container {
+    }
+}
+
+/// The metrics exporter: the monitoring role over loopback, its name and
+/// password read from files of the monitoring-only volume. Ready only when
+/// it really reaches the database: its readiness probe asks `strata
+/// pod-postgres`, which reads `pg_up` from the exporter's metrics (the
+/// exporter image has no shell to probe with).
+fn exporter_container(valid: &ValidSpec) -> Container {
+    Container {
         name: "exporter".into(),
         image: Some(valid.exporter_image.clone()),
         env: Some(vec![
             env(
                 "DATA_SOURCE_URI",
-                &format!("127.0.0.1:{POSTGRES_PORT}/{DB_NAME}?sslmode=disable"),
+                &format!("127.0.0.1:{POSTGRES_PORT}/postgres?sslmode=disable"),
             ),
-            secret_env("DATA_SOURCE_USER", &secret, "username"),
-            secret_env("DATA_SOURCE_PASS", &secret, "password"),
+            env("DATA_SOURCE_USER_FILE", &format!("{MONITOR_DIR}/username")),
+            env("DATA_SOURCE_PASS_FILE", &format!("{MONITOR_DIR}/password")),
         ]),
         ports: Some(vec![ContainerPort {
             name: Some("metrics".into()),
@@ -957,19 +1083,27 @@ fn stateful_set(
             limits: Some(quantities("200m", "64Mi")),
             ..ResourceRequirements::default()
         }),
-        readiness_probe: Some(Probe {
-            http_get: Some(HTTPGetAction {
-                path: Some("/".into()),
-                port: IntOrString::String("metrics".into()),
-                ..HTTPGetAction::default()
-            }),
-            period_seconds: Some(10),
-            ..Probe::default()
-        }),
+        readiness_probe: Some(probe(
+            "/exporterz",
+            IntOrString::Int(i32::from(PROBE_PORT)),
+            10,
+            3,
+        )),
         security_context: Some(restricted(EXPORTER_UID)),
+        volume_mounts: Some(vec![mount("monitor-credentials", MONITOR_DIR, true)]),
         ..Container::default()
-    };
+    }
+}
 
+#[allow(clippy::too_many_lines)] // one object literal, read top to bottom
+fn stateful_set(
+    instance: &PostgresInstance,
+    valid: &ValidSpec,
+    observed: &Observed,
+    owner: &OwnerReference,
+    config_hash: &str,
+) -> StatefulSet {
+    let name = valid.name.as_str();
     let claim_storage = observed
         .claim_storage
         .clone()
@@ -1000,13 +1134,21 @@ fn stateful_set(
                     ..ObjectMeta::default()
                 }),
                 spec: Some(PodSpec {
-                    containers: vec![postgres, exporter, agent_container(valid)],
+                    init_containers: Some(vec![install_container(valid)]),
+                    containers: vec![
+                        postgres_container(valid),
+                        exporter_container(valid),
+                        agent_container(valid),
+                    ],
                     service_account_name: Some(agent_name(name)),
                     security_context: Some(PodSecurityContext {
                         run_as_non_root: Some(true),
                         run_as_user: Some(POSTGRES_UID),
                         run_as_group: Some(POSTGRES_UID),
                         fs_group: Some(POSTGRES_UID),
+                        // The data volume's group is set once, not on
+                        // every mount (a recursive walk of a large cluster).
+                        fs_group_change_policy: Some("OnRootMismatch".into()),
                         seccomp_profile: Some(SeccompProfile {
                             type_: "RuntimeDefault".into(),
                             ..SeccompProfile::default()

@@ -639,6 +639,13 @@ async fn observe(
         .and_then(|d| d.get("password"))
         .and_then(|b| String::from_utf8(b.0.clone()).ok())
         .filter(|p| !p.is_empty());
+    let monitor_password = secret
+        .as_ref()
+        .and_then(|s| s.data.as_ref())
+        .and_then(|d| d.get(build::MONITOR_PASSWORD_KEY))
+        .and_then(|b| String::from_utf8(b.0.clone()).ok())
+        .filter(|p| !p.is_empty())
+        .map(strata_core::Secret::new);
     let rotation = secret
         .as_ref()
         .and_then(|s| s.annotations().get(ROTATION_ANNOTATION).cloned());
@@ -659,6 +666,7 @@ async fn observe(
     Ok((
         Observed {
             password,
+            monitor_password,
             rotation,
             applied_rotation,
             claim_storage,
@@ -800,7 +808,13 @@ async fn apply(instance: &PostgresInstance, ctx: &Context) -> Result<Action, Err
     };
     let (observed, existing_sts) = observe(&ctx.client, &ns, &name).await?;
     let first_credentials = observed.password.is_none();
-    let desired = build::build(instance, &valid, &observed, &generate_password());
+    let desired = build::build(
+        instance,
+        &valid,
+        &observed,
+        &generate_password(),
+        &generate_password(),
+    );
     let mut pass = Pass::new(ctx, &ns);
     let applied = async {
         // The certificate first: the pod mounts its Secret.

@@ -561,3 +561,38 @@ impl InstanceRuntime for KubeRuntime {
         self.events.subscribe()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use k8s_openapi::ByteString;
+
+    #[test]
+    fn credentials_never_carry_the_monitoring_password() {
+        let bytes = |s: &str| ByteString(s.as_bytes().to_vec());
+        let secret = KubeSecret {
+            data: Some(
+                [
+                    ("username", "app"),
+                    ("password", "tenant-password"),
+                    ("database", "app"),
+                    ("host", "orders.team-a.svc.cluster.local"),
+                    ("port", "5432"),
+                    (crate::build::MONITOR_USERNAME_KEY, "strata_monitor"),
+                    (crate::build::MONITOR_PASSWORD_KEY, "monitor-password-xyz"),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), bytes(v)))
+                .collect(),
+            ),
+            ..KubeSecret::default()
+        };
+        let creds = credentials_from(&secret, "CA".into()).unwrap();
+        // What the API answers: the serialised credentials.
+        let json = serde_json::to_string(&creds).unwrap();
+        assert!(json.contains("tenant-password"), "{json}");
+        assert!(!json.contains("monitor-password-xyz"), "{json}");
+        assert!(!json.contains("strata_monitor"), "{json}");
+    }
+}

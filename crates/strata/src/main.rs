@@ -5,6 +5,7 @@ mod auth_args;
 mod kube;
 mod memory;
 mod pod_agent;
+mod pod_postgres;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -26,6 +27,14 @@ enum Command {
     Operator(Box<kube::OperatorArgs>),
     /// Run the credentials agent beside PostgreSQL in an instance's pod.
     PodAgent(Box<pod_agent::PodAgentArgs>),
+    /// Initialise and supervise PostgreSQL as the main process of an instance's pod.
+    PodPostgres(Box<pod_postgres::PodPostgresArgs>),
+    /// Copy this executable to a path (an instance pod's init container).
+    CopySelf {
+        /// Where the copy goes.
+        #[arg(long)]
+        to: std::path::PathBuf,
+    },
     /// Print the PostgresInstance CRD (YAML).
     Crd,
     /// Print the OpenAPI document of the REST API.
@@ -51,6 +60,15 @@ fn main() -> anyhow::Result<()> {
         Command::Api(args) => block_on(kube::api(*args)),
         Command::Operator(args) => block_on(kube::operator(*args)),
         Command::PodAgent(args) => block_on(pod_agent::run(*args)),
+        Command::PodPostgres(args) => {
+            let mut code = 1;
+            block_on(async {
+                code = pod_postgres::run(*args).await?;
+                Ok(())
+            })?;
+            std::process::exit(code)
+        }
+        Command::CopySelf { to } => pod_postgres::copy_self(&to),
         Command::Crd => {
             print!("{}", strata_kube::crd_yaml());
             Ok(())

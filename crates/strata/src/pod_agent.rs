@@ -1,14 +1,17 @@
 //! `strata pod-agent`: the credentials agent that runs beside PostgreSQL in
-//! an instance's pod. The official image reads `POSTGRES_PASSWORD` only when
-//! it creates the cluster, so a rotated password would never reach the
-//! running server on its own. The agent watches the credentials Secret
-//! mounted as a volume (the kubelet swaps its `..data` link atomically when
-//! the Secret changes), sets the role's password over the pod's Unix socket
-//! — as a SCRAM verifier computed here, so the plaintext never reaches
-//! PostgreSQL — and reports the rotation it applied as the annotation
+//! an instance's pod. `strata pod-postgres` sets the tenant's password when
+//! the server starts; a rotation while it runs is the agent's. The agent
+//! watches the credentials Secret mounted as a volume (the kubelet swaps its
+//! `..data` link atomically when the Secret changes), sets the role's
+//! password over the pod's Unix socket as the superuser `postgres` (peer
+//! authentication: the agent runs as the same OS user as the server) — as a
+//! SCRAM verifier computed here, so the plaintext never reaches PostgreSQL —
+//! and reports the rotation it applied as the annotation
 //! `strata.dev/applied-rotation` on the Secret, through the API server, with
 //! the pod's own service account (allowed to read and patch that one Secret).
-//! It also reloads the server when the mounted TLS certificate changes.
+//! It also reloads the server when the mounted TLS certificate or the
+//! mounted configuration (pg_hba.conf, postgresql.conf) changes, so that an
+//! ACL change never restarts the server.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -36,6 +39,13 @@ pub struct PodAgentArgs {
     /// configuration when they change.
     #[arg(long, env = "STRATA_TLS_DIR")]
     tls_dir: Option<PathBuf>,
+    /// The mounted ConfigMap (`pg_hba.conf`, `postgresql.conf`): the server
+    /// reloads its configuration when they change.
+    #[arg(long)]
+    config_dir: Option<PathBuf>,
+    /// The role the agent connects as over the socket (peer authentication).
+    #[arg(long, default_value = "postgres")]
+    superuser: String,
     /// PostgreSQL's Unix socket directory.
     #[arg(long, default_value = "/var/run/postgresql")]
     socket_dir: PathBuf,
@@ -106,8 +116,8 @@ pub struct State {
     applied: Option<Secret>,
     /// The rotation last reported to the API server.
     reported: Option<String>,
-    /// The TLS files the server last (re)loaded.
-    tls_loaded: Option<String>,
+    /// The TLS and configuration files the server last (re)loaded.
+    loaded: Option<String>,
 }
 
 /// What to do this round.
@@ -120,11 +130,12 @@ pub struct Plan {
 
 /// Decides what the server and the API server need, given what was done.
 /// Pure: the loop does the I/O.
-pub fn plan(state: &State, creds: &Credentials, tls: Option<&str>, reporting: bool) -> Plan {
+/// `files` are the contents of the watched TLS and configuration files.
+pub fn plan(state: &State, creds: &Credentials, files: Option<&str>, reporting: bool) -> Plan {
     let set_password = state.applied.as_ref() != Some(&creds.password);
     Plan {
         set_password,
-        reload: tls.is_some_and(|t| state.tls_loaded.as_deref() != Some(t)),
+        reload: files.is_some_and(|t| state.loaded.as_deref() != Some(t)),
         // Report once the password is in place, and once per rotation.
         report: (reporting && state.reported.as_deref() != Some(creds.rotation.as_str()))
             .then(|| creds.rotation.clone()),
@@ -142,21 +153,38 @@ impl Agent {
     /// next round to retry (the server may not be up yet).
     async fn round(&mut self) -> anyhow::Result<()> {
         let creds = read_credentials(&self.args.credentials_dir)?;
-        let tls = match &self.args.tls_dir {
-            Some(dir) => {
-                let files = read_volume(dir, &["tls.crt", "tls.key"])?;
-                Some(files.into_values().collect::<String>())
+        let mut watched: Option<String> = None;
+        for (dir, keys) in [
+            (&self.args.tls_dir, &["tls.crt", "tls.key"][..]),
+            (
+                &self.args.config_dir,
+                &["pg_hba.conf", "postgresql.conf"][..],
+            ),
+        ] {
+            if let Some(dir) = dir {
+                let files = read_volume(dir, keys)?;
+                let text = watched.get_or_insert_with(String::new);
+                for (key, content) in files {
+                    text.push_str(&key);
+                    text.push('\0');
+                    text.push_str(&content);
+                    text.push('\0');
+                }
             }
-            None => None,
-        };
-        let plan = plan(&self.state, &creds, tls.as_deref(), self.kube.is_some());
+        }
+        let plan = plan(&self.state, &creds, watched.as_deref(), self.kube.is_some());
         if !plan.set_password && !plan.reload && plan.report.is_none() {
             return Ok(());
         }
         if plan.set_password || plan.reload {
-            let client = sql::connect_as(&self.args.socket_dir, self.args.port, &creds.username)
+            let client =
+                sql::connect_as(&self.args.socket_dir, self.args.port, &self.args.superuser)
+                    .await
+                    .context("connecting to PostgreSQL over its Unix socket")?;
+            client
+                .batch_execute(strata_runtime_local::pod::QUIET_SESSION)
                 .await
-                .context("connecting to PostgreSQL over its Unix socket")?;
+                .context("preparing the session")?;
             if plan.set_password {
                 sql::set_password(&client, &creds.username, &creds.password)
                     .await
@@ -171,7 +199,7 @@ impl Agent {
                     .await
                     .context("reloading the server's configuration")?;
                 info!("the server reloaded its configuration and certificate");
-                self.state.tls_loaded = tls;
+                self.state.loaded = watched;
             }
         }
         if let (Some(rotation), Some((api, name))) = (plan.report, &self.kube) {
@@ -276,10 +304,10 @@ mod tests {
         let mut state = State {
             applied: Some(Secret::new("a")),
             reported: Some(String::new()),
-            tls_loaded: None,
+            loaded: None,
         };
         assert!(plan(&state, &creds("a", ""), Some("v1"), true).reload);
-        state.tls_loaded = Some("v1".into());
+        state.loaded = Some("v1".into());
         assert!(!plan(&state, &creds("a", ""), Some("v1"), true).reload);
         assert!(plan(&state, &creds("a", ""), Some("v2"), true).reload);
     }

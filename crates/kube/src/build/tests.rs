@@ -28,7 +28,13 @@ fn spec() -> PostgresInstanceSpec {
 
 fn built(i: &PostgresInstance) -> (ValidSpec, Desired) {
     let valid = validate(i, &BuildConfig::default()).unwrap();
-    let desired = build(i, &valid, &Observed::default(), "fresh-password");
+    let desired = build(
+        i,
+        &valid,
+        &Observed::default(),
+        "fresh-password",
+        "fresh-monitor-password",
+    );
     (valid, desired)
 }
 
@@ -125,7 +131,7 @@ fn secret_is_generated_once_and_rotated_on_request() {
         claim_storage: None,
         ..Observed::default()
     };
-    let d = build(&i, &valid, &observed, "other");
+    let d = build(&i, &valid, &observed, "other", "monitor-other");
     assert!(!d.new_password);
     assert_eq!(d.secret.data.as_ref().unwrap()["password"].0, b"old");
 
@@ -136,7 +142,7 @@ fn secret_is_generated_once_and_rotated_on_request() {
         .annotations
         .get_or_insert_with(BTreeMap::new)
         .insert(ROTATE_ANNOTATION.into(), "2026-11-24".into());
-    let d = build(&rotated, &valid, &observed, "other");
+    let d = build(&rotated, &valid, &observed, "other", "monitor-other");
     assert!(d.new_password);
     assert_eq!(d.secret.data.as_ref().unwrap()["password"].0, b"other");
     assert_eq!(
@@ -275,8 +281,16 @@ fn pod_mounts_tls_and_runs_the_credentials_agent() {
     let pg = mounts(&pod.containers[0]);
     assert_eq!(pg["tls"], ("/etc/strata-tls".into(), true));
     assert_eq!(pg["socket"], ("/var/run/postgresql".into(), false));
-    assert!(!pg.contains_key("agent-token") && !pg.contains_key("credentials"));
-    assert!(!mounts(&pod.containers[1]).contains_key("agent-token"));
+    // pod-postgres reads the credentials from files; the token is the agent's.
+    assert_eq!(pg["credentials"], ("/etc/strata-credentials".into(), true));
+    assert!(!pg.contains_key("agent-token"));
+    // The exporter sees the monitoring role's files, not the tenant's password.
+    let exporter = mounts(&pod.containers[1]);
+    assert_eq!(
+        exporter.keys().collect::<Vec<_>>(),
+        ["monitor-credentials"],
+        "{exporter:?}"
+    );
 
     let agent = &pod.containers[2];
     assert_eq!(
@@ -288,6 +302,7 @@ fn pod_mounts_tls_and_runs_the_credentials_agent() {
     for expected in [
         "--credentials-dir=/etc/strata-credentials",
         "--tls-dir=/etc/strata-tls",
+        "--config-dir=/etc/strata",
         "--socket-dir=/var/run/postgresql",
         "--port=5432",
         "--report-secret=orders-credentials",
@@ -375,7 +390,7 @@ fn credentials_applied_follows_the_agents_report() {
             .annotations
             .get_or_insert_with(BTreeMap::new)
             .insert(ROTATE_ANNOTATION.into(), rotate.into());
-        let d = build(&i, &valid, observed, "fresh");
+        let d = build(&i, &valid, observed, "fresh", "monitor-fresh");
         let now = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
         let mut st = status(&i, Some(&valid), &Outcome::Applied(None), now);
         set_credentials_applied(&mut st, &i, observed, &d, now);
@@ -437,7 +452,7 @@ fn claim_template_keeps_the_size_it_was_created_with() {
         claim_storage: Some(Quantity("10Gi".into())),
         ..Observed::default()
     };
-    let d = build(&i, &valid, &observed, "p");
+    let d = build(&i, &valid, &observed, "p", "monitor-p");
     assert_eq!(claim_size(&d.stateful_set), Quantity("10Gi".into()));
     assert_eq!(
         d.stateful_set.metadata.annotations.as_ref().unwrap()[STORAGE_ANNOTATION],
@@ -452,7 +467,7 @@ fn claim_template_keeps_the_class_it_was_created_with() {
     let i = instance("orders", s);
     let valid = validate(&i, &BuildConfig::default()).unwrap();
     let class = |observed: &Observed| {
-        let d = build(&i, &valid, observed, "p");
+        let d = build(&i, &valid, observed, "p", "monitor-p");
         let spec = d.stateful_set.spec.unwrap();
         spec.volume_claim_templates.unwrap()[0]
             .spec
@@ -644,4 +659,220 @@ fn claims_smaller_than_the_spec_are_grown() {
     assert_eq!(claims_to_grow(&claims, 50), ["small", "decimal"]);
     assert_eq!(quantity_gib(&Quantity("1536Mi".into())), Some(1.5));
     assert_eq!(quantity_gib(&Quantity("lots".into())), None);
+}
+
+fn pod_spec(d: &Desired) -> k8s_openapi::api::core::v1::PodSpec {
+    d.stateful_set.spec.clone().unwrap().template.spec.unwrap()
+}
+
+#[test]
+fn postgres_runs_strata_copied_in_by_an_init_container_and_no_password_is_in_the_environment() {
+    let (_, d) = built(&instance("orders", spec()));
+    let pod = pod_spec(&d);
+    let init = pod.init_containers.as_ref().unwrap();
+    assert_eq!(init.len(), 1);
+    assert_eq!(
+        init[0].image.as_deref(),
+        Some(BuildConfig::default().agent_image.as_str())
+    );
+    assert_eq!(
+        init[0].args.as_deref().unwrap(),
+        ["copy-self", "--to=/strata/strata"]
+    );
+    assert_eq!(mounts(&init[0])["strata-bin"], ("/strata".into(), false));
+    let volumes = pod.volumes.as_ref().unwrap();
+    let bin = volumes.iter().find(|v| v.name == "strata-bin").unwrap();
+    assert!(bin.empty_dir.is_some());
+
+    let pg = &pod.containers[0];
+    assert_eq!(pg.image.as_deref(), Some("postgres:16"));
+    let command = pg.command.as_ref().unwrap();
+    assert_eq!(command[..2], ["/strata/strata", "pod-postgres"]);
+    for expected in [
+        "--pg-version=16",
+        "--data-dir=/var/lib/postgresql/data/pgdata",
+        "--config-file=/etc/strata/postgresql.conf",
+        "--credentials-dir=/etc/strata-credentials",
+        "--socket-dir=/var/run/postgresql",
+        "--exporter-metrics=http://127.0.0.1:9187/metrics",
+    ] {
+        assert!(
+            command.iter().any(|a| a == expected),
+            "{expected} in {command:?}"
+        );
+    }
+    // The image's CMD is not appended to pod-postgres' arguments.
+    assert_eq!(pg.args.as_deref(), Some(&[][..]));
+    assert_eq!(mounts(pg)["strata-bin"], ("/strata".into(), true));
+
+    // No container, init container included, gets a password (or any
+    // Secret value) through its environment.
+    for c in pod.containers.iter().chain(init) {
+        for e in c.env.iter().flatten() {
+            let from_secret = e
+                .value_from
+                .as_ref()
+                .is_some_and(|v| v.secret_key_ref.is_some());
+            assert!(!from_secret, "{}: {} comes from a Secret", c.name, e.name);
+            assert!(
+                !e.name.contains("PASSWORD") && !e.name.ends_with("_PASS"),
+                "{}: {}",
+                c.name,
+                e.name
+            );
+            // The passwords `built` put into the Secret appear nowhere.
+            let value = e.value.as_deref().unwrap_or_default();
+            assert!(
+                !value.contains("fresh-password") && !value.contains("fresh-monitor-password"),
+                "{}: {e:?}",
+                c.name
+            );
+        }
+    }
+}
+
+#[test]
+fn probes_wait_for_a_long_recovery_and_the_exporter_must_reach_the_database() {
+    let (_, d) = built(&instance("orders", spec()));
+    let pod = pod_spec(&d);
+    let pg = &pod.containers[0];
+    let probes_port = pg
+        .ports
+        .iter()
+        .flatten()
+        .find(|p| p.name.as_deref() == Some("probes"))
+        .unwrap();
+    assert_eq!(probes_port.container_port, i32::from(PROBE_PORT));
+    let http = |p: &Probe| {
+        let get = p.http_get.as_ref().unwrap();
+        (get.path.clone().unwrap(), get.port.clone())
+    };
+    let startup = pg.startup_probe.as_ref().unwrap();
+    assert_eq!(
+        http(startup),
+        ("/startupz".into(), IntOrString::String("probes".into()))
+    );
+    // Liveness only begins once startup succeeded; startup may take half an
+    // hour and more (crash recovery of a large cluster).
+    let budget = startup.period_seconds.unwrap() * startup.failure_threshold.unwrap();
+    assert!(budget >= 30 * 60, "startup budget {budget}s");
+    let liveness = pg.liveness_probe.as_ref().unwrap();
+    assert_eq!(http(liveness).0, "/livez");
+    assert!(liveness.initial_delay_seconds.is_none());
+    assert_eq!(http(pg.readiness_probe.as_ref().unwrap()).0, "/readyz");
+
+    let exporter = &pod.containers[1];
+    let ready = exporter.readiness_probe.as_ref().unwrap();
+    assert_eq!(
+        http(ready),
+        ("/exporterz".into(), IntOrString::Int(i32::from(PROBE_PORT)))
+    );
+    let env: BTreeMap<_, _> = exporter
+        .env
+        .iter()
+        .flatten()
+        .map(|e| (e.name.as_str(), e.value.clone().unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        env["DATA_SOURCE_URI"],
+        "127.0.0.1:5432/postgres?sslmode=disable"
+    );
+    assert_eq!(env["DATA_SOURCE_USER_FILE"], "/etc/strata-monitor/username");
+    assert_eq!(env["DATA_SOURCE_PASS_FILE"], "/etc/strata-monitor/password");
+    // Those files are the monitoring role's keys of the credentials Secret.
+    let volumes = pod.volumes.as_ref().unwrap();
+    let monitor = volumes
+        .iter()
+        .find(|v| v.name == "monitor-credentials")
+        .unwrap()
+        .secret
+        .as_ref()
+        .unwrap();
+    assert_eq!(monitor.secret_name.as_deref(), Some("orders-credentials"));
+    let items: Vec<_> = monitor
+        .items
+        .iter()
+        .flatten()
+        .map(|i| (i.key.as_str(), i.path.as_str()))
+        .collect();
+    assert_eq!(
+        items,
+        [
+            ("monitor-username", "username"),
+            ("monitor-password", "password")
+        ]
+    );
+}
+
+#[test]
+fn the_monitoring_password_is_generated_once_and_rotations_keep_it() {
+    let i = instance("orders", spec());
+    let (valid, d) = built(&i);
+    let data = d.secret.data.as_ref().unwrap();
+    assert_eq!(data[MONITOR_USERNAME_KEY].0, b"strata_monitor");
+    assert_eq!(data[MONITOR_PASSWORD_KEY].0, b"fresh-monitor-password");
+
+    let observed = Observed {
+        password: Some("tenant".into()),
+        monitor_password: Some(strata_core::Secret::new("kept-monitor")),
+        rotation: Some(String::new()),
+        ..Observed::default()
+    };
+    let mut rotated = i.clone();
+    rotated
+        .metadata
+        .annotations
+        .get_or_insert_with(BTreeMap::new)
+        .insert(ROTATE_ANNOTATION.into(), "r2".into());
+    let d = build(&rotated, &valid, &observed, "new-tenant", "new-monitor");
+    let data = d.secret.data.as_ref().unwrap();
+    assert_eq!(data["password"].0, b"new-tenant");
+    assert_eq!(data[MONITOR_PASSWORD_KEY].0, b"kept-monitor");
+    // Debug output of what the operator observed does not show it.
+    assert!(!format!("{observed:?}").contains("kept-monitor"));
+}
+
+#[test]
+fn an_acl_change_does_not_roll_the_pod_a_restart_setting_does() {
+    let (_, a) = built(&instance("orders", spec()));
+    let mut other_acl = spec();
+    other_acl.acl = vec!["172.16.0.0/12".into()];
+    let (_, b) = built(&instance("orders", other_acl));
+    let hba = |d: &Desired| d.config_map.data.as_ref().unwrap()["pg_hba.conf"].clone();
+    assert_ne!(hba(&a), hba(&b));
+    assert_eq!(config_hash(&a), config_hash(&b));
+
+    let conf = postgresql_conf(&valid_plan("small"));
+    // A reloadable setting does not change the hash; a restart setting does.
+    let reloadable = conf.replace("work_mem = '", "work_mem = '1");
+    assert_ne!(reloadable, conf);
+    assert_eq!(restart_config_hash(&conf), restart_config_hash(&reloadable));
+    let restart = conf.replace("shared_buffers = '", "shared_buffers = '1");
+    assert_ne!(restart_config_hash(&conf), restart_config_hash(&restart));
+}
+
+fn valid_plan(id: &str) -> Plan {
+    PlanCatalog::default().get(id).unwrap().clone()
+}
+
+#[test]
+fn pg_hba_keeps_the_superuser_on_the_socket_and_the_monitor_on_loopback() {
+    let (_, d) = built(&instance("orders", spec()));
+    let hba = &d.config_map.data.as_ref().unwrap()["pg_hba.conf"];
+    let lines: Vec<&str> = hba.lines().filter(|l| !l.starts_with('#')).collect();
+    assert_eq!(lines[0], "local all postgres peer");
+    assert_eq!(
+        lines[1],
+        "host postgres strata_monitor 127.0.0.1/32 scram-sha-256"
+    );
+    // Before any tenant line: neither role from anywhere else over TCP.
+    assert_eq!(
+        lines[2],
+        "host all postgres,strata_monitor 0.0.0.0/0 reject"
+    );
+    assert_eq!(lines[3], "host all postgres,strata_monitor ::/0 reject");
+    assert!(lines[4].starts_with("hostssl all all 10.0.0.0/8"), "{hba}");
+    // Nobody else on the socket, nobody trusted.
+    assert!(!hba.contains("trust"), "{hba}");
+    assert_eq!(hba.matches("local ").count(), 1, "{hba}");
 }
