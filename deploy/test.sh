@@ -101,6 +101,8 @@ template() { "$helm" template --kube-version "$kube_version" "$@"; }
 cat >"$work/custom-values.yaml" <<'EOF'
 fullnameOverride: pg
 logFormat: text
+namespacePrefix: pg-
+clusterDomain: k8s.example.internal
 commonLabels:
   team: platform
 image:
@@ -117,7 +119,6 @@ operator:
 api:
   replicas: 3
   issuer: https://strata.example.com
-  namespacePrefix: pg-
   database:
     existingSecret: strata-store
     key: dsn
@@ -205,6 +206,20 @@ check "the store key Secret is mounted as a file only when named" \
         ! grep -q 'store-key' '$work/default.yaml'"
 check "components off: only the operator's Deployment and Service, no RBAC, no CRD without --include-crds" \
     diff -u <(printf 'Deployment/strata-operator\nService/strata-operator-metrics\n') <(kinds "$work/operator-only.yaml")
+# env_values FILE NAME: the value of every env var NAME in FILE, one a line.
+env_values() { grep -A1 -- "- name: $2\$" "$1" | sed -n 's/^ *value: //p'; }
+check "default: API and operator take one namespace prefix, the operator the cluster domain" \
+    diff -u <(printf '"strata-"\n"strata-"\n"cluster.local"\n') \
+    <(env_values "$work/default.yaml" STRATA_NAMESPACE_PREFIX; env_values "$work/default.yaml" STRATA_CLUSTER_DOMAIN)
+check "non-default: namespacePrefix and clusterDomain reach both components" \
+    diff -u <(printf '"pg-"\n"pg-"\n"k8s.example.internal"\n') \
+    <(env_values "$work/custom.yaml" STRATA_NAMESPACE_PREFIX; env_values "$work/custom.yaml" STRATA_CLUSTER_DOMAIN)
+if template strata "$chart" --set api.database.existingSecret=x --set api.namespacePrefix=pg- >"$work/old-prefix.out" 2>&1; then
+    fail "the API-only api.namespacePrefix is refused"
+else
+    check "the API-only api.namespacePrefix is refused, naming namespacePrefix" \
+        grep -q "api.namespacePrefix is now namespacePrefix" "$work/old-prefix.out"
+fi
 if template strata "$chart" --set api.database.existingSecret= >"$work/missing.out" 2>&1; then
     fail "a missing store Secret is refused"
 else

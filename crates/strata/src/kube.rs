@@ -58,6 +58,75 @@ pub struct OperatorArgs {
     /// access of its own [default: none granted].
     #[arg(long, env = "STRATA_API_SERVICE_ACCOUNT")]
     api_service_account: Option<strata_kube::build::ServiceAccountRef>,
+    /// The cluster's DNS domain: instance endpoints and the names their
+    /// certificates carry are `<name>.<namespace>.svc.<domain>`.
+    #[arg(long, env = "STRATA_CLUSTER_DOMAIN", default_value = "cluster.local", value_parser = cluster_domain)]
+    cluster_domain: String,
+    /// Project namespaces are named `<prefix><project>`: the same value as
+    /// `strata api --namespace-prefix` (service events name the project).
+    #[arg(long, env = "STRATA_NAMESPACE_PREFIX", default_value = "strata-", value_parser = namespace_prefix)]
+    namespace_prefix: String,
+}
+
+impl OperatorArgs {
+    /// Everything the flags set in the operator's configuration.
+    fn configure(&self, config: &mut OperatorConfig) {
+        config.namespace.clone_from(&self.namespace);
+        if let Some(image) = &self.agent_image {
+            config.build.agent_image.clone_from(image);
+        }
+        if let Some(image) = &self.postgres_image {
+            config.build.postgres_image.clone_from(image);
+        }
+        if let Some(image) = &self.exporter_image {
+            config.build.exporter_image.clone_from(image);
+        }
+        config
+            .build
+            .api_service_account
+            .clone_from(&self.api_service_account);
+        config.build.cluster_domain.clone_from(&self.cluster_domain);
+        config.namespace_prefix.clone_from(&self.namespace_prefix);
+        config.ca_secret.name.clone_from(&self.ca_secret);
+        if let Some(ns) = &self.ca_namespace {
+            config.ca_secret.namespace.clone_from(ns);
+        }
+    }
+}
+
+/// A DNS name (`cluster.local`, `k8s.example.internal`); a trailing dot is dropped.
+fn cluster_domain(s: &str) -> Result<String, String> {
+    let domain = s.strip_suffix('.').unwrap_or(s);
+    let label_ok = |l: &str| {
+        (1..=63).contains(&l.len())
+            && l.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if domain.len() <= 253 && domain.split('.').all(label_ok) {
+        Ok(domain.to_owned())
+    } else {
+        Err(format!(
+            "{s:?} is not a DNS domain (lowercase labels separated by dots)"
+        ))
+    }
+}
+
+/// The start of a namespace name: lowercase letters, digits and '-', not
+/// starting with '-', short enough to leave room for a project name.
+fn namespace_prefix(s: &str) -> Result<String, String> {
+    let ok = s.len() <= 30
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-');
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "{s:?} cannot start a namespace name: at most 30 lowercase letters, digits or '-', not starting with '-'"
+        ))
+    }
 }
 
 #[derive(Args, Debug)]
@@ -75,8 +144,9 @@ pub struct ApiArgs {
     /// The `iss` of tokens Strata issues (the public URL of the API).
     #[arg(long, env = "STRATA_ISSUER")]
     issuer: String,
-    /// Project namespaces are named `<prefix><project>`.
-    #[arg(long, env = "STRATA_NAMESPACE_PREFIX", default_value = "strata-")]
+    /// Project namespaces are named `<prefix><project>` (the operator takes
+    /// the same value).
+    #[arg(long, env = "STRATA_NAMESPACE_PREFIX", default_value = "strata-", value_parser = namespace_prefix)]
     namespace_prefix: String,
     #[arg(long, env = "STRATA_LOG_FORMAT", default_value = "json")]
     log_format: String,
@@ -147,24 +217,7 @@ pub async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
         .await
         .context("connecting to Kubernetes (in-cluster config or KUBECONFIG)")?;
     let mut config = OperatorConfig::new(client, &args.lease_namespace);
-    config.namespace = args.namespace.clone();
-    if let Some(image) = &args.agent_image {
-        config.build.agent_image.clone_from(image);
-    }
-    if let Some(image) = &args.postgres_image {
-        config.build.postgres_image.clone_from(image);
-    }
-    if let Some(image) = &args.exporter_image {
-        config.build.exporter_image.clone_from(image);
-    }
-    config
-        .build
-        .api_service_account
-        .clone_from(&args.api_service_account);
-    config.ca_secret.name.clone_from(&args.ca_secret);
-    if let Some(ns) = &args.ca_namespace {
-        config.ca_secret.namespace.clone_from(ns);
-    }
+    args.configure(&mut config);
     if let Some(url) = &args.database_url {
         config.service_events = Some(Arc::new(StoreSink(
             Store::open(url).await.context("opening the store")?,
@@ -251,4 +304,76 @@ pub async fn api(args: ApiArgs) -> anyhow::Result<()> {
     served?;
     store.close().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use clap::Parser;
+    use strata_kube::{PostgresInstance, PostgresInstanceSpec, build, tls};
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Operator {
+        #[command(flatten)]
+        args: OperatorArgs,
+    }
+
+    fn configured(flags: &[&str]) -> OperatorConfig {
+        let args =
+            Operator::try_parse_from(std::iter::once("operator").chain(flags.iter().copied()))
+                .unwrap()
+                .args;
+        let client =
+            kube::Client::try_from(kube::Config::new("http://127.0.0.1:9".parse().unwrap()))
+                .unwrap();
+        let mut config = OperatorConfig::new(client, "strata-system");
+        args.configure(&mut config);
+        config
+    }
+
+    #[tokio::test]
+    async fn cluster_domain_and_namespace_prefix_reach_the_operator() {
+        let config = configured(&[
+            "--cluster-domain=k8s.example.internal.",
+            "--namespace-prefix=pg-",
+        ]);
+        assert_eq!(config.build.cluster_domain, "k8s.example.internal");
+        assert_eq!(config.namespace_prefix, "pg-");
+        // The names the builder gives follow: endpoint and certificate.
+        let mut instance = PostgresInstance::new(
+            "orders",
+            PostgresInstanceSpec {
+                version: "16".into(),
+                plan: "small".into(),
+                storage_gb: 20,
+                acl: vec![],
+                image: None,
+                storage_class: None,
+            },
+        );
+        instance.metadata.namespace = Some("pg-shop".into());
+        let valid = build::validate(&instance, &config.build).unwrap();
+        let host = "orders.pg-shop.svc.k8s.example.internal";
+        assert_eq!(build::endpoint(&valid).host, host);
+        assert!(tls::server_hosts(&valid).contains(&host.to_owned()));
+
+        let defaults = configured(&[]);
+        assert_eq!(defaults.build.cluster_domain, "cluster.local");
+        assert_eq!(defaults.namespace_prefix, "strata-");
+    }
+
+    #[test]
+    fn bad_domains_and_prefixes_are_refused() {
+        for bad in ["", "Cluster.Local", "a..b", "-x.local", "x_y.local"] {
+            assert!(cluster_domain(bad).is_err(), "{bad:?}");
+        }
+        for bad in ["-x", "Strata-", "a/b", &"p".repeat(31)] {
+            assert!(namespace_prefix(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(namespace_prefix("").unwrap(), "");
+        assert!(Operator::try_parse_from(["operator", "--cluster-domain=EXAMPLE"]).is_err());
+    }
 }

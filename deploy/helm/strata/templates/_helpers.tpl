@@ -47,3 +47,12 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- define "strata.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
+
+{{/* The project namespace prefix, one value for the API and the operator
+(api.namespacePrefix was the API's alone: refused, naming its successor). */}}
+{{- define "strata.namespacePrefix" -}}
+{{- if hasKey .Values.api "namespacePrefix" -}}
+{{- fail "api.namespacePrefix is now namespacePrefix (top level): the API and the operator take the same value" -}}
+{{- end -}}
+{{- .Values.namespacePrefix -}}
+{{- end -}}
