@@ -111,6 +111,7 @@ image:
 operator:
   replicas: 1
   watchNamespace: team-a
+  monitoringNamespace: monitoring
   database:
     existingSecret: strata-store
     key: dsn
@@ -207,13 +208,16 @@ check "the store key Secret is mounted as a file only when named" \
 check "components off: only the operator's Deployment and Service, no RBAC, no CRD without --include-crds" \
     diff -u <(printf 'Deployment/strata-operator\nService/strata-operator-metrics\n') <(kinds "$work/operator-only.yaml")
 # env_values FILE NAME: the value of every env var NAME in FILE, one a line.
-env_values() { grep -A1 -- "- name: $2\$" "$1" | sed -n 's/^ *value: //p'; }
+env_values() { { grep -A1 -- "- name: $2\$" "$1" || true; } | sed -n 's/^ *value: //p'; }
 check "default: API and operator take one namespace prefix, the operator the cluster domain" \
     diff -u <(printf '"strata-"\n"strata-"\n"cluster.local"\n') \
     <(env_values "$work/default.yaml" STRATA_NAMESPACE_PREFIX; env_values "$work/default.yaml" STRATA_CLUSTER_DOMAIN)
 check "non-default: namespacePrefix and clusterDomain reach both components" \
     diff -u <(printf '"pg-"\n"pg-"\n"k8s.example.internal"\n') \
     <(env_values "$work/custom.yaml" STRATA_NAMESPACE_PREFIX; env_values "$work/custom.yaml" STRATA_CLUSTER_DOMAIN)
+check "the metrics port is open to the monitoring namespace only when one is named" \
+    diff -u <(echo '"monitoring"') \
+    <(env_values "$work/default.yaml" STRATA_MONITORING_NAMESPACE; env_values "$work/custom.yaml" STRATA_MONITORING_NAMESPACE)
 if template strata "$chart" --set api.database.existingSecret=x --set api.namespacePrefix=pg- >"$work/old-prefix.out" 2>&1; then
     fail "the API-only api.namespacePrefix is refused"
 else

@@ -65,6 +65,8 @@ pub const MONITOR_PASSWORD_KEY: &str = "monitor-password";
 pub const PROBE_PORT: u16 = 8008;
 /// Port of the postgres_exporter sidecar.
 pub const METRICS_PORT: u16 = 9187;
+/// The label the API server puts on every namespace: its name.
+pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 
 /// The ConfigMap (postgresql.conf, pg_hba.conf), mounted into the postgres
 /// container and the credentials agent.
@@ -110,6 +112,9 @@ pub struct BuildConfig {
     /// `get` on its credentials and TLS Secrets (and nothing else), so that
     /// the API needs no Secret access of its own.
     pub api_service_account: Option<ServiceAccountRef>,
+    /// The namespace whose pods may scrape the exporter's metrics port
+    /// (e.g. Prometheus'); `None`: no one may.
+    pub monitoring_namespace: Option<String>,
 }
 
 /// A ServiceAccount by namespace and name (`NAMESPACE/NAME` on the command line).
@@ -143,6 +148,7 @@ impl Default for BuildConfig {
             cluster_domain: "cluster.local".into(),
             plans: PlanCatalog::default(),
             api_service_account: None,
+            monitoring_namespace: None,
         }
     }
 }
@@ -161,6 +167,7 @@ pub struct ValidSpec {
     pub agent_image: String,
     pub storage_class: Option<String>,
     pub cluster_domain: String,
+    pub monitoring_namespace: Option<String>,
 }
 
 /// Checks the rules the CRD schema already enforces (a resource may predate
@@ -221,6 +228,7 @@ pub fn validate(
             agent_image: config.agent_image.clone(),
             storage_class: spec.storage_class.clone(),
             cluster_domain: config.cluster_domain.clone(),
+            monitoring_namespace: config.monitoring_namespace.clone(),
         }),
         _ => Err(ValidationError::field("spec", "invalid")),
     }
@@ -656,14 +664,23 @@ fn network_policy(
             ports: Some(vec![port(POSTGRES_PORT)]),
         });
     }
-    // Metrics: scrapable from any namespace of the cluster.
-    ingress.push(NetworkPolicyIngressRule {
-        from: Some(vec![NetworkPolicyPeer {
-            namespace_selector: Some(LabelSelector::default()),
-            ..NetworkPolicyPeer::default()
-        }]),
-        ports: Some(vec![port(METRICS_PORT)]),
-    });
+    // Metrics: only from the monitoring namespace (by the name label the
+    // API server gives every namespace); without one, from nowhere.
+    if let Some(monitoring) = &valid.monitoring_namespace {
+        ingress.push(NetworkPolicyIngressRule {
+            from: Some(vec![NetworkPolicyPeer {
+                namespace_selector: Some(LabelSelector {
+                    match_labels: Some(BTreeMap::from([(
+                        NAMESPACE_NAME_LABEL.to_owned(),
+                        monitoring.clone(),
+                    )])),
+                    ..LabelSelector::default()
+                }),
+                ..NetworkPolicyPeer::default()
+            }]),
+            ports: Some(vec![port(METRICS_PORT)]),
+        });
+    }
     NetworkPolicy {
         metadata: meta(instance, name.to_owned(), owner),
         spec: Some(NetworkPolicySpec {

@@ -66,6 +66,10 @@ pub struct OperatorArgs {
     /// `strata api --namespace-prefix` (service events name the project).
     #[arg(long, env = "STRATA_NAMESPACE_PREFIX", default_value = "strata-", value_parser = namespace_prefix)]
     namespace_prefix: String,
+    /// The namespace whose pods may scrape each instance's metrics port
+    /// (9187), e.g. Prometheus' [default: none, no one may].
+    #[arg(long, env = "STRATA_MONITORING_NAMESPACE", value_parser = namespace_name)]
+    monitoring_namespace: Option<String>,
 }
 
 impl OperatorArgs {
@@ -87,6 +91,10 @@ impl OperatorArgs {
             .clone_from(&self.api_service_account);
         config.build.cluster_domain.clone_from(&self.cluster_domain);
         config.namespace_prefix.clone_from(&self.namespace_prefix);
+        config
+            .build
+            .monitoring_namespace
+            .clone_from(&self.monitoring_namespace);
         config.ca_secret.name.clone_from(&self.ca_secret);
         if let Some(ns) = &self.ca_namespace {
             config.ca_secret.namespace.clone_from(ns);
@@ -109,6 +117,22 @@ fn cluster_domain(s: &str) -> Result<String, String> {
     } else {
         Err(format!(
             "{s:?} is not a DNS domain (lowercase labels separated by dots)"
+        ))
+    }
+}
+
+/// A namespace name (a DNS label).
+fn namespace_name(s: &str) -> Result<String, String> {
+    let ok = (1..=63).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-');
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "{s:?} is not a namespace name (a DNS label: lowercase letters, digits and '-')"
         ))
     }
 }
@@ -363,6 +387,17 @@ mod tests {
         let defaults = configured(&[]);
         assert_eq!(defaults.build.cluster_domain, "cluster.local");
         assert_eq!(defaults.namespace_prefix, "strata-");
+    }
+
+    #[tokio::test]
+    async fn the_monitoring_namespace_reaches_the_builder() {
+        let config = configured(&["--monitoring-namespace=monitoring"]);
+        assert_eq!(
+            config.build.monitoring_namespace.as_deref(),
+            Some("monitoring")
+        );
+        assert_eq!(configured(&[]).build.monitoring_namespace, None);
+        assert!(namespace_name("Monitoring").is_err() && namespace_name("").is_err());
     }
 
     #[test]

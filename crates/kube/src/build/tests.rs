@@ -537,22 +537,58 @@ fn network_policy_follows_the_acl() {
         Some(IntOrString::Int(5432))
     );
 
+    // Nothing but the ACL reaches PostgreSQL, and without a monitoring
+    // namespace nothing reaches the metrics port.
+    assert_eq!(ingress.len(), 1, "{ingress:?}");
+
     let mut s = spec();
     s.acl = vec![];
     let (_, d) = built(&instance("orders", s));
-    let ingress = d
-        .network_policy
-        .spec
-        .as_ref()
-        .unwrap()
-        .ingress
-        .as_ref()
-        .unwrap();
-    assert_eq!(ingress.len(), 1, "only the metrics rule remains");
+    let ingress = d.network_policy.spec.as_ref().unwrap().ingress.clone();
     assert_eq!(
-        ingress[0].ports.as_ref().unwrap()[0].port,
-        Some(IntOrString::Int(9187))
+        ingress,
+        Some(vec![]),
+        "an empty ACL and no monitoring: nobody"
     );
+}
+
+#[test]
+fn only_the_monitoring_namespace_reaches_the_metrics_port() {
+    let config = BuildConfig {
+        monitoring_namespace: Some("monitoring".into()),
+        ..BuildConfig::default()
+    };
+    let i = instance("orders", spec());
+    let valid = validate(&i, &config).unwrap();
+    let d = build(&i, &valid, &Observed::default(), "p", "m");
+    let ingress = d.network_policy.spec.unwrap().ingress.unwrap();
+    let metrics: Vec<_> = ingress
+        .iter()
+        .filter(|r| {
+            r.ports
+                .iter()
+                .flatten()
+                .any(|p| p.port == Some(IntOrString::Int(9187)))
+        })
+        .collect();
+    assert_eq!(metrics.len(), 1, "{ingress:?}");
+    let peers = metrics[0].from.as_ref().unwrap();
+    assert_eq!(peers.len(), 1);
+    let selector = peers[0].namespace_selector.as_ref().unwrap();
+    assert_eq!(
+        selector.match_labels.as_ref().unwrap(),
+        &BTreeMap::from([(
+            "kubernetes.io/metadata.name".to_owned(),
+            "monitoring".to_owned()
+        )])
+    );
+    assert!(peers[0].ip_block.is_none() && peers[0].pod_selector.is_none());
+    // The PostgreSQL port stays the ACL's alone.
+    let postgres = ingress
+        .iter()
+        .find(|r| r.ports.as_ref().unwrap()[0].port == Some(IntOrString::Int(5432)))
+        .unwrap();
+    assert!(postgres.from.iter().flatten().all(|p| p.ip_block.is_some()));
 }
 
 fn ready_sts(ready: i32) -> StatefulSet {
