@@ -91,6 +91,44 @@ impl Error {
             Error::Tls(_) | Error::UnreadableCa(_) => "tls",
         }
     }
+
+    /// Whether only a change of the spec can help: the API server refused
+    /// the objects built from it as invalid (400, 422). Everything else
+    /// passes by itself or by someone fixing the installation (a conflict,
+    /// throttling, a server error, a timeout, missing permissions, a broken
+    /// CA Secret) and is retried with backoff.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, Error::Kube(kube::Error::Api(s)) if s.code == 400 || s.code == 422)
+    }
+
+    /// What the `Reconciled` condition says: the API server's own message
+    /// when it answered, else the error.
+    pub fn condition_message(&self) -> String {
+        match self {
+            Error::Kube(kube::Error::Api(s)) => format!("{} (HTTP {})", s.message, s.code),
+            other => other.to_string(),
+        }
+    }
+
+    /// The reason the `Reconciled` condition gives for this error.
+    pub fn condition_reason(&self) -> &'static str {
+        match self {
+            Error::Kube(kube::Error::Api(s)) => match s.code {
+                400 | 422 => "InvalidObject",
+                401 | 403 => "Forbidden",
+                404 => "NotFound",
+                409 => "Conflict",
+                429 => "TooManyRequests",
+                500..=599 => "ServerError",
+                _ => "ApiError",
+            },
+            Error::Kube(_) => "Unreachable",
+            Error::Tls(_) | Error::UnreadableCa(_) => "CertificateError",
+            Error::Finalizer(_) => "FinalizerError",
+            Error::MissingNamespace => "MissingNamespace",
+            Error::Lease(_) | Error::LeaseTask(_) => "LeaseError",
+        }
+    }
 }
 
 /// Where the operator records service events (phase changes, credential
@@ -591,14 +629,29 @@ async fn write_status(
             previous = fresh.status.and_then(|s| s.phase);
         }
     }
-    let patch = serde_json::json!({ "status": status });
+    // Server-side apply: a field the new status leaves out (the endpoint of
+    // an instance that stopped serving) is removed, which a merge patch
+    // cannot do.
+    let patch = serde_json::json!({
+        "apiVersion": PostgresInstance::api_version(&()),
+        "kind": PostgresInstance::kind(&()),
+        "status": status,
+    });
     let written = api
         .patch_status(
             &instance.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
         )
         .await?;
+    for a in build::announcements(instance.status.as_ref(), &status) {
+        let type_ = if a.warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
+        publish(ctx, instance, type_, &a.reason, a.note).await;
+    }
     if previous != status.phase {
         let phase = status.phase.clone().unwrap_or_default();
         let type_ = if phase == Phase::Failed.as_str() {
@@ -826,11 +879,16 @@ async fn apply(instance: &PostgresInstance, ctx: &Context) -> Result<Action, Err
     let sts = match applied.await {
         Ok(sts) => sts,
         Err(e) => {
-            let reason = e.to_string();
+            let message = e.condition_message();
+            let failure = build::ApplyError {
+                permanent: e.is_permanent(),
+                reason: e.condition_reason(),
+                message: &message,
+            };
             let status = build::status(
                 instance,
                 Some(&valid),
-                &Outcome::ApplyFailed(&reason),
+                &Outcome::ApplyFailed(failure),
                 now(),
             );
             if let Err(status_error) = write_status(ctx, instance, status).await {
@@ -1035,4 +1093,39 @@ async fn cleanup(instance: &PostgresInstance, ctx: &Context) -> Result<Action, E
     ctx.remember(instance, None);
     ctx.metrics.set_phase(&key(instance), None);
     Ok(Action::await_change())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(code: u16) -> Error {
+        let mut status = kube::core::Status::failure("refused", "");
+        status.code = code;
+        Error::Kube(kube::Error::Api(status.boxed()))
+    }
+
+    #[test]
+    fn only_objects_refused_as_invalid_are_permanent() {
+        for (code, reason) in [(400, "InvalidObject"), (422, "InvalidObject")] {
+            assert!(api(code).is_permanent(), "{code}");
+            assert_eq!(api(code).condition_reason(), reason);
+        }
+        for (code, reason) in [
+            (409, "Conflict"),
+            (429, "TooManyRequests"),
+            (500, "ServerError"),
+            (503, "ServerError"),
+            (504, "ServerError"),
+            (403, "Forbidden"),
+            (404, "NotFound"),
+        ] {
+            assert!(!api(code).is_permanent(), "{code}");
+            assert_eq!(api(code).condition_reason(), reason, "{code}");
+        }
+        let timeout = Error::Kube(kube::Error::Service("deadline has elapsed".into()));
+        assert!(!timeout.is_permanent());
+        assert_eq!(timeout.condition_reason(), "Unreachable");
+        assert!(!Error::UnreadableCa("strata-system/strata-ca".into()).is_permanent());
+    }
 }

@@ -792,3 +792,122 @@ async fn growing_storage_grows_the_bound_data_claim() {
     );
     op.stop().await;
 }
+
+fn condition(i: &PostgresInstance, kind: &str) -> Option<strata_kube::crd::StatusCondition> {
+    i.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == kind)
+        .cloned()
+}
+
+/// Wakes the instance for a full pass without changing its spec.
+async fn touch(h: &Harness, name: &str, value: &str) {
+    h.api::<PostgresInstance>()
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "metadata": { "labels": { "touched": value } } })),
+        )
+        .await
+        .expect("label the instance");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_apply_errors_keep_a_serving_instance_ready_and_are_retried() {
+    use std::sync::atomic::{AtomicU16, Ordering};
+
+    let h = Harness::new().await;
+    // The operator's StatefulSet applies get the injected status code.
+    let inject = Arc::new(AtomicU16::new(0));
+    let client = {
+        let inject = Arc::clone(&inject);
+        common::faulty_client(h.client.clone(), move |request| {
+            let code = inject.load(Ordering::SeqCst);
+            (code != 0
+                && request.method() == http::Method::PATCH
+                && request.uri().path().contains("/statefulsets/"))
+            .then_some(code)
+        })
+    };
+    // Backoff as in production, but capped low enough for a test's deadline.
+    let op = RunningOperator::start_with(&client, "op-a", |c| {
+        c.max_backoff = std::time::Duration::from_secs(2);
+    });
+    let uid = h.create("orders", spec()).await.uid().unwrap();
+    wait_phase(&h, "orders", "Provisioning").await;
+    mark_ready(&h, "orders").await;
+    let ready = wait_phase(&h, "orders", "Ready").await;
+    let endpoint = ready.status.unwrap().endpoint.unwrap();
+
+    for (code, reason) in [
+        (503, "ServerError"),
+        (429, "TooManyRequests"),
+        (409, "Conflict"),
+    ] {
+        inject.store(code, Ordering::SeqCst);
+        touch(&h, "orders", &code.to_string()).await;
+        let i = eventually(&format!("Reconciled=False ({reason})"), || async {
+            let i = get::<PostgresInstance>(&h, "orders").await?;
+            let c = condition(&i, "Reconciled")?;
+            (c.status == "False" && c.reason == reason).then_some(i)
+        })
+        .await;
+        let status = i.status.as_ref().unwrap();
+        assert_eq!(status.phase.as_deref(), Some("Ready"), "{status:?}");
+        assert_eq!(status.endpoint.as_ref(), Some(&endpoint));
+        assert_eq!(condition(&i, "Ready").unwrap().status, "True");
+    }
+    // Retried with backoff, not given up.
+    let failures = |reason: &str| {
+        op.metrics
+            .reconcile_failures
+            .get_or_create(&strata_kube::metrics::ReasonLabels {
+                reason: reason.into(),
+            })
+            .get()
+    };
+    let before = failures("conflict");
+    eventually("another attempt after the conflict", || async {
+        (failures("conflict") > before).then_some(())
+    })
+    .await;
+
+    // The error passes: the next attempt applies.
+    inject.store(0, Ordering::SeqCst);
+    eventually("Reconciled=True again", || async {
+        let i = get::<PostgresInstance>(&h, "orders").await?;
+        (condition(&i, "Reconciled")?.status == "True").then_some(())
+    })
+    .await;
+    let events: Api<Event> = Api::namespaced(h.client.clone(), "team-a");
+    let reasons = |list: Vec<Event>| -> Vec<String> {
+        list.into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.uid.as_deref()) == Some(uid.as_str()))
+            .filter_map(|e| e.reason)
+            .collect()
+    };
+    let seen = reasons(events.list(&ListParams::default()).await.unwrap().items);
+    assert!(
+        seen.iter().any(|r| r == "ServerError") && seen.iter().any(|r| r == "Reconciled"),
+        "{seen:?}"
+    );
+    assert!(
+        !seen.iter().any(|r| r == "Failed"),
+        "a transient error must not fail a serving instance: {seen:?}"
+    );
+
+    // The API server refusing the objects is another matter: Failed.
+    inject.store(422, Ordering::SeqCst);
+    touch(&h, "orders", "422").await;
+    let failed = wait_phase(&h, "orders", "Failed").await;
+    assert_eq!(
+        condition(&failed, "Reconciled").unwrap().reason,
+        "InvalidObject"
+    );
+    // The status is applied as a whole: the endpoint is gone with Ready.
+    assert_eq!(failed.status.unwrap().endpoint, None);
+    inject.store(0, Ordering::SeqCst);
+    op.stop().await;
+}

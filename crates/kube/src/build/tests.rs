@@ -1,7 +1,8 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::*;
-use crate::crd::PostgresInstanceSpec;
+use crate::crd::{PostgresInstanceSpec, PostgresInstanceStatus, StatusCondition};
+use time::OffsetDateTime;
 
 fn instance(name: &str, spec: PostgresInstanceSpec) -> PostgresInstance {
     let mut i = PostgresInstance::new(name, spec);

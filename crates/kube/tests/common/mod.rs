@@ -80,6 +80,41 @@ impl Drop for RunningOperator {
     }
 }
 
+/// A client that sends its requests through `inner`, except those `fault`
+/// answers with a status code: those get that code and a Kubernetes
+/// `Status` body without reaching the API server (an injected conflict,
+/// throttling or server error).
+pub fn faulty_client(
+    inner: Client,
+    fault: impl Fn(&http::Request<kube::client::Body>) -> Option<u16> + Send + Sync + 'static,
+) -> Client {
+    let fault = Arc::new(fault);
+    let service = tower::service_fn(move |request: http::Request<kube::client::Body>| {
+        let inner = inner.clone();
+        let injected = fault(&request);
+        async move {
+            if let Some(code) = injected {
+                let body = serde_json::json!({
+                    "kind": "Status",
+                    "apiVersion": "v1",
+                    "status": "Failure",
+                    "message": format!("injected by the test: {code}"),
+                    "reason": "Injected",
+                    "code": code,
+                });
+                let response = http::Response::builder()
+                    .status(code)
+                    .header("content-type", "application/json")
+                    .body(kube::client::Body::from(body.to_string().into_bytes()))
+                    .expect("a response");
+                return Ok::<_, kube::Error>(response);
+            }
+            inner.send(request).await
+        }
+    });
+    Client::new(service, "default")
+}
+
 /// Everything a test needs: apiserver, CRD, a namespace, a client.
 pub struct Harness {
     pub env: TestEnv,
