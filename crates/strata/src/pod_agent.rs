@@ -149,10 +149,9 @@ struct Agent {
 }
 
 impl Agent {
-    /// One round: read the files, apply what changed. Errors are for the
-    /// next round to retry (the server may not be up yet).
-    async fn round(&mut self) -> anyhow::Result<()> {
-        let creds = read_credentials(&self.args.credentials_dir)?;
+    /// The contents of the watched TLS and configuration files, as one
+    /// string (`None` when nothing is watched).
+    fn watched_files(&self) -> anyhow::Result<Option<String>> {
         let mut watched: Option<String> = None;
         for (dir, keys) in [
             (&self.args.tls_dir, &["tls.crt", "tls.key"][..]),
@@ -172,6 +171,14 @@ impl Agent {
                 }
             }
         }
+        Ok(watched)
+    }
+
+    /// One round: read the files, apply what changed. Errors are for the
+    /// next round to retry (the server may not be up yet).
+    async fn round(&mut self) -> anyhow::Result<()> {
+        let creds = read_credentials(&self.args.credentials_dir)?;
+        let watched = self.watched_files()?;
         let plan = plan(&self.state, &creds, watched.as_deref(), self.kube.is_some());
         if !plan.set_password && !plan.reload && plan.report.is_none() {
             return Ok(());
@@ -194,12 +201,45 @@ impl Agent {
                 self.state.reported = None;
             }
             if plan.reload {
+                let loaded_at = |row: tokio_postgres::Row| row.get::<_, std::time::SystemTime>(0);
+                let before = loaded_at(client.query_one("SELECT pg_conf_load_time()", &[]).await?);
                 client
                     .batch_execute("SELECT pg_reload_conf()")
                     .await
                     .context("reloading the server's configuration")?;
+                drop(client);
+                // The server reads the files when it handles the reload,
+                // not when they were read here: if they changed in between,
+                // it holds a newer version than `watched`, and a later change
+                // back to `watched` would look like nothing. So wait until a
+                // new session shows the reload done, and read the files again:
+                // the server holds at most what they say then.
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+                let handled = loop {
+                    let session = sql::connect_as(
+                        &self.args.socket_dir,
+                        self.args.port,
+                        &self.args.superuser,
+                    )
+                    .await
+                    .context("connecting after the reload")?;
+                    if loaded_at(session.query_one("SELECT pg_conf_load_time()", &[]).await?)
+                        > before
+                    {
+                        break true;
+                    }
+                    if tokio::time::Instant::now() > deadline {
+                        break false;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                };
+                let now = self.watched_files()?;
                 info!("the server reloaded its configuration and certificate");
-                self.state.loaded = watched;
+                self.state.loaded = if handled && now == watched {
+                    watched
+                } else {
+                    None
+                };
             }
         }
         if let (Some(rotation), Some((api, name))) = (plan.report, &self.kube) {

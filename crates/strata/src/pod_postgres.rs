@@ -342,6 +342,11 @@ pub async fn run(args: PodPostgresArgs) -> anyhow::Result<i32> {
     let bindir = pod::find_bindir(args.pg_version)?;
     info!(bindir = %bindir.display(), version = args.pg_version, "PostgreSQL server binaries");
 
+    // Signals first: as a container's PID 1 without a handler, a SIGTERM
+    // during initdb would be ignored until the kubelet's SIGKILL.
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+
     let found = pod::inspect_data_dir(&args.data_dir)?;
     if pod::start_plan(&args.data_dir, &found, args.pg_version)? == Start::Initialise {
         initialise(&bindir, &args.data_dir).await?;
@@ -356,9 +361,6 @@ pub async fn run(args: PodPostgresArgs) -> anyhow::Result<i32> {
             .with_context(|| format!("making {} private", args.data_dir.display()))?;
     }
 
-    // Signals first, so that none is lost between the start and the loop.
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
     let listener = tokio::net::TcpListener::bind(args.probe_listen)
         .await
         .with_context(|| format!("listening for probes on {}", args.probe_listen))?;

@@ -11,7 +11,7 @@ mod pod;
 use std::path::Path;
 
 use nix::sys::signal::Signal;
-use pod::{Pod, Process, TENANT_PASSWORD, code, eventually};
+use pod::{Pod, Process, TENANT_PASSWORD, code, eventually_or};
 
 const BAD_PASSWORD: &str = "28P01";
 const REFUSED_BY_HBA: &str = "28000";
@@ -45,11 +45,15 @@ async fn a_rotated_password_reaches_the_running_server_and_the_old_one_stops_wor
 
     // A rotation: the kubelet swaps `..data` to a new version.
     pod.mount_credentials("second-Password-4", "r2");
-    eventually("the rotated password to work", async || {
-        pod.connect("app", "second-Password-4", "app", true)
-            .await
-            .is_ok()
-    })
+    eventually_or(
+        "the rotated password to work",
+        async || {
+            pod.connect("app", "second-Password-4", "app", true)
+                .await
+                .is_ok()
+        },
+        || pod.logs(),
+    )
     .await;
     let old = pod.connect("app", TENANT_PASSWORD, "app", true).await;
     assert_eq!(code(&old).as_deref(), Some(BAD_PASSWORD), "{:?}", old.err());
@@ -83,20 +87,31 @@ async fn an_acl_change_is_reloaded_without_a_restart() {
 
     // The ConfigMap now admits loopback: the agent reloads the server.
     pod.mount_config(&["127.0.0.1/32"]);
-    eventually("the new ACL to admit the tenant", async || {
-        pod.connect("app", TENANT_PASSWORD, "app", true)
-            .await
-            .is_ok()
-    })
+    eventually_or(
+        "the new ACL to admit the tenant",
+        async || {
+            pod.connect("app", TENANT_PASSWORD, "app", true)
+                .await
+                .is_ok()
+        },
+        || pod.logs(),
+    )
     .await;
     assert_eq!(pod.postmaster_pid(), pid, "the server restarted");
 
     // And back: the entry is gone again.
     pod.mount_config(&[]);
-    eventually("the ACL entry to be gone", async || {
-        code(&pod.connect("app", TENANT_PASSWORD, "app", true).await).as_deref()
-            == Some(REFUSED_BY_HBA)
-    })
+    let last = std::cell::RefCell::new(None);
+    eventually_or(
+        "the ACL entry to be gone",
+        async || {
+            let code = code(&pod.connect("app", TENANT_PASSWORD, "app", true).await);
+            let refused = code.as_deref() == Some(REFUSED_BY_HBA);
+            *last.borrow_mut() = code;
+            refused
+        },
+        || format!("last answer: {:?}\n{}", last.borrow(), pod.logs()),
+    )
     .await;
     assert_eq!(pod.postmaster_pid(), pid, "the server restarted");
     let logged = pod.read_log("agent");

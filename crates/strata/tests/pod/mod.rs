@@ -82,10 +82,23 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-pub async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+pub async fn eventually(what: &str, check: impl AsyncFnMut() -> bool) {
+    eventually_or(what, check, String::new).await;
+}
+
+/// As `eventually`, and a timeout's message carries `context()`.
+pub async fn eventually_or(
+    what: &str,
+    mut check: impl AsyncFnMut() -> bool,
+    context: impl Fn() -> String,
+) {
     let deadline = Instant::now() + DEADLINE;
     while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}\n{}",
+            context()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -313,10 +326,21 @@ impl Pod {
             .map(|r| r.status().as_u16())
     }
 
+    /// The logs of the pod's processes, to explain a failure.
+    pub fn logs(&self) -> String {
+        ["pod-postgres", "agent"]
+            .iter()
+            .map(|name| format!("--- {name}.log\n{}", self.read_log(name)))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     pub async fn wait_started(&self) {
-        eventually("/startupz to answer 200", async || {
-            self.probe("/startupz").await == Some(200)
-        })
+        eventually_or(
+            "/startupz to answer 200",
+            async || self.probe("/startupz").await == Some(200),
+            || self.logs(),
+        )
         .await;
     }
 
