@@ -4,7 +4,7 @@ SHELL := /usr/bin/env bash
 
 CARGO ?= cargo
 
-.PHONY: run test bench deps lint test-rust test-testenv test-infra test-deploy openapi check-openapi
+.PHONY: run test bench deps lint test-rust test-testenv test-infra test-deploy openapi check-openapi images
 
 ## run: start Strata (`strata serve`) with its embedded defaults
 run: deps
@@ -50,6 +50,10 @@ test-infra:
 test-deploy:
 	shellcheck -x deploy/test.sh
 	deploy/test.sh
+
+## images: build the container images and save them as archives (docs/images.md)
+images:
+	scripts/images.sh
 
 ## bench: measure and write docs/benchmarks.md
 bench: deps
