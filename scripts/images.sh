@@ -144,7 +144,10 @@ rootfs() {
     "deb $security_mirror $suite-security main" >&2
 }
 
+# Bases replaced by --rebuild-bases, removed at the end when nothing uses them.
+replaced=()
 if ((rebuild_bases)) || ! have_image "$debian_base"; then
+  replaced+=("$(image_id "$debian_base" 2>/dev/null || true)")
   log "making $debian_base from Debian packages (mmdebstrap, about a minute)"
   rootfs "$work/debian.tar"
   "${podman[@]}" import --quiet --change 'CMD ["bash"]' "$work/debian.tar" "$debian_base" >/dev/null
@@ -161,6 +164,7 @@ if ((rebuild_bases)) || ! have_image "$rust_image"; then
   sysroot="$(rustc --print sysroot)"
   host="$(rustc -vV | sed -n 's/^host: //p')"
   toolchain="/usr/local/rustup/toolchains/$rust_version-$host"
+  replaced+=("$(image_id "$rust_image" 2>/dev/null || true)")
   log "making $rust_image from Debian packages and the Rust $rust_version toolchain in $sysroot"
   # shellcheck disable=SC2016 # $1 is the chroot, expanded by mmdebstrap's hook shell
   rootfs "$work/rust.tar" \
@@ -290,5 +294,11 @@ build_and_save postgres-exporter "$exporter_key" "$exporter_ref" -- \
   --build-arg "EXPORTER_VERSION=$exporter_version" \
   --label "org.opencontainers.image.version=$exporter_version" \
   "$root/images/postgres-exporter"
+
+for id in "${replaced[@]}"; do
+  if [[ -n $id ]]; then
+    "${podman[@]}" image rm "$id" >/dev/null 2>&1 || true
+  fi
+done
 
 printf '%s\n' "${results[@]}"
