@@ -1239,7 +1239,9 @@ pub fn claims_to_grow(claims: &[PersistentVolumeClaim], storage_gb: u32) -> Vec<
         .collect()
 }
 
+mod health;
 mod status;
+pub use health::*;
 pub use status::*;
 
 #[cfg(test)]

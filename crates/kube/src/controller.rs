@@ -13,11 +13,12 @@ use futures::{FutureExt, Stream, StreamExt};
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, PersistentVolumeClaim, Secret, Service, ServiceAccount,
+    ConfigMap, PersistentVolumeClaim, Pod, Secret, Service, ServiceAccount,
 };
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{DeleteParams, ListParams, PartialObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -43,7 +44,7 @@ use crate::build::{
 use crate::crd::{FINALIZER, PostgresInstance, PostgresInstanceStatus};
 use crate::metrics::Metrics;
 use crate::runtime::to_instance;
-use crate::settled::{self, Applied, Kind, Settled, Versions};
+use crate::settled::{self, Applied, Kind, Related, Settled, Versions};
 use crate::tls::{self, CaSecretRef};
 use strata_core::tls::{CertifiedKey, TlsError};
 
@@ -268,6 +269,10 @@ struct Caches {
     service_accounts: Store<PartialObjectMeta<ServiceAccount>>,
     roles: Store<PartialObjectMeta<Role>>,
     role_bindings: Store<PartialObjectMeta<RoleBinding>>,
+    /// Read, not applied: a change of a pod (the kubelet's report) or a
+    /// claim (a resize) can change what the status says.
+    pods: Store<PartialObjectMeta<Pod>>,
+    claims: Store<PartialObjectMeta<PersistentVolumeClaim>>,
 }
 
 impl Caches {
@@ -290,6 +295,8 @@ impl Caches {
             Kind::ServiceAccount => in_store(&self.service_accounts, namespace, name),
             Kind::Role => in_store(&self.roles, namespace, name),
             Kind::RoleBinding => in_store(&self.role_bindings, namespace, name),
+            Kind::Pod => in_store(&self.pods, namespace, name),
+            Kind::PersistentVolumeClaim => in_store(&self.claims, namespace, name),
         }
     }
 }
@@ -327,6 +334,48 @@ where
         .reflect(writer)
         .touched_objects();
     (store, stream)
+}
+
+/// A metadata watch of the instances' pods or claims (labelled as ours, but
+/// owned by the StatefulSet, not the instance), reflected into a cache.
+/// They keep the instance label: the stream wakes that instance.
+fn related<K>(
+    client: &Client,
+    ns: Option<&str>,
+) -> (
+    Store<PartialObjectMeta<K>>,
+    impl Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send + 'static,
+)
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store();
+    let config =
+        watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={FIELD_MANAGER}"));
+    let stream = watcher(api::<PartialObjectMeta<K>>(client, ns), config)
+        .default_backoff()
+        .modify(|object: &mut PartialObjectMeta<K>| {
+            object.metadata.managed_fields = None;
+            object.metadata.annotations = None;
+            let instance = object.labels().get(INSTANCE_LABEL).cloned();
+            object.metadata.labels =
+                instance.map(|i| std::collections::BTreeMap::from([(INSTANCE_LABEL.into(), i)]));
+        })
+        .reflect(writer)
+        .touched_objects();
+    (store, stream)
+}
+
+/// The instance a pod or claim belongs to.
+fn instance_ref<K: Resource>(object: &PartialObjectMeta<K>) -> Option<ObjectRef<PostgresInstance>> {
+    let name = build::instance_of(object.metadata.labels.as_ref())?;
+    Some(ObjectRef::new(name).within(&object.namespace()?))
 }
 
 /// A configured operator whose metrics are registered; `run` starts it.
@@ -463,6 +512,8 @@ async fn run_controller(
     let (service_accounts, service_account_events) = owned::<ServiceAccount>(client, ns);
     let (roles, role_events) = owned::<Role>(client, ns);
     let (role_bindings, role_binding_events) = owned::<RoleBinding>(client, ns);
+    let (pods, pod_events) = related::<Pod>(client, ns);
+    let (claims, claim_events) = related::<PersistentVolumeClaim>(client, ns);
     // A new term starts with empty caches: every instance gets a full pass.
     if let Ok(mut caches) = ctx.caches.write() {
         *caches = Some(Caches {
@@ -475,6 +526,8 @@ async fn run_controller(
             service_accounts,
             roles,
             role_bindings,
+            pods,
+            claims,
         });
     }
     if let Ok(mut settled) = ctx.settled.lock() {
@@ -495,6 +548,8 @@ async fn run_controller(
     .owns_stream(service_account_events)
     .owns_stream(role_events)
     .owns_stream(role_binding_events)
+    .watches_stream(pod_events, |pod| instance_ref(&pod))
+    .watches_stream(claim_events, |claim| instance_ref(&claim))
     .with_config(controller_config)
     .graceful_shutdown_on(stop)
     .run(reconcile, error_policy, Arc::clone(&ctx))
@@ -729,12 +784,21 @@ async fn observe(
     ))
 }
 
+/// The instance's pods and claims as a full pass read them.
+struct Seen {
+    pods: Vec<Pod>,
+    claims: Vec<PersistentVolumeClaim>,
+    resize: build::ResizeAttempt,
+}
+
 /// One full pass's applies, with the versions each object was seen at and
 /// left at (what `settled` remembers).
 struct Pass<'a> {
     ctx: &'a Context,
     ns: &'a str,
     applied: Vec<Applied>,
+    /// The pods and claims the status was computed from.
+    related: Vec<Related>,
     /// False once a write came back with a change the pass did not act on.
     complete: bool,
 }
@@ -745,6 +809,7 @@ impl<'a> Pass<'a> {
             ctx,
             ns,
             applied: Vec::with_capacity(13),
+            related: Vec::with_capacity(2),
             complete: true,
         }
     }
@@ -808,6 +873,59 @@ impl<'a> Pass<'a> {
         Ok(sts)
     }
 
+    /// The instance's pods and claims, as the status needs them, with the
+    /// claims grown to the spec's size where they are smaller (claims exist
+    /// only once the StatefulSet did). Remembers their versions.
+    async fn read_pods_and_claims(
+        &mut self,
+        valid: &ValidSpec,
+        sts_existed: bool,
+    ) -> Result<Seen, Error> {
+        let name = valid.name.as_str();
+        let (claims, resize) = if sts_existed {
+            grow_claims(&self.ctx.client, self.ns, valid).await?
+        } else {
+            (Vec::new(), build::ResizeAttempt::default())
+        };
+        let pods = Api::<Pod>::namespaced(self.ctx.client.clone(), self.ns)
+            .list(&ListParams::default().labels(&format!("{INSTANCE_LABEL}={name}")))
+            .await?
+            .items;
+        // The StatefulSet's first pod and its claim (one replica).
+        self.read(Kind::Pod, &pods, &[format!("{name}-0")]);
+        self.read(
+            Kind::PersistentVolumeClaim,
+            &claims,
+            &[format!("data-{name}-0")],
+        );
+        Ok(Seen {
+            pods,
+            claims,
+            resize,
+        })
+    }
+
+    /// Remembers the versions of `objects` (read, not applied), and that
+    /// each of `expected` that is not among them did not exist.
+    fn read<K: Resource>(&mut self, kind: Kind, objects: &[K], expected: &[String]) {
+        for o in objects {
+            self.related.push(Related {
+                kind,
+                name: o.name_any(),
+                version: o.resource_version(),
+            });
+        }
+        for name in expected {
+            if !objects.iter().any(|o| o.meta().name.as_ref() == Some(name)) {
+                self.related.push(Related {
+                    kind,
+                    name: name.clone(),
+                    version: None,
+                });
+            }
+        }
+    }
+
     /// The API's access to the instance's Secrets, when the operator knows
     /// the API's ServiceAccount.
     async fn apply_api_access(&mut self, instance: &PostgresInstance) -> Result<(), Error> {
@@ -838,6 +956,7 @@ impl<'a> Pass<'a> {
                 wrote,
             },
             objects: self.applied,
+            related: self.related,
         })
     }
 }
@@ -874,10 +993,13 @@ async fn apply(instance: &PostgresInstance, ctx: &Context) -> Result<Action, Err
         ensure_server_certificate(ctx, instance, &valid, &mut pass).await?;
         let sts = pass.apply_all(&desired, &observed).await?;
         pass.apply_api_access(instance).await?;
-        Ok::<_, Error>(sts)
+        let seen = pass
+            .read_pods_and_claims(&valid, existing_sts.is_some())
+            .await?;
+        Ok::<_, Error>((sts, seen))
     };
-    let sts = match applied.await {
-        Ok(sts) => sts,
+    let (sts, seen) = match applied.await {
+        Ok(applied) => applied,
         Err(e) => {
             let message = e.condition_message();
             let failure = build::ApplyError {
@@ -897,11 +1019,36 @@ async fn apply(instance: &PostgresInstance, ctx: &Context) -> Result<Action, Err
             return Err(e);
         }
     };
-    // Claims exist only once their StatefulSet did.
-    if existing_sts.is_some() {
-        grow_claims(&ctx.client, &ns, &valid).await?;
-    }
-    if desired.new_password {
+    announce_pass(ctx, instance, desired.new_password, first_credentials).await;
+    let mut status = build::status(instance, Some(&valid), &Outcome::Applied(Some(&sts)), now());
+    build::set_credentials_applied(&mut status, instance, &observed, &desired, now());
+    let health = build::Health {
+        pods: &seen.pods,
+        claims: &seen.claims,
+        storage_gb: valid.storage_gb,
+        resize: &seen.resize,
+    };
+    build::set_health(
+        &mut status,
+        instance.status.as_ref(),
+        &health,
+        instance.metadata.generation,
+        now(),
+    );
+    let written = write_status(ctx, instance, status).await?;
+    ctx.remember(instance, pass.settled(instance, written.as_ref()));
+    Ok(Action::requeue(ctx.resync))
+}
+
+/// The Events and service events of a pass that applied everything: new
+/// credentials, a new generation applied.
+async fn announce_pass(
+    ctx: &Context,
+    instance: &PostgresInstance,
+    new_password: bool,
+    first_credentials: bool,
+) {
+    if new_password {
         let (reason, note) = if first_credentials {
             ("CredentialsCreated", "generated the database credentials")
         } else {
@@ -932,11 +1079,6 @@ async fn apply(instance: &PostgresInstance, ctx: &Context) -> Result<Action, Err
         };
         record(ctx, instance, NewServiceEvent::info(kind, note)).await;
     }
-    let mut status = build::status(instance, Some(&valid), &Outcome::Applied(Some(&sts)), now());
-    build::set_credentials_applied(&mut status, instance, &observed, &desired, now());
-    let written = write_status(ctx, instance, status).await?;
-    ctx.remember(instance, pass.settled(instance, written.as_ref()));
-    Ok(Action::requeue(ctx.resync))
 }
 
 /// The installation's CA: read from its Secret, or created there when the
@@ -1009,24 +1151,64 @@ async fn ensure_server_certificate(
 }
 
 /// Grows the instance's data claims to the size the spec asks for (the
-/// StatefulSet's claim template is immutable). Needs a StorageClass that
-/// allows volume expansion; the API server refuses otherwise.
-async fn grow_claims(client: &Client, ns: &str, valid: &ValidSpec) -> Result<(), Error> {
+/// StatefulSet's claim template is immutable) and returns them as they are
+/// now. A claim whose StorageClass does not allow volume expansion is left
+/// alone, and a refusal by the API server is reported, not retried: both
+/// end up in the `StorageResized` condition. Other errors fail the pass.
+async fn grow_claims(
+    client: &Client,
+    ns: &str,
+    valid: &ValidSpec,
+) -> Result<(Vec<PersistentVolumeClaim>, build::ResizeAttempt), Error> {
     let api: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
     let selector = format!("{INSTANCE_LABEL}={}", valid.name);
-    let claims = api.list(&ListParams::default().labels(&selector)).await?;
+    let mut claims = api
+        .list(&ListParams::default().labels(&selector))
+        .await?
+        .items;
+    let mut attempt = build::ResizeAttempt::default();
     let size = build::storage_quantity(valid.storage_gb);
     let params = PatchParams {
         field_manager: Some(FIELD_MANAGER.into()),
         ..PatchParams::default()
     };
-    for name in build::claims_to_grow(&claims.items, valid.storage_gb) {
+    for name in build::claims_to_grow(&claims, valid.storage_gb) {
+        let class = claims
+            .iter()
+            .find(|c| c.metadata.name.as_ref() == Some(&name))
+            .and_then(|c| c.spec.as_ref())
+            .and_then(|s| s.storage_class_name.clone());
+        if let Some(class) = class {
+            let expandable = Api::<StorageClass>::all(client.clone())
+                .get_opt(&class)
+                .await?
+                .map(|sc| sc.allow_volume_expansion == Some(true));
+            // An unknown class: the API server decides.
+            if expandable == Some(false) {
+                attempt.class_without_expansion = Some(class);
+                continue;
+            }
+        }
         let patch =
             serde_json::json!({ "spec": { "resources": { "requests": { "storage": size } } } });
-        api.patch(&name, &params, &Patch::Merge(&patch)).await?;
-        info!(claim = %name, size = %size.0, "growing data claim");
+        match api.patch(&name, &params, &Patch::Merge(&patch)).await {
+            Ok(grown) => {
+                info!(claim = %name, size = %size.0, "growing data claim");
+                if let Some(c) = claims
+                    .iter_mut()
+                    .find(|c| c.metadata.name == grown.metadata.name)
+                {
+                    *c = grown;
+                }
+            }
+            Err(kube::Error::Api(e)) if matches!(e.code, 403 | 422) => {
+                warn!(claim = %name, error = %e.message, "growing the data claim was refused");
+                attempt.refused = Some(format!("{} (HTTP {})", e.message, e.code));
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
-    Ok(())
+    Ok((claims, attempt))
 }
 
 async fn delete_owned<K>(

@@ -75,7 +75,8 @@ pub struct PostgresInstanceStatus {
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Ready, Progressing and Degraded.
+    /// Ready, Progressing, Degraded, Reconciled, StorageResized and
+    /// CredentialsApplied.
     #[serde(default)]
     pub conditions: Vec<StatusCondition>,
     /// Where clients connect once the instance is Ready.

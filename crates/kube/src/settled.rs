@@ -18,6 +18,12 @@
 //! while the status was being written). `acted_on_all_of` tells whether the
 //! instance came back unchanged but for the status; when it did not, the
 //! pass is not remembered and the next reconcile makes a full pass.
+//!
+//! The status also says what the instance's pods and claims report (why a
+//! pod is not ready, whether a claim grew). Those are read, not applied:
+//! the record keeps the version each was read at, or that it was absent,
+//! and a pod whose status the kubelet changes (or a pod that appears) gets
+//! a full pass like any other change.
 
 use std::time::Duration;
 
@@ -37,6 +43,9 @@ pub enum Kind {
     ServiceAccount,
     Role,
     RoleBinding,
+    /// Read, not applied: the instance's pods and data claims.
+    Pod,
+    PersistentVolumeClaim,
 }
 
 /// The versions of one object that stand for "as the operator left it": the
@@ -69,11 +78,22 @@ pub struct Applied {
     pub versions: Versions,
 }
 
+/// An object the pass read but did not write (a pod, a claim), at the
+/// version it read; `None`: it did not exist. Any other version, or its
+/// appearance, means the status may say something else now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Related {
+    pub kind: Kind,
+    pub name: String,
+    pub version: Option<String>,
+}
+
 /// The record of one full pass.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settled {
     pub instance: Versions,
     pub objects: Vec<Applied>,
+    pub related: Vec<Related>,
 }
 
 impl Settled {
@@ -90,6 +110,10 @@ impl Settled {
                 .objects
                 .iter()
                 .all(|o| o.versions.accepts(current(o.kind, &o.name).as_deref()))
+            && self
+                .related
+                .iter()
+                .all(|r| current(r.kind, &r.name) == r.version)
     }
 }
 
@@ -141,7 +165,43 @@ mod tests {
                     versions: versions(Some("5"), "9"),
                 },
             ],
+            related: vec![
+                Related {
+                    kind: Kind::Pod,
+                    name: "orders-0".into(),
+                    version: Some("20".into()),
+                },
+                Related {
+                    kind: Kind::PersistentVolumeClaim,
+                    name: "data-orders-0".into(),
+                    version: None,
+                },
+            ],
         }
+    }
+
+    const APPLIED: [(Kind, &str, &str); 3] = [
+        (Kind::Service, "orders", "11"),
+        (Kind::Secret, "orders-credentials", "9"),
+        (Kind::Pod, "orders-0", "20"),
+    ];
+
+    #[test]
+    fn a_pod_the_kubelet_changed_breaks_it() {
+        assert!(record().holds(Some("12"), cache(&APPLIED)));
+        // The kubelet reports ImagePullBackOff: a new version of the pod.
+        let mut objects = APPLIED;
+        objects[2] = (Kind::Pod, "orders-0", "21");
+        assert!(!record().holds(Some("12"), cache(&objects)));
+        // The pod is gone (evicted, deleted).
+        assert!(!record().holds(Some("12"), cache(&APPLIED[..2])));
+    }
+
+    #[test]
+    fn a_claim_that_appears_breaks_it() {
+        let mut objects = APPLIED.to_vec();
+        objects.push((Kind::PersistentVolumeClaim, "data-orders-0", "30"));
+        assert!(!record().holds(Some("12"), cache(&objects)));
     }
 
     fn cache(entries: &[(Kind, &str, &str)]) -> impl Fn(Kind, &str) -> Option<String> {
@@ -155,11 +215,7 @@ mod tests {
 
     #[test]
     fn holds_when_everything_is_as_written() {
-        let objects = [
-            (Kind::Service, "orders", "11"),
-            (Kind::Secret, "orders-credentials", "9"),
-        ];
-        assert!(record().holds(Some("12"), cache(&objects)));
+        assert!(record().holds(Some("12"), cache(&APPLIED)));
     }
 
     #[test]
@@ -167,6 +223,7 @@ mod tests {
         let objects = [
             (Kind::Service, "orders", "11"),
             (Kind::Secret, "orders-credentials", "5"),
+            (Kind::Pod, "orders-0", "20"),
         ];
         assert!(record().holds(Some("10"), cache(&objects)));
     }
@@ -177,24 +234,30 @@ mod tests {
         let objects = [
             (Kind::Service, "orders", "13"),
             (Kind::Secret, "orders-credentials", "9"),
+            (Kind::Pod, "orders-0", "20"),
         ];
         assert!(!record().holds(Some("12"), cache(&objects)));
         // A spec change or a label on the instance.
         let objects = [
             (Kind::Service, "orders", "11"),
             (Kind::Secret, "orders-credentials", "9"),
+            (Kind::Pod, "orders-0", "20"),
         ];
         assert!(!record().holds(Some("14"), cache(&objects)));
     }
 
     #[test]
     fn a_missing_object_breaks_it_even_when_the_pass_created_it() {
-        let objects = [(Kind::Secret, "orders-credentials", "9")];
+        let objects = [
+            (Kind::Secret, "orders-credentials", "9"),
+            (Kind::Pod, "orders-0", "20"),
+        ];
         assert!(!record().holds(Some("12"), cache(&objects)));
         // Same name, other kind: not the object.
         let objects = [
             (Kind::ConfigMap, "orders", "11"),
             (Kind::Secret, "orders-credentials", "9"),
+            (Kind::Pod, "orders-0", "20"),
         ];
         assert!(!record().holds(Some("12"), cache(&objects)));
     }
@@ -204,6 +267,7 @@ mod tests {
         let objects = [
             (Kind::Service, "orders", "11"),
             (Kind::Secret, "orders-credentials", "9"),
+            (Kind::Pod, "orders-0", "20"),
         ];
         assert!(!record().holds(None, cache(&objects)));
     }

@@ -747,7 +747,10 @@ async fn growing_storage_grows_the_bound_data_claim() {
     // from the template, bound at the requested size.
     let claims = h.api::<PersistentVolumeClaim>();
     let claim: PersistentVolumeClaim = serde_json::from_value(json!({
-        "metadata": { "name": "data-orders-0", "labels": { "strata.dev/instance": "orders" } },
+        "metadata": { "name": "data-orders-0", "labels": {
+            "strata.dev/instance": "orders",
+            "app.kubernetes.io/managed-by": "strata-operator",
+        } },
         "spec": {
             "accessModes": ["ReadWriteOnce"],
             "storageClassName": "expandable",
@@ -779,6 +782,26 @@ async fn growing_storage_grows_the_bound_data_claim() {
         let c = claims.get("data-orders-0").await.ok()?;
         let size = c.spec?.resources?.requests?.get("storage")?.0.clone();
         (size == "50Gi").then_some(())
+    })
+    .await;
+    let resizing = eventually("StorageResized=False (Resizing)", || async {
+        let i = get::<PostgresInstance>(&h, "orders").await?;
+        condition(&i, "StorageResized").filter(|c| c.reason == "Resizing")
+    })
+    .await;
+    assert_eq!(resizing.status, "False");
+    // What the resizer reports when it is done: the status follows.
+    claims
+        .patch_status(
+            "data-orders-0",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "status": { "capacity": { "storage": "50Gi" } } })),
+        )
+        .await
+        .unwrap();
+    eventually("StorageResized=True", || async {
+        let i = get::<PostgresInstance>(&h, "orders").await?;
+        (condition(&i, "StorageResized")?.status == "True").then_some(())
     })
     .await;
     assert_eq!(
@@ -909,5 +932,211 @@ async fn transient_apply_errors_keep_a_serving_instance_ready_and_are_retried() 
     // The status is applied as a whole: the endpoint is gone with Ready.
     assert_eq!(failed.status.unwrap().endpoint, None);
     inject.store(0, Ordering::SeqCst);
+    op.stop().await;
+}
+
+/// What the StatefulSet controller would create: the instance's pod, with
+/// the template's labels (testenv runs no controllers and no kubelet).
+async fn create_pod(h: &Harness, instance: &str) {
+    use k8s_openapi::api::core::v1::Pod;
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {
+            "name": format!("{instance}-0"),
+            "labels": {
+                "app.kubernetes.io/name": "postgresql",
+                "app.kubernetes.io/instance": instance,
+                "app.kubernetes.io/managed-by": "strata-operator",
+                "strata.dev/instance": instance,
+            },
+        },
+        "spec": { "containers": [{ "name": "postgres", "image": "registry.example/pg:99" }] },
+    }))
+    .unwrap();
+    h.api::<Pod>()
+        .create(&PostParams::default(), &pod)
+        .await
+        .expect("create the pod");
+}
+
+/// What the kubelet would report: the postgres container waiting.
+async fn report_waiting(h: &Harness, pod: &str, reason: &str, message: &str) {
+    use k8s_openapi::api::core::v1::Pod;
+    h.api::<Pod>()
+        .patch_status(
+            pod,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "status": {
+                "phase": "Pending",
+                "conditions": [
+                    { "type": "PodScheduled", "status": "True" },
+                    { "type": "Ready", "status": "False" },
+                ],
+                "containerStatuses": [{
+                    "name": "postgres", "image": "registry.example/pg:99", "imageID": "",
+                    "ready": false, "restartCount": 0,
+                    "state": { "waiting": { "reason": reason, "message": message } },
+                }],
+            } })),
+        )
+        .await
+        .expect("patch the pod's status");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_says_why_the_pod_is_not_ready() {
+    let h = Harness::new().await;
+    let op = RunningOperator::start(&h.client, "op-a");
+    let uid = h.create("orders", spec()).await.uid().unwrap();
+    wait_phase(&h, "orders", "Provisioning").await;
+    // The pass that found nothing to do: the fast path is still taken.
+    eventually("a reconcile that found nothing to do", || async {
+        (op.metrics.reconcile_skipped.get() >= 1).then_some(())
+    })
+    .await;
+
+    create_pod(&h, "orders").await;
+    let pulling = "Back-off pulling image \"registry.example/pg:99\"";
+    report_waiting(&h, "orders-0", "ImagePullBackOff", pulling).await;
+    let i = eventually("Ready=False with the kubelet's reason", || async {
+        let i = get::<PostgresInstance>(&h, "orders").await?;
+        (condition(&i, "Ready")?.reason == "ImagePullBackOff").then_some(i)
+    })
+    .await;
+    let ready = condition(&i, "Ready").unwrap();
+    assert_eq!(ready.status, "False");
+    assert!(ready.message.contains(pulling), "{}", ready.message);
+    let degraded = condition(&i, "Degraded").unwrap();
+    assert_eq!(
+        (degraded.status.as_str(), degraded.reason.as_str()),
+        ("True", "ImagePullBackOff")
+    );
+    let status = i.status.unwrap();
+    assert_eq!(status.phase.as_deref(), Some("Provisioning"));
+    assert!(
+        status
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("ImagePullBackOff"),
+        "{status:?}"
+    );
+
+    // A Warning Event says it too.
+    let events: Api<Event> = Api::namespaced(h.client.clone(), "team-a");
+    let event = eventually("an ImagePullBackOff Event", || async {
+        events
+            .list(&ListParams::default())
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .find(|e| {
+                e.regarding.as_ref().and_then(|r| r.uid.as_deref()) == Some(uid.as_str())
+                    && e.reason.as_deref() == Some("ImagePullBackOff")
+            })
+    })
+    .await;
+    assert_eq!(event.type_.as_deref(), Some("Warning"));
+    assert!(event.note.unwrap().contains(pulling));
+
+    // The next report of the kubelet wakes a full pass as well.
+    report_waiting(
+        &h,
+        "orders-0",
+        "CrashLoopBackOff",
+        "back-off 10s restarting failed container",
+    )
+    .await;
+    eventually("Ready=False with the new reason", || async {
+        let i = get::<PostgresInstance>(&h, "orders").await?;
+        (condition(&i, "Ready")?.reason == "CrashLoopBackOff").then_some(())
+    })
+    .await;
+    op.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_that_cannot_grow_says_why() {
+    use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+    use k8s_openapi::api::storage::v1::StorageClass;
+
+    let h = Harness::new().await;
+    let op = RunningOperator::start(&h.client, "op-a");
+    let class: StorageClass = serde_json::from_value(json!({
+        "metadata": { "name": "fixed" },
+        "provisioner": "example.com/none",
+    }))
+    .unwrap();
+    Api::<StorageClass>::all(h.client.clone())
+        .create(&PostParams::default(), &class)
+        .await
+        .unwrap();
+    let mut s = spec();
+    s.storage_class = Some("fixed".into());
+    let uid = h.create("orders", s).await.uid().unwrap();
+    wait_phase(&h, "orders", "Provisioning").await;
+    let claims = h.api::<PersistentVolumeClaim>();
+    let claim: PersistentVolumeClaim = serde_json::from_value(json!({
+        "metadata": { "name": "data-orders-0", "labels": {
+            "strata.dev/instance": "orders",
+            "app.kubernetes.io/managed-by": "strata-operator",
+        } },
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "storageClassName": "fixed",
+            "resources": { "requests": { "storage": "20Gi" } }
+        }
+    }))
+    .unwrap();
+    claims.create(&PostParams::default(), &claim).await.unwrap();
+    claims
+        .patch_status(
+            "data-orders-0",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({ "status": { "phase": "Bound", "capacity": { "storage": "20Gi" } } }),
+            ),
+        )
+        .await
+        .unwrap();
+
+    h.api::<PostgresInstance>()
+        .patch(
+            "orders",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "storageGb": 50 } })),
+        )
+        .await
+        .unwrap();
+    let resized = eventually("StorageResized=False (ExpansionNotSupported)", || async {
+        let i = get::<PostgresInstance>(&h, "orders").await?;
+        condition(&i, "StorageResized").filter(|c| c.reason == "ExpansionNotSupported")
+    })
+    .await;
+    assert_eq!(resized.status, "False");
+    assert!(resized.message.contains("fixed"), "{}", resized.message);
+    let events: Api<Event> = Api::namespaced(h.client.clone(), "team-a");
+    let event = eventually("an ExpansionNotSupported Event", || async {
+        events
+            .list(&ListParams::default())
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .find(|e| {
+                e.regarding.as_ref().and_then(|r| r.uid.as_deref()) == Some(uid.as_str())
+                    && e.reason.as_deref() == Some("ExpansionNotSupported")
+            })
+    })
+    .await;
+    assert_eq!(event.type_.as_deref(), Some("Warning"));
+    // The claim is left alone, and the pass did not fail for it.
+    let c = claims.get("data-orders-0").await.unwrap();
+    assert_eq!(
+        c.spec.unwrap().resources.unwrap().requests.unwrap()["storage"].0,
+        "20Gi"
+    );
+    let i = get::<PostgresInstance>(&h, "orders").await.unwrap();
+    assert_eq!(condition(&i, "Reconciled").unwrap().status, "True");
     op.stop().await;
 }

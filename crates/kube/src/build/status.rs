@@ -46,7 +46,7 @@ pub enum Outcome<'a> {
     Deleting,
 }
 
-fn to_core(c: &StatusCondition) -> Condition {
+pub(super) fn to_core(c: &StatusCondition) -> Condition {
     Condition {
         kind: c.type_.clone(),
         status: match c.status.as_str() {
@@ -61,7 +61,7 @@ fn to_core(c: &StatusCondition) -> Condition {
     }
 }
 
-fn from_core(c: &Condition, generation: Option<i64>) -> StatusCondition {
+pub(super) fn from_core(c: &Condition, generation: Option<i64>) -> StatusCondition {
     StatusCondition {
         type_: c.kind.clone(),
         status: match c.status {
@@ -219,7 +219,7 @@ fn applied(
         }
     } else {
         let message = "waiting for the PostgreSQL pod to become ready".to_owned();
-        set(READY, False, "PodNotReady", &message);
+        set(READY, False, super::POD_NOT_READY, &message);
         set(PROGRESSING, True, "WaitingForPod", &message);
         if was_ready {
             (Phase::Updating, message)
@@ -278,9 +278,16 @@ pub struct Announcement {
 }
 
 /// The Events the change from `previous` to `next` deserves, besides the
-/// phase change (which has its own Event): `Reconciled` turning False or
-/// failing for another reason (a warning with the reason), and turning True
-/// again. Nothing when the phase changes too: its Event says the same.
+/// phase change (which has its own Event):
+///
+/// * `Reconciled` turning False or failing for another reason (a warning
+///   with the reason), and turning True again; not when the phase changes
+///   too, as its Event says the same;
+/// * a pod problem someone has to act on (`Ready=False` with the reason
+///   `Degraded=True` carries: `ImagePullBackOff`, `CrashLoopBackOff`,
+///   `Unschedulable`, …), once per reason;
+/// * `StorageResized` failing (`ExpansionNotSupported`, `ResizeRefused`,
+///   `ResizeFailed`), and turning True after it was False.
 pub fn announcements(
     previous: Option<&PostgresInstanceStatus>,
     next: &PostgresInstanceStatus,
@@ -289,26 +296,49 @@ pub fn announcements(
         s.and_then(|s| s.conditions.iter().find(|c| c.type_ == kind))
             .cloned()
     };
+    let changed = |before: Option<&StatusCondition>, now: &StatusCondition| {
+        before.is_none_or(|b| b.status != now.status || b.reason != now.reason)
+    };
+    let warning = |c: &StatusCondition| Announcement {
+        warning: true,
+        reason: c.reason.clone(),
+        note: c.message.clone(),
+    };
     let mut out = Vec::new();
-    if previous.and_then(|p| p.phase.as_ref()) != next.phase.as_ref() {
-        return out;
-    }
+    let same_phase = previous.and_then(|p| p.phase.as_ref()) == next.phase.as_ref();
     let before = find(previous, RECONCILED);
-    if let Some(now) = find(Some(next), RECONCILED) {
-        let changed = before
-            .as_ref()
-            .is_none_or(|b| b.status != now.status || b.reason != now.reason);
-        let was_failing = before.as_ref().is_some_and(|b| b.status == "False");
-        if changed && now.status == "False" {
-            out.push(Announcement {
-                warning: true,
-                reason: now.reason.clone(),
-                note: now.message.clone(),
-            });
-        } else if changed && was_failing {
+    if let Some(now) = find(Some(next), RECONCILED)
+        && same_phase
+        && changed(before.as_ref(), &now)
+    {
+        if now.status == "False" {
+            out.push(warning(&now));
+        } else if before.is_some_and(|b| b.status == "False") {
             out.push(Announcement {
                 warning: false,
                 reason: RECONCILED.to_owned(),
+                note: now.message.clone(),
+            });
+        }
+    }
+    if let (Some(ready), Some(degraded)) = (find(Some(next), READY), find(Some(next), DEGRADED))
+        && ready.status == "False"
+        && degraded.status == "True"
+        && degraded.reason == ready.reason
+        && changed(find(previous, READY).as_ref(), &ready)
+    {
+        out.push(warning(&ready));
+    }
+    let before = find(previous, super::STORAGE_RESIZED);
+    if let Some(now) = find(Some(next), super::STORAGE_RESIZED)
+        && changed(before.as_ref(), &now)
+    {
+        if now.status == "False" && now.reason != "Resizing" {
+            out.push(warning(&now));
+        } else if now.status == "True" && before.is_some_and(|b| b.status == "False") {
+            out.push(Announcement {
+                warning: false,
+                reason: super::STORAGE_RESIZED.to_owned(),
                 note: now.message.clone(),
             });
         }
