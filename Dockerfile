@@ -7,6 +7,10 @@
 # from Debian packages under the same names (see docs/images.md).
 #
 #   podman build --network host -t ghcr.io/strata-dev/strata:0.1.0 .
+#
+# Strata's own tests put a binary they already built into the same image
+# without compiling it again: `--target prebuilt`, with a build context that
+# holds only that binary, named `strata` (scripts/images.sh --strata-binary).
 
 ARG RUST_IMAGE=docker.io/library/rust:1.95-bookworm
 ARG RUNTIME_IMAGE=docker.io/library/debian:bookworm-slim
@@ -27,15 +31,17 @@ RUN --mount=type=cache,id=strata-cargo-registry,target=/usr/local/cargo/registry
  && install -D -m 0755 target/release/strata /out/strata \
  && /out/strata --version
 
-FROM ${RUNTIME_IMAGE}
+# Root certificates for outgoing TLS (OpenID Connect issuers): the build
+# base's, without the ca-certificates package and the openssl it pulls in.
+FROM ${RUST_IMAGE} AS certificates
+
+# Everything of the image but the binary.
+FROM ${RUNTIME_IMAGE} AS runtime
 # The uid the Helm chart runs as; no home, no shell, no lastlog entry.
 RUN groupadd --gid 65532 strata \
  && useradd --uid 65532 --gid strata --no-create-home --no-log-init \
       --home-dir /nonexistent --shell /usr/sbin/nologin strata
-# Root certificates for outgoing TLS (OpenID Connect issuers), without the
-# ca-certificates package and the openssl it pulls in.
-COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
-COPY --from=build /out/strata /usr/local/bin/strata
+COPY --from=certificates /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
 USER 65532:65532
 EXPOSE 8080 9090
 ENTRYPOINT ["/usr/local/bin/strata"]
@@ -52,3 +58,11 @@ LABEL org.opencontainers.image.title="strata" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.source="https://github.com/strata-dev/strata" \
       org.opencontainers.image.vendor="Strata"
+
+# A binary built elsewhere: the build context holds only `strata`.
+FROM runtime AS prebuilt
+COPY strata /usr/local/bin/strata
+
+# The default: the binary compiled in the build stage.
+FROM runtime
+COPY --from=build /out/strata /usr/local/bin/strata

@@ -33,9 +33,12 @@ check-openapi:
 	rm -f "$$tmp"; echo "api/openapi.json matches the code"
 
 # The operator's tests run against a real kube-apiserver built from Go modules
-# (cached after the first build; see docs/testenv.md).
+# (cached after the first build; see docs/testenv.md); the end-to-end test on
+# testenv's real node builds the container images around the binary under test
+# (docs/images.md) and installs the chart with helm (built once by deploy/test.sh).
 test-rust:
 	bin_dir=$$(testenv/build.sh | tail -n 1); \
+	deploy/test.sh --helm-path >/dev/null; \
 	STRATA_TESTENV_BIN_DIR="$$bin_dir" $(CARGO) test --workspace --locked
 
 test-testenv:

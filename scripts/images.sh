@@ -9,7 +9,7 @@ set -euo pipefail
 
 usage() {
   cat <<'USAGE'
-Usage: scripts/images.sh [--force] [--rebuild-bases] [-h|--help]
+Usage: scripts/images.sh [--force] [--rebuild-bases] [--strata-binary PATH] [-h|--help]
 
 Builds (when their inputs changed) and saves as docker-archive files:
   ghcr.io/strata-dev/strata:<workspace version> (also tagged :dev)
@@ -21,6 +21,11 @@ progress goes to stderr.
 
   --force          build and save again even when an archive for the inputs exists
   --rebuild-bases  make the local base images again from current Debian packages
+  --strata-binary PATH
+                   put this already built `strata` binary (debug information
+                   stripped) into the strata image instead of compiling it in
+                   the build stage (the Dockerfile's `prebuilt` target): what
+                   Strata's tests do with the binary `cargo test` built
 
 Environment:
   STRATA_IMAGES_CACHE            archives   [${XDG_CACHE_HOME:-$HOME/.cache}/strata/images]
@@ -38,11 +43,18 @@ USAGE
 
 force=0
 rebuild_bases=0
+strata_binary=""
 while (($#)); do
   case "$1" in
     -h|--help) usage; exit 0 ;;
     --force) force=1 ;;
     --rebuild-bases) rebuild_bases=1 ;;
+    --strata-binary)
+      strata_binary="${2:-}"
+      [[ -f $strata_binary && -x $strata_binary ]] || { echo "images: --strata-binary needs an executable file" >&2; exit 2; }
+      strata_binary="$(cd "$(dirname "$strata_binary")" && pwd)/$(basename "$strata_binary")"
+      shift
+      ;;
     *) usage >&2; exit 2 ;;
   esac
   shift
@@ -251,20 +263,48 @@ strata_key="$({
 # arguments are put in: the labels that change are also set with --label,
 # which always applies.
 created="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-# --layers=false: the cargo caches make the build step incremental already,
-# and intermediate images (1 GB each) would pile up with every change.
-build_and_save strata "$strata_key" "$strata_ref" "$prefix/strata:dev" -- \
-  --layers=false \
-  "${ca_opts[@]}" \
-  --build-arg "RUST_IMAGE=$rust_image" \
-  --build-arg "RUNTIME_IMAGE=$debian_base" \
-  --build-arg "VERSION=$version" \
-  --build-arg "REVISION=$revision" \
-  --build-arg "CREATED=$created" \
-  --label "org.opencontainers.image.version=$version" \
-  --label "org.opencontainers.image.revision=$revision" \
-  --label "org.opencontainers.image.created=$created" \
-  -f "$root/Dockerfile" "$root"
+if [[ -n $strata_binary ]]; then
+  # The same image around a binary built outside: its context is that one
+  # file, without its debug information (a test binary's is most of it).
+  mkdir -p "$work/prebuilt"
+  if command -v objcopy >/dev/null; then
+    objcopy --strip-debug "$strata_binary" "$work/prebuilt/strata"
+  else
+    cp "$strata_binary" "$work/prebuilt/strata"
+  fi
+  prebuilt_key="$({
+    sha256sum <"$work/prebuilt/strata"
+    sha256sum <"$root/Dockerfile"
+    echo "$strata_ref $(image_id "$rust_image") $(image_id "$debian_base")"
+  } | key)"
+  build_and_save strata-prebuilt "$prebuilt_key" "$strata_ref" "$prefix/strata:dev" -- \
+    --target prebuilt \
+    --layers=false \
+    --build-arg "RUST_IMAGE=$rust_image" \
+    --build-arg "RUNTIME_IMAGE=$debian_base" \
+    --build-arg "VERSION=$version" \
+    --build-arg "REVISION=prebuilt" \
+    --build-arg "CREATED=$created" \
+    --label "org.opencontainers.image.version=$version" \
+    --label "org.opencontainers.image.revision=prebuilt" \
+    --label "org.opencontainers.image.created=$created" \
+    -f "$root/Dockerfile" "$work/prebuilt"
+else
+  # --layers=false: the cargo caches make the build step incremental already,
+  # and intermediate images (1 GB each) would pile up with every change.
+  build_and_save strata "$strata_key" "$strata_ref" "$prefix/strata:dev" -- \
+    --layers=false \
+    "${ca_opts[@]}" \
+    --build-arg "RUST_IMAGE=$rust_image" \
+    --build-arg "RUNTIME_IMAGE=$debian_base" \
+    --build-arg "VERSION=$version" \
+    --build-arg "REVISION=$revision" \
+    --build-arg "CREATED=$created" \
+    --label "org.opencontainers.image.version=$version" \
+    --label "org.opencontainers.image.revision=$revision" \
+    --label "org.opencontainers.image.created=$created" \
+    -f "$root/Dockerfile" "$root"
+fi
 
 for major in "${pg_majors[@]}"; do
   pg_version="$(candidate "postgresql-$major")"

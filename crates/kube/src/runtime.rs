@@ -63,6 +63,14 @@ impl KubeRuntime {
         }
     }
 
+    /// Offers only these majors (each one of [`SUPPORTED_VERSIONS`]): the
+    /// ones the installation's PostgreSQL image has.
+    #[must_use]
+    pub fn offering(mut self, majors: Vec<u32>) -> Self {
+        self.versions = VersionCatalog::from_majors(majors);
+        self
+    }
+
     /// The watch that feeds `subscribe`: the operator's Events about
     /// instances in project namespaces, from now on (what happened before is
     /// read with `events`). Runs until `shutdown` resolves; spawn it.

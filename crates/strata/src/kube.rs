@@ -102,6 +102,19 @@ impl OperatorArgs {
     }
 }
 
+/// A PostgreSQL major the Kubernetes runtime supports (`--postgres-versions`).
+fn postgres_version(s: &str) -> Result<u32, String> {
+    if strata_kube::crd::SUPPORTED_VERSIONS.contains(&s) {
+        s.parse().map_err(|e| format!("{s}: {e}"))
+    } else {
+        Err(format!(
+            "{s} is not a supported major version (supported: {})",
+            strata_kube::crd::SUPPORTED_VERSIONS.join(", ")
+        ))
+    }
+}
+
+
 /// A DNS name (`cluster.local`, `k8s.example.internal`); a trailing dot is dropped.
 fn cluster_domain(s: &str) -> Result<String, String> {
     let domain = s.strip_suffix('.').unwrap_or(s);
@@ -179,6 +192,11 @@ pub struct ApiArgs {
     /// [default: none, the store keeps them in clear].
     #[arg(long, env = "STRATA_STORE_KEY_FILE")]
     store_key_file: Option<std::path::PathBuf>,
+    /// PostgreSQL major versions offered, comma-separated: those the
+    /// operator's PostgreSQL image has (`--postgres-image`); the newest that
+    /// is not deprecated is the default [default: every supported one].
+    #[arg(long, env = "STRATA_POSTGRES_VERSIONS", value_delimiter = ',', value_parser = postgres_version)]
+    postgres_versions: Vec<u32>,
     #[command(flatten)]
     auth: crate::auth_args::AuthArgs,
 }
@@ -291,7 +309,10 @@ pub async fn api(args: ApiArgs) -> anyhow::Result<()> {
     let client = kube::Client::try_default()
         .await
         .context("connecting to Kubernetes (in-cluster config or KUBECONFIG)")?;
-    let runtime = KubeRuntime::new(client, &args.namespace_prefix);
+    let mut runtime = KubeRuntime::new(client, &args.namespace_prefix);
+    if !args.postgres_versions.is_empty() {
+        runtime = runtime.offering(args.postgres_versions.clone());
+    }
     let shutdown = CancellationToken::new();
     // Live events for `?follow=true`: stops with the server.
     let watch = tokio::spawn(runtime.watch_events(shutdown.clone().cancelled_owned()));
