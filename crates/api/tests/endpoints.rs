@@ -354,6 +354,18 @@ each_backend! {
                 json!({"name": "a", "labels": {"bad key!": "x"}}),
                 "labels.bad key!",
             ),
+            // An external endpoint that would admit no one.
+            (
+                json!({"name": "a", "acl": [], "external_access": true}),
+                "external_access",
+            ),
+            (json!({"name": "a", "external_access": "yes"}), "external_access"),
+            // One this platform does not offer (the local runtime serves on
+            // its own address; Kubernetes has a load balancer).
+            (
+                json!({"name": "a", "acl": ["203.0.113.0/24"], "external_access": true}),
+                "external_access",
+            ),
         ];
         for (body, field) in cases {
             let r = app.send_json("POST", url, &body).await;
@@ -502,6 +514,18 @@ each_backend! {
                 .await,
             StatusCode::BAD_REQUEST,
             "acl[0]",
+        );
+        assert_eq!(ready["external_access"], false);
+        assert_eq!(ready["status"]["external_endpoint"], Value::Null);
+        assert_problem(
+            &app.send_json(
+                "PATCH",
+                &format!("{url}/orders"),
+                &json!({"external_access": true}),
+            )
+            .await,
+            StatusCode::BAD_REQUEST,
+            "external_access",
         );
         // The data volume's storage class is not the tenant's to change (on
         // Kubernetes the CRD refuses it for kubectl and GitOps too).

@@ -313,6 +313,7 @@ async fn create_all(
                     acl: vec!["10.0.0.0/8".into()],
                     image: None,
                     storage_class: None,
+                    external_access: false,
                 },
             );
             async move {

@@ -227,6 +227,7 @@ mod tests {
                 acl: Vec::new(),
                 image: None,
                 storage_class: None,
+                external_access: false,
             },
         );
         pi.metadata.uid = Some(uid.into());

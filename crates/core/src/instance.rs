@@ -40,6 +40,11 @@ pub struct CreateInstance {
     /// required) when omitted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub acl: Option<Vec<String>>,
+    /// Also reachable from outside the cluster: a load balancer that admits
+    /// only the ACL's networks (TLS and the password still required). Needs
+    /// at least one ACL entry; the Kubernetes runtime only. Default false.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external_access: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub labels: Option<BTreeMap<String, String>>,
 }
@@ -55,6 +60,9 @@ pub struct UpdateInstance {
     pub storage_gb: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub acl: Option<Vec<String>>,
+    /// Turns the external endpoint on or off (see `CreateInstance`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external_access: Option<bool>,
     /// Replaces all labels.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub labels: Option<BTreeMap<String, String>>,
@@ -68,7 +76,20 @@ pub struct InstanceSpec {
     pub plan: String,
     pub storage_gb: u32,
     pub acl: Acl,
+    /// An endpoint outside the cluster, admitting the ACL's networks.
+    pub external_access: bool,
     pub labels: BTreeMap<String, String>,
+}
+
+/// An external endpoint admits the ACL's networks; with an empty ACL it
+/// would admit no one, so asking for one is a mistake worth naming.
+fn check_external_access(external: bool, acl: Option<&Acl>, errors: &mut Errors) {
+    if external && acl.is_some_and(|a| a.entries().is_empty()) {
+        errors.push(
+            "external_access",
+            "needs at least one acl entry: the external endpoint admits only the ACL's networks",
+        );
+    }
 }
 
 fn check_label_part(value: &str, allow_empty: bool) -> Result<(), String> {
@@ -161,6 +182,8 @@ impl CreateInstance {
             Some(entries) => errors.check("acl", prefixed("acl", Acl::parse(entries))),
             None => Some(Acl::open()),
         };
+        let external_access = self.external_access.unwrap_or(false);
+        check_external_access(external_access, acl.as_ref(), &mut errors);
         let labels = self.labels.unwrap_or_default();
         check_labels(&labels, &mut errors);
         errors.finish()?;
@@ -172,6 +195,7 @@ impl CreateInstance {
                     plan: plan.id.clone(),
                     storage_gb,
                     acl,
+                    external_access,
                     labels,
                 })
             }
@@ -230,6 +254,12 @@ impl UpdateInstance {
             && let Some(acl) = errors.check("acl", prefixed("acl", Acl::parse(entries)))
         {
             next.acl = acl;
+        }
+        if let Some(external) = self.external_access {
+            next.external_access = external;
+        }
+        if self.external_access.is_some() || self.acl.is_some() {
+            check_external_access(next.external_access, Some(&next.acl), &mut errors);
         }
         if let Some(labels) = self.labels {
             check_labels(&labels, &mut errors);
@@ -347,6 +377,10 @@ pub struct InstanceStatus {
     /// What is happening now, or why it failed.
     pub message: String,
     pub endpoint: Option<Endpoint>,
+    /// Where clients outside the cluster connect, once the load balancer
+    /// has an address (only with `external_access`).
+    #[serde(default)]
+    pub external_endpoint: Option<Endpoint>,
     pub conditions: Vec<Condition>,
     /// Bytes the data directory takes on disk, when measured.
     pub storage_used_bytes: Option<u64>,
@@ -359,6 +393,7 @@ impl InstanceStatus {
             phase: Phase::Provisioning,
             message: String::new(),
             endpoint: None,
+            external_endpoint: None,
             conditions: Vec::new(),
             storage_used_bytes: None,
         };
@@ -413,6 +448,9 @@ pub struct Instance {
     pub plan: String,
     pub storage_gb: u32,
     pub acl: Vec<String>,
+    /// An endpoint outside the cluster, admitting the ACL's networks.
+    #[serde(default)]
+    pub external_access: bool,
     pub labels: BTreeMap<String, String>,
     pub status: InstanceStatus,
     #[serde(with = "time::serde::rfc3339")]
@@ -430,6 +468,7 @@ impl Instance {
             plan: self.plan.clone(),
             storage_gb: self.storage_gb,
             acl: Acl::parse(&self.acl)?,
+            external_access: self.external_access,
             labels: self.labels.clone(),
         })
     }
@@ -493,6 +532,7 @@ mod tests {
             plan: Some("huge".into()),
             storage_gb: Some(5),
             acl: Some(vec!["10.0.0.0/8".into(), "x".into()]),
+            external_access: None,
             labels: Some(BTreeMap::from([("-bad".into(), "ok".into())])),
         };
         let err = req.validate(&p, &v).unwrap_err();
@@ -560,6 +600,55 @@ mod tests {
         .apply(&spec, &p)
         .unwrap();
         assert_eq!(ok.plan, "medium");
+    }
+
+    #[test]
+    fn external_access_needs_an_acl_entry() {
+        let (p, v) = catalogs();
+        let external = |acl: Option<Vec<String>>| CreateInstance {
+            acl,
+            external_access: Some(true),
+            ..create("orders")
+        };
+        let err = external(Some(vec![])).validate(&p, &v).unwrap_err();
+        assert_eq!(err.errors[0].field, "external_access");
+        let spec = external(Some(vec!["203.0.113.0/24".into()]))
+            .validate(&p, &v)
+            .unwrap();
+        assert!(spec.external_access);
+        // Omitted: the ACL admits everyone, and the request said so.
+        assert!(external(None).validate(&p, &v).unwrap().external_access);
+        assert!(!create("orders").validate(&p, &v).unwrap().external_access);
+
+        // PATCH: on and off, and never with an ACL that admits no one.
+        let spec = CreateInstance {
+            acl: Some(vec!["203.0.113.0/24".into()]),
+            ..create("orders")
+        }
+        .validate(&p, &v)
+        .unwrap();
+        let on = UpdateInstance {
+            external_access: Some(true),
+            ..UpdateInstance::default()
+        }
+        .apply(&spec, &p)
+        .unwrap();
+        assert!(on.external_access);
+        let emptied = UpdateInstance {
+            acl: Some(vec![]),
+            ..UpdateInstance::default()
+        }
+        .apply(&on, &p)
+        .unwrap_err();
+        assert_eq!(emptied.errors[0].field, "external_access");
+        let off = UpdateInstance {
+            acl: Some(vec![]),
+            external_access: Some(false),
+            ..UpdateInstance::default()
+        }
+        .apply(&on, &p)
+        .unwrap();
+        assert!(!off.external_access && off.acl.entries().is_empty());
     }
 
     #[test]

@@ -161,6 +161,7 @@ pub struct ValidSpec {
     pub exporter_image: String,
     pub agent_image: String,
     pub storage_class: Option<String>,
+    pub external_access: bool,
     pub cluster_domain: String,
     pub monitoring_namespace: Option<String>,
 }
@@ -206,6 +207,12 @@ pub fn validate(
             e
         }),
     );
+    if spec.external_access && acl.as_ref().is_some_and(|a| a.entries().is_empty()) {
+        errors.push(
+            "spec.externalAccess",
+            "needs at least one acl entry: the external endpoint admits only the ACL's networks",
+        );
+    }
     errors.finish()?;
     match (name, plan, acl) {
         (Some(name), Some(plan), Some(acl)) => Ok(ValidSpec {
@@ -222,6 +229,7 @@ pub fn validate(
             exporter_image: config.exporter_image.clone(),
             agent_image: config.agent_image.clone(),
             storage_class: spec.storage_class.clone(),
+            external_access: spec.external_access,
             cluster_domain: config.cluster_domain.clone(),
             monitoring_namespace: config.monitoring_namespace.clone(),
         }),
@@ -258,6 +266,9 @@ pub struct Desired {
     pub config_map: ConfigMap,
     pub headless_service: Service,
     pub client_service: Service,
+    /// The LoadBalancer Service `<name>-external`, when the spec asks for
+    /// external access; without, an existing one is deleted.
+    pub external_service: Option<Service>,
     pub stateful_set: StatefulSet,
     pub pdb: PodDisruptionBudget,
     pub network_policy: NetworkPolicy,
@@ -576,6 +587,7 @@ pub fn build(
         config_map,
         headless_service,
         client_service,
+        external_service: external_service(instance, valid),
         stateful_set,
         pdb,
         network_policy,
@@ -1239,8 +1251,10 @@ pub fn claims_to_grow(claims: &[PersistentVolumeClaim], storage_gb: u32) -> Vec<
         .collect()
 }
 
+mod external;
 mod health;
 mod status;
+pub use external::*;
 pub use health::*;
 pub use status::*;
 

@@ -850,7 +850,7 @@ impl<'a> Pass<'a> {
         &mut self,
         desired: &Desired,
         observed: &Observed,
-    ) -> Result<StatefulSet, Error> {
+    ) -> Result<(StatefulSet, Option<Service>), Error> {
         let secret = self.apply(Kind::Secret, &desired.secret).await?;
         // The agent may have reported a rotation since `observe`.
         if secret.annotations().get(APPLIED_ROTATION_ANNOTATION)
@@ -861,6 +861,7 @@ impl<'a> Pass<'a> {
         self.apply(Kind::ConfigMap, &desired.config_map).await?;
         self.apply(Kind::Service, &desired.headless_service).await?;
         self.apply(Kind::Service, &desired.client_service).await?;
+        let external = self.apply_external(desired).await?;
         self.apply(Kind::ServiceAccount, &desired.agent_service_account)
             .await?;
         self.apply(Kind::Role, &desired.agent_role).await?;
@@ -870,7 +871,30 @@ impl<'a> Pass<'a> {
         self.apply(Kind::PodDisruptionBudget, &desired.pdb).await?;
         self.apply(Kind::NetworkPolicy, &desired.network_policy)
             .await?;
-        Ok(sts)
+        Ok((sts, external))
+    }
+
+    /// The external LoadBalancer Service when the spec asks for one (as the
+    /// server has it: its status carries the address); without, an existing
+    /// one (the watch cache knows) is deleted.
+    async fn apply_external(&mut self, desired: &Desired) -> Result<Option<Service>, Error> {
+        if let Some(service) = &desired.external_service {
+            return Ok(Some(self.apply(Kind::Service, service).await?));
+        }
+        let name = build::external_service_name(&desired.client_service.name_any());
+        if self.ctx.version(Kind::Service, self.ns, &name).is_some() {
+            match Api::<Service>::namespaced(self.ctx.client.clone(), self.ns)
+                .delete(&name, &DeleteParams::background())
+                .await
+            {
+                Ok(_) => {
+                    info!(service = %name, namespace = %self.ns, "deleted the external endpoint");
+                }
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(None)
     }
 
     /// The instance's pods and claims, as the status needs them, with the
@@ -991,14 +1015,14 @@ async fn apply(instance: &PostgresInstance, ctx: &Context) -> Result<Action, Err
     let applied = async {
         // The certificate first: the pod mounts its Secret.
         ensure_server_certificate(ctx, instance, &valid, &mut pass).await?;
-        let sts = pass.apply_all(&desired, &observed).await?;
+        let (sts, external) = pass.apply_all(&desired, &observed).await?;
         pass.apply_api_access(instance).await?;
         let seen = pass
             .read_pods_and_claims(&valid, existing_sts.is_some())
             .await?;
-        Ok::<_, Error>((sts, seen))
+        Ok::<_, Error>((sts, external, seen))
     };
-    let (sts, seen) = match applied.await {
+    let (sts, external, seen) = match applied.await {
         Ok(applied) => applied,
         Err(e) => {
             let message = e.condition_message();
@@ -1035,6 +1059,7 @@ async fn apply(instance: &PostgresInstance, ctx: &Context) -> Result<Action, Err
         instance.metadata.generation,
         now(),
     );
+    build::set_external_endpoint(&mut status, external.as_ref());
     let written = write_status(ctx, instance, status).await?;
     ctx.remember(instance, pass.settled(instance, written.as_ref()));
     Ok(Action::requeue(ctx.resync))
@@ -1125,7 +1150,15 @@ async fn ensure_server_certificate(
     let existing = Api::<Secret>::namespaced(ctx.client.clone(), ns)
         .get_opt(&tls::tls_secret_name(valid.name.as_str()))
         .await?;
-    let hosts = tls::server_hosts(valid);
+    let mut hosts = tls::server_hosts(valid);
+    // Clients outside the cluster connect to the load balancer's address:
+    // the certificate names it too, once there is one (verify-full).
+    if valid.external_access {
+        let external = Api::<Service>::namespaced(ctx.client.clone(), ns)
+            .get_opt(&build::external_service_name(valid.name.as_str()))
+            .await?;
+        hosts.extend(external.as_ref().and_then(build::load_balancer_address));
+    }
     let (cert, reissued) = tls::server_certificate(
         ca,
         existing.as_ref(),

@@ -60,6 +60,12 @@ pub struct PostgresInstanceSpec {
     /// Immutable: set at creation or never.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_class: Option<String>,
+    /// Also reachable from outside the cluster: a LoadBalancer Service
+    /// `<name>-external` that admits only the ACL's networks
+    /// (loadBalancerSourceRanges; pg_hba.conf checks them too). Needs at
+    /// least one ACL entry.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub external_access: bool,
 }
 
 /// What the operator observed and did.
@@ -82,6 +88,10 @@ pub struct PostgresInstanceStatus {
     /// Where clients connect once the instance is Ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<EndpointStatus>,
+    /// Where clients outside the cluster connect (with `externalAccess`),
+    /// once the load balancer has an address and the instance is Ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_endpoint: Option<EndpointStatus>,
     /// Name of the Secret holding username, password and database.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret: Option<String>,
@@ -210,6 +220,12 @@ fn spec_rules() -> Value {
         "message": "storageClass cannot be changed after creation: the data volume keeps the class it was created with",
         "fieldPath": ".storageClass",
         "reason": "FieldValueForbidden",
+    }));
+    rules.push(json!({
+        "rule": "!(has(self.externalAccess) && self.externalAccess) || (has(self.acl) && self.acl.size() > 0)",
+        "message": "externalAccess needs at least one acl entry: the external endpoint admits only the ACL's networks",
+        "fieldPath": ".externalAccess",
+        "reason": "FieldValueInvalid",
     }));
     Value::Array(rules)
 }

@@ -177,6 +177,7 @@ impl KubeRuntime {
                 "plan": next.plan,
                 "storageGb": next.storage_gb,
                 "acl": next.acl.to_strings(),
+                "externalAccess": next.external_access,
             },
         });
         match self
@@ -274,11 +275,16 @@ pub fn to_instance(project: &ProjectName, pi: &PostgresInstance) -> Instance {
         plan: pi.spec.plan.clone(),
         storage_gb: pi.spec.storage_gb,
         acl: pi.spec.acl.clone(),
+        external_access: pi.spec.external_access,
         labels: pi.labels().clone(),
         status: InstanceStatus {
             phase,
             message: status.message.unwrap_or_default(),
             endpoint: status.endpoint.map(|e| Endpoint {
+                host: e.host,
+                port: e.port,
+            }),
+            external_endpoint: status.external_endpoint.map(|e| Endpoint {
                 host: e.host,
                 port: e.port,
             }),
@@ -362,6 +368,7 @@ impl InstanceRuntime for KubeRuntime {
                 acl: spec.acl.to_strings(),
                 image: None,
                 storage_class: None,
+                external_access: spec.external_access,
             },
         );
         pi.metadata.labels = Some(spec.labels);

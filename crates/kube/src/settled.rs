@@ -282,6 +282,7 @@ mod tests {
                 acl: vec![],
                 image: None,
                 storage_class: None,
+                external_access: false,
             },
         );
         i.metadata.generation = Some(2);

@@ -171,6 +171,7 @@ mod tests {
                 acl: vec!["10.0.0.0/8".into()],
                 image: None,
                 storage_class: None,
+                external_access: false,
             },
         );
         i.metadata.namespace = Some("team-a".into());

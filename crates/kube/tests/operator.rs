@@ -360,6 +360,11 @@ async fn invalid_specs_are_rejected_by_the_crd_schema() {
     reject("not-a-cidr", json!({ "acl": ["nope"] })).await;
     let m = reject("host-bits", json!({ "acl": ["10.0.0.1/8"] })).await;
     assert!(m.contains("without host bits"), "{m}");
+    let m = reject("open-nobody", json!({ "acl": [], "externalAccess": true })).await;
+    assert!(
+        m.contains("spec.externalAccess") && m.contains("at least one acl entry"),
+        "{m}"
+    );
     let m = reject(&"a".repeat(41), json!({})).await;
     assert!(m.contains("at most 40 characters"), "{m}");
 
@@ -381,6 +386,24 @@ async fn invalid_specs_are_rejected_by_the_crd_schema() {
             .unwrap_err();
         assert!(err.to_string().contains(message), "{err}");
     }
+    // The example manifest is accepted as it is.
+    let example: serde_yaml::Value = serde_yaml::from_str(include_str!(
+        "../../../deploy/examples/postgresinstance.yaml"
+    ))
+    .unwrap();
+    let example: PostgresInstance = serde_yaml::from_value(example).unwrap();
+    assert_eq!(example.namespace().as_deref(), Some("default"));
+    Api::<PostgresInstance>::namespaced(h.client.clone(), "default")
+        .create(&PostParams::default(), &example)
+        .await
+        .expect("example accepted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_storage_class_cannot_change() {
+    let h = Harness::new().await;
+    let api = h.api::<PostgresInstance>();
+    h.create("orders", common::spec()).await;
     // The data volume's class is fixed at creation: changing, removing or
     // adding one is refused, naming the field (the StatefulSet's claim
     // template could never follow).
@@ -416,17 +439,6 @@ async fn invalid_specs_are_rejected_by_the_crd_schema() {
     )
     .await
     .expect("a storage change keeps the class");
-    // The example manifest is accepted as it is.
-    let example: serde_yaml::Value = serde_yaml::from_str(include_str!(
-        "../../../deploy/examples/postgresinstance.yaml"
-    ))
-    .unwrap();
-    let example: PostgresInstance = serde_yaml::from_value(example).unwrap();
-    assert_eq!(example.namespace().as_deref(), Some("default"));
-    Api::<PostgresInstance>::namespaced(h.client.clone(), "default")
-        .create(&PostParams::default(), &example)
-        .await
-        .expect("example accepted");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -258,3 +258,122 @@ async fn the_operators_events_arrive_live_and_history_is_not_replayed() {
         .unwrap();
     op.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_external_endpoint_through_the_runtime() {
+    use k8s_openapi::api::core::v1::Service;
+    use kube::api::{Patch, PatchParams};
+
+    let h = Harness::new().await;
+    let op = RunningOperator::start(&h.client, "op-a");
+    let rt = KubeRuntime::new(h.client.clone(), "strata-");
+    let project = ProjectName::parse("shop").unwrap();
+    let name = InstanceName::parse("orders").unwrap();
+    let services: Api<Service> = Api::namespaced(h.client.clone(), "strata-shop");
+
+    // An external endpoint that would admit no one is refused, naming the field.
+    let refused = CreateInstance {
+        name: "orders".into(),
+        acl: Some(vec![]),
+        external_access: Some(true),
+        ..CreateInstance::default()
+    }
+    .validate(rt.plans(), rt.versions())
+    .unwrap_err();
+    assert_eq!(refused.errors[0].field, "external_access");
+
+    let spec = CreateInstance {
+        name: "orders".into(),
+        plan: Some("small".into()),
+        acl: Some(vec!["203.0.113.0/24".into(), "198.51.100.0/24".into()]),
+        external_access: Some(true),
+        ..CreateInstance::default()
+    }
+    .validate(rt.plans(), rt.versions())
+    .unwrap();
+    let created = rt.create(&project, spec).await.unwrap();
+    assert!(created.external_access);
+
+    // The operator makes a load balancer admitting the ACL.
+    let lb = eventually("the external Service", || async {
+        services.get_opt("orders-external").await.ok()?
+    })
+    .await;
+    let lb_spec = lb.spec.unwrap();
+    assert_eq!(lb_spec.type_.as_deref(), Some("LoadBalancer"));
+    assert_eq!(
+        lb_spec.load_balancer_source_ranges.unwrap(),
+        ["198.51.100.0/24", "203.0.113.0/24"]
+    );
+    assert_eq!(lb_spec.external_traffic_policy.as_deref(), Some("Local"));
+
+    mark_statefulset_ready(&h.client, "strata-shop", "orders").await;
+    let ready = eventually("Ready through the runtime", || async {
+        let i = rt.get(&project, &name).await.ok()?;
+        (i.status.phase == Phase::Ready).then_some(i)
+    })
+    .await;
+    assert_eq!(ready.status.external_endpoint, None, "no address yet");
+
+    // What a cloud's load balancer controller reports.
+    services
+        .patch_status(
+            "orders-external",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({
+                "status": { "loadBalancer": { "ingress": [{ "ip": "192.0.2.80" }] } }
+            })),
+        )
+        .await
+        .unwrap();
+    let external = eventually("the external endpoint in the API's view", || async {
+        rt.get(&project, &name).await.ok()?.status.external_endpoint
+    })
+    .await;
+    assert_eq!(
+        (external.host.as_str(), external.port),
+        ("192.0.2.80", 5432)
+    );
+    // The server certificate names that address, so verify-full works from outside.
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(h.client.clone(), "strata-shop");
+    eventually(
+        "the certificate to name the load balancer's address",
+        || async {
+            let tls = secrets.get_opt("orders-tls").await.ok()??;
+            let pem = String::from_utf8(tls.data?.get("tls.crt")?.0.clone()).ok()?;
+            let names = strata_core::tls::inspect(&pem).ok()?.hosts;
+            names.iter().any(|n| n == "192.0.2.80").then_some(())
+        },
+    )
+    .await;
+
+    // PATCH: off again; the load balancer goes, and so does the address.
+    let updated = rt
+        .update(
+            &project,
+            &name,
+            UpdateInstance {
+                external_access: Some(false),
+                ..UpdateInstance::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(!updated.external_access);
+    eventually("the external Service to be deleted", || async {
+        services
+            .get_opt("orders-external")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    eventually("no external endpoint", || async {
+        let i = rt.get(&project, &name).await.ok()?;
+        i.status.external_endpoint.is_none().then_some(())
+    })
+    .await;
+    op.stop().await;
+}

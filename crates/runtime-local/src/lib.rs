@@ -558,6 +558,18 @@ impl InstanceRuntime for LocalRuntime {
     }
 }
 
+/// The local runtime serves on the address it listens on and nowhere else:
+/// an external endpoint (a load balancer) is a Kubernetes runtime feature.
+fn refuse_external_access(external: bool) -> RuntimeResult<()> {
+    if external {
+        return Err(RuntimeError::Invalid(strata_core::ValidationError::field(
+            "external_access",
+            "not offered by this platform: instances are reachable at their endpoint only (the Kubernetes runtime offers external endpoints)",
+        )));
+    }
+    Ok(())
+}
+
 /// The changes, each with the audit event (if any) that records it, written
 /// in the change's transaction. They return the event back when there was
 /// nothing to write it with (a change that changes nothing).
@@ -568,6 +580,7 @@ impl LocalRuntime {
         spec: InstanceSpec,
         audit: Option<NewAuditEvent>,
     ) -> RuntimeResult<(Instance, Option<NewAuditEvent>)> {
+        refuse_external_access(spec.external_access)?;
         let now = OffsetDateTime::now_utc();
         let instance = Instance {
             id: Uuid::now_v7(),
@@ -578,6 +591,7 @@ impl LocalRuntime {
             plan: spec.plan,
             storage_gb: spec.storage_gb,
             acl: spec.acl.to_strings(),
+            external_access: false,
             labels: spec.labels,
             status: InstanceStatus::provisioning(now),
             created_at: now,
@@ -686,6 +700,7 @@ impl LocalRuntime {
             let mut rec = self.record(project, name).await?;
             let current = rec.instance.spec()?;
             let next = change.clone().apply(&current, &self.inner.plans)?;
+            refuse_external_access(next.external_access)?;
             if next == current {
                 return Ok((self.view(rec), audit));
             }

@@ -49,12 +49,16 @@ impl InstanceRecord {
             storage_gb: u32::try_from(storage_gb)
                 .map_err(|_| StoreError::Corrupt(format!("storage_gb {storage_gb}")))?,
             acl: from_json(&r.try_get::<String, _>("acl")?, "acl")?,
+            // The local runtime (the only one that keeps instances here)
+            // offers no external endpoint.
+            external_access: false,
             labels: from_json(&r.try_get::<String, _>("labels")?, "labels")?,
             status: InstanceStatus {
                 phase: Phase::parse(&phase)
                     .ok_or_else(|| StoreError::Corrupt(format!("phase {phase:?}")))?,
                 message: r.try_get("message")?,
                 endpoint: None,
+                external_endpoint: None,
                 conditions: from_json(&r.try_get::<String, _>("conditions")?, "conditions")?,
                 storage_used_bytes: used.and_then(|b| u64::try_from(b).ok()),
             },

@@ -33,6 +33,7 @@ fn record(name: &str, port: u16) -> InstanceRecord {
             plan: "micro".into(),
             storage_gb: 1,
             acl: vec!["10.0.0.0/8".into()],
+            external_access: false,
             labels: BTreeMap::from([("team".into(), "a".into())]),
             status: InstanceStatus::provisioning(now),
             created_at: now,

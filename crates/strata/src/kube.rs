@@ -397,6 +397,7 @@ mod tests {
                 acl: vec![],
                 image: None,
                 storage_class: None,
+                external_access: false,
             },
         );
         instance.metadata.namespace = Some("pg-shop".into());

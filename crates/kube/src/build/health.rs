@@ -637,6 +637,7 @@ mod tests {
                 acl: vec![],
                 image: None,
                 storage_class: None,
+                external_access: false,
             },
         );
         i.metadata.namespace = Some("team-a".into());

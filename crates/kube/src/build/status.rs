@@ -168,6 +168,9 @@ pub fn status(
             (true, Some(v)) => Some(endpoint(v)),
             _ => None,
         },
+        // Kept while serving: a full pass sets it from the load balancer
+        // (`set_external_endpoint`), a pass that failed to apply keeps it.
+        external_endpoint: previous.external_endpoint.clone().filter(|_| ready),
         credentials_secret: valid.map(|v| secret_name(v.name.as_str())),
     }
 }
@@ -367,6 +370,7 @@ mod tests {
                 acl: vec!["10.0.0.0/8".into()],
                 image: None,
                 storage_class: None,
+                external_access: false,
             },
         );
         i.metadata.namespace = Some("team-a".into());

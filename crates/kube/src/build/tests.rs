@@ -24,6 +24,7 @@ fn spec() -> PostgresInstanceSpec {
         acl: vec!["10.0.0.0/8".into(), "192.0.2.0/24".into()],
         image: None,
         storage_class: None,
+        external_access: false,
     }
 }
 

@@ -161,6 +161,7 @@ pub fn orders_request(rt: &strata_kube::KubeRuntime) -> strata_core::InstanceSpe
         plan: Some("small".into()),
         storage_gb: Some(20),
         acl: Some(vec!["10.0.0.0/8".into()]),
+        external_access: None,
         labels: Some(std::collections::BTreeMap::from([(
             "team".into(),
             "checkout".into(),
@@ -178,5 +179,6 @@ pub fn spec() -> PostgresInstanceSpec {
         acl: vec!["10.0.0.0/8".into()],
         image: None,
         storage_class: None,
+        external_access: false,
     }
 }
