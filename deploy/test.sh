@@ -14,6 +14,8 @@ Checks deploy/helm/strata and the plain manifests under deploy/:
   1. helm lint --strict, with the default and with non-default values;
   2. drift: the chart's CRD is deploy/crds/postgresinstances.strata.dev.yaml,
      and the rules of the rendered RBAC are those of deploy/rbac/*.yaml;
+     every CEL function the CRD uses is in deploy/cel-versions.txt, and the
+     chart's kubeVersion is at least the newest minimum among them;
   3. helm template with default values, with non-default values (names,
      namespace, replicas, watch namespace, Secrets, RBAC in the release
      namespace), with components turned off, and a missing required value
@@ -140,6 +142,41 @@ check "helm lint --strict (non-default values)" quiet "$helm" lint --strict --ku
 "$helm" show crds "$chart" >"$work/chart-crds.yaml"
 check "the chart's CRD is deploy/crds/postgresinstances.strata.dev.yaml" \
     diff -u -B "$root/deploy/crds/postgresinstances.strata.dev.yaml" "$work/chart-crds.yaml"
+
+# --- CEL: the Kubernetes version the CRD needs -----------------------------
+# cel_used: every CEL function, transition rule (oldSelf) and rule field
+# (fieldPath, reason) the CRD's validation rules use, one a line. String
+# literals are dropped first ('small', a regular expression).
+cel_used() {
+    local crd="$root/deploy/crds/postgresinstances.strata.dev.yaml"
+    {
+        sed -n 's/^ *-\{0,1\} *rule: //p' "$crd" |
+            sed -e "s/^'\(.*\)'\$/\1/" -e "s/''/'/g" -e "s/'[^']*'//g" |
+            grep -oE "[A-Za-z_][A-Za-z0-9_]*\(|oldSelf" | tr -d '('
+        if grep -qE '^ *-? *fieldPath: ' "$crd"; then echo fieldPath; fi
+        if grep -qE '^ *-? *reason: FieldValue' "$crd"; then echo reason; fi
+    } | sort -u
+}
+# version_le A B: Kubernetes minor A is at most B.
+version_le() { [[ "$(printf '%s\n%s\n' "$1" "$2" | sort -V | head -n 1)" == "$1" ]]; }
+cel_table="$root/deploy/cel-versions.txt"
+cel_needed="1.0"
+cel_unlisted=""
+cel_count=0
+while read -r name; do
+    cel_count=$((cel_count + 1))
+    minimum="$(awk -v n="$name" '!/^#/ && $1 == n { print $2 }' "$cel_table")"
+    if [[ -z "$minimum" ]]; then
+        cel_unlisted+=" $name"
+    elif ! version_le "$minimum" "$cel_needed"; then
+        cel_needed="$minimum"
+    fi
+done < <(cel_used)
+chart_kube="$(sed -n 's/^kubeVersion: *">= *\([0-9]*\.[0-9]*\).*/\1/p' "$chart/Chart.yaml")"
+check "the CRD's CEL rules are read ($cel_count names), each with a minimum version in deploy/cel-versions.txt${cel_unlisted:+ (missing:$cel_unlisted)}" \
+    test "$cel_count" -gt 0 -a -z "$cel_unlisted"
+check "the chart's kubeVersion (>=${chart_kube:-?}) is at least what the CRD's CEL needs ($cel_needed)" \
+    version_le "$cel_needed" "${chart_kube:-0.0}"
 
 # --- 3. template -----------------------------------------------------------
 template strata "$chart" --namespace strata-system --include-crds >"$work/default.yaml"
