@@ -1,0 +1,802 @@
+//! Strata on a real Kubernetes node, as its users meet it: the Helm chart
+//! installed on testenv's kubelet-backed node with the images built here
+//! (scripts/images.sh), the API and the operator running as pods, and a
+//! PostgreSQL instance created through the API whose pod really starts. The
+//! test then connects to it over TLS verified against the instance CA, as a
+//! tenant would, and goes through rotation, a plan change, an ACL change, a
+//! crash of the server and deletion. Nothing is played: no status is patched
+//! by the test.
+//!
+//! Needs root (the node), the node binaries from testenv/build.sh, helm
+//! (deploy/test.sh --helm-path) and the images (scripts/images.sh, with the
+//! `strata` binary this test run built); each is built on first use and
+//! cached.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::too_many_lines,
+    clippy::missing_panics_doc
+)]
+
+#[allow(dead_code)] // this test runs no strata process of its own
+mod common;
+
+use std::future::Future;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::http::Http;
+use reqwest::{Method, StatusCode};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+use serde_json::{Value, json};
+use strata_kube::k8s_openapi::api::core::v1::{
+    PersistentVolume, PersistentVolumeClaim, Pod, Service,
+};
+use strata_kube::kube::api::ListParams;
+use strata_kube::kube::{Api, Client};
+use strata_testenv::TestEnv;
+use tokio::time::Instant;
+
+const RELEASE: &str = "strata";
+const SYSTEM_NAMESPACE: &str = "strata-system";
+const ADMIN_PASSWORD: &str = "real-node-admin-password";
+const PROJECT: &str = "shop";
+/// Project `shop` lives in namespace `strata-shop`.
+const NAMESPACE: &str = "strata-shop";
+const INSTANCE: &str = "orders";
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Runs a command of the repository's tooling; its last stdout lines are
+/// its answer.
+fn tool(cmd: &mut Command, what: &str) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("could not run {what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// An image scripts/images.sh built (or found in its cache).
+struct Image {
+    reference: String,
+    archive: PathBuf,
+}
+
+/// The images, from the lines `<image-ref> <archive-path>` of its answer.
+/// The strata image holds the binary under test (the one `cargo test`
+/// built), put into the image by the Dockerfile's `prebuilt` target.
+fn images() -> Vec<Image> {
+    let out = tool(
+        Command::new("bash")
+            .arg(repo_root().join("scripts/images.sh"))
+            .arg("--strata-binary")
+            .arg(env!("CARGO_BIN_EXE_strata")),
+        "scripts/images.sh",
+    );
+    let images: Vec<Image> = out
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(reference, archive)| Image {
+            reference: reference.to_owned(),
+            archive: PathBuf::from(archive.trim()),
+        })
+        .filter(|i| i.archive.is_file())
+        .collect();
+    for kind in ["/strata:", "/postgres:", "/postgres-exporter:"] {
+        assert!(
+            images.iter().any(|i| i.reference.contains(kind)),
+            "scripts/images.sh built no {kind} image:\n{out}"
+        );
+    }
+    images
+}
+
+/// The reference of the image whose name contains `kind`.
+fn reference<'a>(images: &'a [Image], kind: &str) -> &'a str {
+    &images
+        .iter()
+        .find(|i| i.reference.contains(kind))
+        .unwrap()
+        .reference
+}
+
+fn tag(reference: &str) -> &str {
+    reference.rsplit_once(':').unwrap().1
+}
+
+fn helm() -> PathBuf {
+    let out = tool(
+        Command::new("bash")
+            .arg(repo_root().join("deploy/test.sh"))
+            .arg("--helm-path"),
+        "deploy/test.sh --helm-path",
+    );
+    PathBuf::from(out.lines().last().unwrap().trim())
+}
+
+/// Polls `check` until it returns `Some`, or panics after `limit`.
+async fn within<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The testenv node with the chart installed.
+struct Platform {
+    env: TestEnv,
+    client: Client,
+    kubectl: PathBuf,
+    api: Http,
+    work: tempfile::TempDir,
+}
+
+impl Platform {
+    async fn install() -> Self {
+        let images = images();
+        let archives: Vec<PathBuf> = images.iter().map(|i| i.archive.clone()).collect();
+        let env = TestEnv::start_with_node(&archives);
+        let client = env.client().await;
+        let kubectl = PathBuf::from(env.var("STRATA_TESTENV_BIN_DIR")).join("kubectl");
+        let work = tempfile::tempdir().unwrap();
+
+        // The store: this test process's PostgreSQL, reached by the pods at
+        // the host end of the node's link.
+        let host_ip: Ipv4Addr = env.var("STRATA_TESTENV_NODE_HOST_IP").parse().unwrap();
+        strata_testpg::expose_server(host_ip, env.var("STRATA_TESTENV_POD_CIDR"));
+        let store = strata_testpg::postgres_database()
+            .await
+            .replace("@127.0.0.1:", &format!("@{host_ip}:"));
+        let store_key = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY";
+
+        let mut platform = Self {
+            env,
+            client,
+            kubectl,
+            api: Http::new("http://unset"),
+            work,
+        };
+        platform.kubectl(&["create", "namespace", SYSTEM_NAMESPACE]);
+        for (name, key, value) in [
+            ("strata-database", "url", store.as_str()),
+            ("strata-admin", "password", ADMIN_PASSWORD),
+            ("strata-store-key", "key", store_key),
+        ] {
+            platform.kubectl(&[
+                "create",
+                "secret",
+                "generic",
+                name,
+                "-n",
+                SYSTEM_NAMESPACE,
+                &format!("--from-literal={key}={value}"),
+            ]);
+        }
+        let helm_home = platform.work.path().join("helm");
+        tool(
+            Command::new(helm())
+                .env("KUBECONFIG", platform.env.kubeconfig())
+                .env("HELM_CACHE_HOME", helm_home.join("cache"))
+                .env("HELM_CONFIG_HOME", helm_home.join("config"))
+                .env("HELM_DATA_HOME", helm_home.join("data"))
+                .args(["install", RELEASE])
+                .arg(repo_root().join("deploy/helm/strata"))
+                .args(["--namespace", SYSTEM_NAMESPACE, "--wait", "--timeout", "5m"])
+                .args(["-f"])
+                .arg(repo_root().join("deploy/helm/strata/ci/real-node-values.yaml"))
+                .arg("--set")
+                .arg(format!("image.tag={}", tag(reference(&images, "/strata:"))))
+                .arg("--set-string")
+                .arg(format!(
+                    "operator.images.postgres={}",
+                    reference(&images, "/postgres:").replace(":15", ":{version}")
+                ))
+                .arg("--set")
+                .arg(format!(
+                    "operator.images.exporter={}",
+                    reference(&images, "/postgres-exporter:")
+                )),
+            "helm install",
+        );
+
+        let services: Api<Service> = Api::namespaced(platform.client.clone(), SYSTEM_NAMESPACE);
+        let api_ip = services
+            .get(&format!("{RELEASE}-api"))
+            .await
+            .unwrap()
+            .spec
+            .and_then(|s| s.cluster_ip)
+            .unwrap();
+        let base = format!("http://{api_ip}");
+        let api = within(
+            Duration::from_mins(2),
+            "the API to sign the admin in",
+            || {
+                let base = base.clone();
+                async move {
+                    let http = Http::new(&base);
+                    let (status, _, body) = http
+                        .send(
+                            Method::POST,
+                            "/v1/auth/token",
+                            Some(json!({ "username": "admin", "password": ADMIN_PASSWORD })),
+                        )
+                        .await;
+                    (status == StatusCode::OK).then(|| {
+                        let mut http = Http::new(&base);
+                        http.token = Some(body["access_token"].as_str().unwrap().to_owned());
+                        http
+                    })
+                }
+            },
+        )
+        .await;
+        platform.api = api;
+        platform
+    }
+
+    fn kubectl(&self, args: &[&str]) -> String {
+        tool(
+            Command::new(&self.kubectl)
+                .env("KUBECONFIG", self.env.kubeconfig())
+                .args(args),
+            &format!("kubectl {}", args.join(" ")),
+        )
+    }
+
+    fn path(rest: &str) -> String {
+        format!("/v1/projects/{PROJECT}/instances{rest}")
+    }
+
+    async fn instance(&self) -> Value {
+        let (status, body) = self.api.get(&Self::path(&format!("/{INSTANCE}"))).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
+    /// Waits until the instance is Ready at a generation at least `generation`.
+    async fn ready(&self, what: &str) -> Value {
+        within(Duration::from_mins(4), what, || async {
+            let body = self.instance().await;
+            (body["status"]["phase"] == "Ready").then_some(body)
+        })
+        .await
+    }
+
+    async fn credentials(&self) -> Value {
+        let (status, body) = self
+            .api
+            .get(&Self::path(&format!("/{INSTANCE}/credentials")))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
+    /// The instance's one pod.
+    async fn pod(&self) -> Pod {
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), NAMESPACE);
+        let list = pods
+            .list(&ListParams::default().labels(&format!("app.kubernetes.io/instance={INSTANCE}")))
+            .await
+            .unwrap();
+        assert_eq!(list.items.len(), 1, "one pod for the instance");
+        list.items.into_iter().next().unwrap()
+    }
+
+    /// The ClusterIP of the instance's client Service.
+    async fn service_ip(&self, host: &str) -> Ipv4Addr {
+        let name = host.split('.').next().unwrap();
+        let services: Api<Service> = Api::namespaced(self.client.clone(), NAMESPACE);
+        services
+            .get(name)
+            .await
+            .unwrap()
+            .spec
+            .and_then(|s| s.cluster_ip)
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+}
+
+impl Drop for Platform {
+    /// A failed test shows what the cluster saw: every object, the events,
+    /// and the logs of every container of Strata's pods and the instance's.
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let kubectl = |args: &[&str]| {
+            Command::new(&self.kubectl)
+                .env("KUBECONFIG", self.env.kubeconfig())
+                .args(args)
+                .output()
+                .map_or_else(
+                    |e| e.to_string(),
+                    |o| {
+                        format!(
+                            "{}{}",
+                            String::from_utf8_lossy(&o.stdout),
+                            String::from_utf8_lossy(&o.stderr)
+                        )
+                    },
+                )
+        };
+        eprintln!(
+            "--- kubectl get all,pvc,pv -A -o wide\n{}",
+            kubectl(&["get", "all,pvc,pv,postgresinstances", "-A", "-o", "wide"])
+        );
+        eprintln!(
+            "--- events\n{}",
+            kubectl(&["get", "events", "-A", "--sort-by=.lastTimestamp"])
+        );
+        for namespace in [SYSTEM_NAMESPACE, NAMESPACE] {
+            eprintln!(
+                "--- pods of {namespace}\n{}",
+                kubectl(&["describe", "pods", "-n", namespace])
+            );
+            let pods = kubectl(&["get", "pods", "-n", namespace, "-o", "name"]);
+            for pod in pods.lines().filter(|l| l.starts_with("pod/")) {
+                eprintln!(
+                    "--- logs of {namespace}/{pod}\n{}",
+                    kubectl(&[
+                        "logs",
+                        "-n",
+                        namespace,
+                        pod,
+                        "--all-containers",
+                        "--prefix",
+                        "--tail",
+                        "60"
+                    ])
+                );
+            }
+        }
+    }
+}
+
+/// Connects as the tenant: TLS verified against the instance CA for the
+/// endpoint's DNS name (`sslmode=verify-full`), to the Service's ClusterIP
+/// (the test host has no cluster DNS; `hostaddr` keeps the name for TLS).
+async fn connect(
+    credentials: &Value,
+    password: &str,
+    address: Ipv4Addr,
+) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(
+            CertificateDer::from_pem_slice(
+                credentials["ca_certificate"].as_str().unwrap().as_bytes(),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+    let tls = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host(credentials["host"].as_str().unwrap())
+        .hostaddr(address.into())
+        .port(u16::try_from(credentials["port"].as_u64().unwrap()).unwrap())
+        .user(credentials["username"].as_str().unwrap())
+        .password(password)
+        .dbname(credentials["database"].as_str().unwrap())
+        .ssl_mode(tokio_postgres::config::SslMode::Require)
+        .connect_timeout(Duration::from_secs(5));
+    let (client, conn) = config
+        .connect(tokio_postgres_rustls::MakeRustlsConnect::new(tls))
+        .await?;
+    tokio::spawn(conn);
+    Ok(client)
+}
+
+fn message(e: &tokio_postgres::Error) -> String {
+    e.as_db_error()
+        .map_or_else(|| format!("{e:?}"), |d| d.message().to_owned())
+}
+
+async fn count_rows(db: &tokio_postgres::Client) -> i64 {
+    db.query_one("SELECT count(*) FROM orders", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chart_on_a_real_node_serves_postgres_over_verified_tls() {
+    let platform = Platform::install().await;
+    let api = &platform.api;
+
+    // --- create, as a tenant would ------------------------------------------
+    let (status, body) = api.get("/v1/projects").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _, body) = api
+        .send(
+            Method::POST,
+            "/v1/projects",
+            Some(json!({ "name": PROJECT })),
+        )
+        .await;
+    assert!(status.is_success(), "create project: {status} {body}");
+    let (status, _, body) = api
+        .send(
+            Method::POST,
+            &Platform::path(""),
+            Some(json!({ "name": INSTANCE, "plan": "micro", "storage_gb": 1 })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "create instance: {body}");
+    let ready = platform.ready("the new instance to be Ready").await;
+    let pod = platform.pod().await;
+    let statuses = pod
+        .status
+        .as_ref()
+        .unwrap()
+        .container_statuses
+        .clone()
+        .unwrap();
+    assert!(
+        statuses.iter().all(|c| c.ready),
+        "every container of the pod is ready: {statuses:?}"
+    );
+
+    // --- connect over verified TLS, write rows, check the role -----------------
+    let credentials = platform.credentials().await;
+    let host = credentials["host"].as_str().unwrap().to_owned();
+    assert_eq!(ready["status"]["endpoint"]["host"], host.as_str());
+    let address = platform.service_ip(&host).await;
+    let password = credentials["password"].as_str().unwrap().to_owned();
+    let db = connect(&credentials, &password, address)
+        .await
+        .unwrap_or_else(|e| panic!("connecting as the tenant: {}", message(&e)));
+    db.batch_execute(
+        "CREATE TABLE orders (id serial PRIMARY KEY, item text NOT NULL);
+         INSERT INTO orders (item) VALUES ('tea'), ('coffee'), ('cake');",
+    )
+    .await
+    .unwrap();
+    assert_eq!(count_rows(&db).await, 3);
+    let superuser: bool = db
+        .query_one(
+            "SELECT rolsuper FROM pg_roles WHERE rolname = current_user",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!superuser, "the tenant's role is not a superuser");
+    let shell = db
+        .batch_execute("COPY (SELECT 1) TO PROGRAM 'id'")
+        .await
+        .expect_err("a tenant must not run programs on the server");
+    assert!(
+        message(&shell).contains("permission denied")
+            || message(&shell).contains("must be superuser")
+            || message(&shell).contains("pg_execute_server_program"),
+        "{}",
+        message(&shell)
+    );
+    let alter = db
+        .batch_execute("ALTER SYSTEM SET ssl = off")
+        .await
+        .expect_err("a tenant must not change the server's configuration");
+    assert!(
+        message(&alter).contains("permission denied"),
+        "{}",
+        message(&alter)
+    );
+    let ssl: bool = db
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(ssl, "the connection is encrypted");
+    drop(db);
+
+    // --- rotate: the old password stops working, the exporter keeps scraping ---
+    let (status, _, body) = api
+        .send(
+            Method::POST,
+            &Platform::path(&format!("/{INSTANCE}/credentials/rotate")),
+            None,
+        )
+        .await;
+    assert!(status.is_success(), "rotate: {status} {body}");
+    let rotated = platform.credentials().await;
+    let new_password = rotated["password"].as_str().unwrap().to_owned();
+    assert_ne!(new_password, password);
+    within(
+        Duration::from_mins(2),
+        "the old password to be refused",
+        || async {
+            connect(&credentials, &password, address)
+                .await
+                .is_err()
+                .then_some(())
+        },
+    )
+    .await;
+    let db = connect(&rotated, &new_password, address)
+        .await
+        .unwrap_or_else(|e| panic!("the new password: {}", message(&e)));
+    assert_eq!(count_rows(&db).await, 3);
+    drop(db);
+    // The exporter's own answer, scraped as Prometheus would (testenv's
+    // bridge network enforces no NetworkPolicy, so the host may scrape).
+    let pod_ip = platform.pod().await.status.unwrap().pod_ip.unwrap();
+    within(
+        Duration::from_mins(1),
+        "the exporter to reach the database after the rotation",
+        || {
+            let url = format!("http://{pod_ip}:9187/metrics");
+            async move {
+                let text = reqwest::get(&url).await.ok()?.text().await.ok()?;
+                text.lines().any(|l| l == "pg_up 1").then_some(())
+            }
+        },
+    )
+    .await;
+
+    // --- plan change: a restart, the rows stay ---------------------------------
+    let before = platform.pod().await.metadata.uid.unwrap();
+    let (status, _, body) = api
+        .send(
+            Method::PATCH,
+            &Platform::path(&format!("/{INSTANCE}")),
+            Some(json!({ "plan": "small", "storage_gb": 5 })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "change plan: {body}");
+    within(
+        Duration::from_mins(4),
+        "a new pod with the plan's memory",
+        || async {
+            let pod = platform.pod().await;
+            let memory = pod
+                .spec
+                .as_ref()?
+                .containers
+                .iter()
+                .find(|c| c.name == "postgres")?
+                .resources
+                .as_ref()?
+                .limits
+                .as_ref()?
+                .get("memory")
+                .and_then(strata_kube::build::quantity_gib)?;
+            let ready = pod
+                .status
+                .as_ref()?
+                .container_statuses
+                .as_ref()?
+                .iter()
+                .all(|c| c.ready);
+            (pod.metadata.uid.as_deref() != Some(&before) && (memory - 1.0).abs() < 1e-9 && ready)
+                .then_some(())
+        },
+    )
+    .await;
+    let changed = platform
+        .ready("the instance to be Ready on the new plan")
+        .await;
+    assert_eq!(changed["plan"], "small");
+    let db = connect(&rotated, &new_password, address).await.unwrap();
+    assert_eq!(count_rows(&db).await, 3, "the rows survive the plan change");
+    drop(db);
+
+    // --- ACL change: a reload, not a restart; the refused address is refused ---
+    let pod = platform.pod().await;
+    let (uid, restarts) = (
+        pod.metadata.uid.clone().unwrap(),
+        pod.status
+            .unwrap()
+            .container_statuses
+            .unwrap()
+            .iter()
+            .map(|c| c.restart_count)
+            .sum::<i32>(),
+    );
+    let (status, _, body) = api
+        .send(
+            Method::PATCH,
+            &Platform::path(&format!("/{INSTANCE}")),
+            Some(json!({ "acl": ["192.0.2.0/24"] })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "change the ACL: {body}");
+    let refused = within(
+        Duration::from_mins(3),
+        "the test host to be refused",
+        || async {
+            match connect(&rotated, &new_password, address).await {
+                Err(e) if message(&e).contains("pg_hba.conf") => Some(message(&e)),
+                _ => None,
+            }
+        },
+    )
+    .await;
+    assert!(refused.contains("no pg_hba.conf entry"), "{refused}");
+    let pod = platform.pod().await;
+    assert_eq!(
+        pod.metadata.uid.as_deref(),
+        Some(uid.as_str()),
+        "the ACL change kept the pod"
+    );
+    assert_eq!(
+        pod.status
+            .unwrap()
+            .container_statuses
+            .unwrap()
+            .iter()
+            .map(|c| c.restart_count)
+            .sum::<i32>(),
+        restarts,
+        "the ACL change restarted no container"
+    );
+    let (status, _, body) = api
+        .send(
+            Method::PATCH,
+            &Platform::path(&format!("/{INSTANCE}")),
+            Some(json!({ "acl": ["0.0.0.0/0"] })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "open the ACL again: {body}");
+    let db = within(
+        Duration::from_mins(3),
+        "the test host to be let in again",
+        || async { connect(&rotated, &new_password, address).await.ok() },
+    )
+    .await;
+    drop(db);
+
+    // --- the server dies: the kubelet restarts it, the rows stay -----------------
+    let postmaster = postmaster_pid();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(postmaster),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    within(
+        Duration::from_mins(3),
+        "postgres to be restarted",
+        || async {
+            let pod = platform.pod().await;
+            let status = pod.status?;
+            let postgres = status
+                .container_statuses?
+                .into_iter()
+                .find(|c| c.name == "postgres")?;
+            (postgres.restart_count > 0 && postgres.ready).then_some(())
+        },
+    )
+    .await;
+    let db = within(
+        Duration::from_mins(1),
+        "a connection after the crash",
+        || async { connect(&rotated, &new_password, address).await.ok() },
+    )
+    .await;
+    assert_eq!(count_rows(&db).await, 3, "the rows survive the crash");
+    drop(db);
+
+    // --- delete: the instance and its objects are gone ---------------------------
+    let (status, _, body) = api
+        .send(
+            Method::DELETE,
+            &Platform::path(&format!("/{INSTANCE}")),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "delete: {body}");
+    within(
+        Duration::from_mins(3),
+        "the instance to be gone",
+        || async {
+            let (status, _) = api.get(&Platform::path(&format!("/{INSTANCE}"))).await;
+            (status == StatusCode::NOT_FOUND).then_some(())
+        },
+    )
+    .await;
+    within(Duration::from_mins(2), "the pod to be gone", || async {
+        let pods: Api<Pod> = Api::namespaced(platform.client.clone(), NAMESPACE);
+        let list = pods
+            .list(&ListParams::default().labels(&format!("app.kubernetes.io/instance={INSTANCE}")))
+            .await
+            .ok()?;
+        list.items.is_empty().then_some(())
+    })
+    .await;
+    // The finalizer deletes the data claim (docs/operator.md); the volume
+    // and its directory follow it (reclaim policy Delete).
+    within(
+        Duration::from_mins(2),
+        "the data claim and its volume to be gone",
+        || async {
+            let claims: Api<PersistentVolumeClaim> =
+                Api::namespaced(platform.client.clone(), NAMESPACE);
+            let list = claims
+                .list(
+                    &ListParams::default()
+                        .labels(&format!("app.kubernetes.io/instance={INSTANCE}")),
+                )
+                .await
+                .ok()?;
+            let volumes: Api<PersistentVolume> = Api::all(platform.client.clone());
+            let bound = volumes
+                .list(&ListParams::default())
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .filter(|v| {
+                    v.spec
+                        .as_ref()
+                        .and_then(|s| s.claim_ref.as_ref())
+                        .and_then(|c| c.namespace.as_deref())
+                        == Some(NAMESPACE)
+                })
+                .count();
+            (list.items.is_empty() && bound == 0).then_some(())
+        },
+    )
+    .await;
+}
+
+/// The postmaster of the instance's server: the `postgres` process whose
+/// parent is Strata's in-pod supervisor (both visible from the host).
+fn postmaster_pid() -> i32 {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let is_postgres = args.first().is_some_and(|a| a.ends_with("/postgres"));
+        let in_pod = args.iter().any(|a| a.contains("/var/lib/postgresql/data"));
+        if is_postgres && in_pod {
+            found.push(pid);
+        }
+    }
+    assert_eq!(
+        found.len(),
+        1,
+        "exactly one postmaster of an instance runs: {found:?}"
+    );
+    found[0]
+}
