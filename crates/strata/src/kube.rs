@@ -114,7 +114,6 @@ fn postgres_version(s: &str) -> Result<u32, String> {
     }
 }
 
-
 /// A DNS name (`cluster.local`, `k8s.example.internal`); a trailing dot is dropped.
 fn cluster_domain(s: &str) -> Result<String, String> {
     let domain = s.strip_suffix('.').unwrap_or(s);
