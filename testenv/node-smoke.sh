@@ -38,23 +38,8 @@ for arg in "$@"; do
 done
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-passed=0
-failed=0
-pass() {
-	passed=$((passed + 1))
-	echo "ok   - $1"
-}
-fail() {
-	failed=$((failed + 1))
-	echo "FAIL - $1"
-	if [[ -n "${2:-}" ]]; then
-		printf '       %s\n' "${2//$'\n'/$'\n'       }"
-	fi
-}
-summary() {
-	echo "$passed passed, $failed failed"
-	[[ $failed -eq 0 ]]
-}
+# shellcheck source=testenv/lib.sh
+source "$here/lib.sh"
 
 eval "$("$here/build.sh" --versions)"
 bin_dir="$("$here/build.sh" | tail -n 1)"

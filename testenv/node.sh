@@ -409,14 +409,8 @@ EOF
 }
 
 # --- stop ------------------------------------------------------------------------
-# alive PID NAME: the process exists, is not a zombie, and runs NAME.
-alive() {
-	local pid="$1" name="$2" state exe
-	state="$(awk '{ print $3 }' "/proc/$pid/stat" 2>/dev/null)" || return 1
-	[[ -n "$state" && "$state" != Z ]] || return 1
-	exe="$(readlink "/proc/$pid/exe" 2>/dev/null)" || return 1
-	[[ "$(basename "${exe% (deleted)}")" == "$name" ]]
-}
+# shellcheck source=testenv/lib.sh
+source "$here/lib.sh"
 
 stop_process() { # NAME [EXE]
 	local name="$1" exe="${2:-$1}" pidfile="$node/$1.pid" pid until

@@ -64,14 +64,8 @@ if [[ ! -d "$dir" ]]; then
 	exit 0
 fi
 
-# alive PID NAME: the process exists, is not a zombie, and runs NAME.
-alive() {
-	local pid="$1" name="$2" state exe
-	state="$(awk '{ print $3 }' "/proc/$pid/stat" 2>/dev/null)" || return 1
-	[[ -n "$state" && "$state" != Z ]] || return 1
-	exe="$(readlink "/proc/$pid/exe" 2>/dev/null)" || return 1
-	[[ "$(basename "${exe% (deleted)}")" == "$name" ]]
-}
+# shellcheck source=testenv/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # wait_gone PID NAME SECONDS: poll until the process is gone or time is up.
 wait_gone() {
