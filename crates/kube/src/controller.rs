@@ -301,11 +301,22 @@ impl Caches {
     }
 }
 
-/// A metadata watch of one owned kind (labelled as ours), reflected into a
-/// cache; the stream is what wakes the owning instance.
-fn owned<K>(
+/// Which labels a metadata watch keeps of each object.
+#[derive(Clone, Copy)]
+enum Keep {
+    /// None: an owned object wakes its instance through its owner reference.
+    Nothing,
+    /// The instance label: pods and claims are owned by the StatefulSet,
+    /// not the instance, and name it by that label.
+    InstanceLabel,
+}
+
+/// A metadata watch of one kind labelled as ours, reflected into a cache;
+/// the stream is what wakes the instance the objects belong to.
+fn metadata_watch<K>(
     client: &Client,
     ns: Option<&str>,
+    keep: Keep,
 ) -> (
     Store<PartialObjectMeta<K>>,
     impl Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send + 'static,
@@ -325,47 +336,19 @@ where
     // An Api of PartialObjectMeta asks for metadata only.
     let stream = watcher(api::<PartialObjectMeta<K>>(client, ns), config)
         .default_backoff()
-        .modify(|object: &mut PartialObjectMeta<K>| {
-            // Kept: name, namespace, owner references, resourceVersion.
+        .modify(move |object: &mut PartialObjectMeta<K>| {
+            // Kept: name, namespace, owner references, resourceVersion, and
+            // what `keep` says of the labels.
             object.metadata.managed_fields = None;
             object.metadata.annotations = None;
-            object.metadata.labels = None;
-        })
-        .reflect(writer)
-        .touched_objects();
-    (store, stream)
-}
-
-/// A metadata watch of the instances' pods or claims (labelled as ours, but
-/// owned by the StatefulSet, not the instance), reflected into a cache.
-/// They keep the instance label: the stream wakes that instance.
-fn related<K>(
-    client: &Client,
-    ns: Option<&str>,
-) -> (
-    Store<PartialObjectMeta<K>>,
-    impl Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send + 'static,
-)
-where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + Debug
-        + Send
-        + Sync
-        + 'static,
-{
-    let (store, writer) = reflector::store();
-    let config =
-        watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={FIELD_MANAGER}"));
-    let stream = watcher(api::<PartialObjectMeta<K>>(client, ns), config)
-        .default_backoff()
-        .modify(|object: &mut PartialObjectMeta<K>| {
-            object.metadata.managed_fields = None;
-            object.metadata.annotations = None;
-            let instance = object.labels().get(INSTANCE_LABEL).cloned();
-            object.metadata.labels =
-                instance.map(|i| std::collections::BTreeMap::from([(INSTANCE_LABEL.into(), i)]));
+            object.metadata.labels = match keep {
+                Keep::Nothing => None,
+                Keep::InstanceLabel => object
+                    .labels()
+                    .get(INSTANCE_LABEL)
+                    .cloned()
+                    .map(|i| std::collections::BTreeMap::from([(INSTANCE_LABEL.into(), i)])),
+            };
         })
         .reflect(writer)
         .touched_objects();
@@ -503,17 +486,22 @@ async fn run_controller(
 ) {
     let ns = config.namespace.as_deref();
     let client = &config.client;
-    let (secrets, secret_events) = owned::<Secret>(client, ns);
-    let (config_maps, config_map_events) = owned::<ConfigMap>(client, ns);
-    let (services, service_events) = owned::<Service>(client, ns);
-    let (stateful_sets, stateful_set_events) = owned::<StatefulSet>(client, ns);
-    let (pdbs, pdb_events) = owned::<PodDisruptionBudget>(client, ns);
-    let (network_policies, network_policy_events) = owned::<NetworkPolicy>(client, ns);
-    let (service_accounts, service_account_events) = owned::<ServiceAccount>(client, ns);
-    let (roles, role_events) = owned::<Role>(client, ns);
-    let (role_bindings, role_binding_events) = owned::<RoleBinding>(client, ns);
-    let (pods, pod_events) = related::<Pod>(client, ns);
-    let (claims, claim_events) = related::<PersistentVolumeClaim>(client, ns);
+    let (secrets, secret_events) = metadata_watch::<Secret>(client, ns, Keep::Nothing);
+    let (config_maps, config_map_events) = metadata_watch::<ConfigMap>(client, ns, Keep::Nothing);
+    let (services, service_events) = metadata_watch::<Service>(client, ns, Keep::Nothing);
+    let (stateful_sets, stateful_set_events) =
+        metadata_watch::<StatefulSet>(client, ns, Keep::Nothing);
+    let (pdbs, pdb_events) = metadata_watch::<PodDisruptionBudget>(client, ns, Keep::Nothing);
+    let (network_policies, network_policy_events) =
+        metadata_watch::<NetworkPolicy>(client, ns, Keep::Nothing);
+    let (service_accounts, service_account_events) =
+        metadata_watch::<ServiceAccount>(client, ns, Keep::Nothing);
+    let (roles, role_events) = metadata_watch::<Role>(client, ns, Keep::Nothing);
+    let (role_bindings, role_binding_events) =
+        metadata_watch::<RoleBinding>(client, ns, Keep::Nothing);
+    let (pods, pod_events) = metadata_watch::<Pod>(client, ns, Keep::InstanceLabel);
+    let (claims, claim_events) =
+        metadata_watch::<PersistentVolumeClaim>(client, ns, Keep::InstanceLabel);
     // A new term starts with empty caches: every instance gets a full pass.
     if let Ok(mut caches) = ctx.caches.write() {
         *caches = Some(Caches {
