@@ -6,6 +6,8 @@ pub mod build;
 pub mod controller;
 pub mod crd;
 pub mod events;
+#[cfg(test)]
+mod fixtures;
 pub mod metrics;
 pub mod runtime;
 pub mod settled;

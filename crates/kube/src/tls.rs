@@ -156,25 +156,12 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::build::{BuildConfig, validate};
-    use crate::crd::PostgresInstanceSpec;
     use time::macros::datetime;
 
     const NOW: OffsetDateTime = datetime!(2026-06-01 12:00 UTC);
 
     fn instance() -> PostgresInstance {
-        let mut i = PostgresInstance::new(
-            "orders",
-            PostgresInstanceSpec {
-                version: "16".into(),
-                plan: "small".into(),
-                storage_gb: 20,
-                acl: vec!["10.0.0.0/8".into()],
-                image: None,
-                storage_class: None,
-                external_access: false,
-            },
-        );
-        i.metadata.namespace = Some("team-a".into());
+        let mut i = crate::fixtures::orders(&["10.0.0.0/8"]);
         i.metadata.uid = Some("uid-1".into());
         i
     }

@@ -79,22 +79,10 @@ mod tests {
 
     use super::*;
     use crate::build::{BuildConfig, validate};
-    use crate::crd::PostgresInstanceSpec;
 
     fn instance(external_access: bool, acl: &[&str]) -> PostgresInstance {
-        let mut i = PostgresInstance::new(
-            "orders",
-            PostgresInstanceSpec {
-                version: "16".into(),
-                plan: "small".into(),
-                storage_gb: 20,
-                acl: acl.iter().map(|a| (*a).to_owned()).collect(),
-                image: None,
-                storage_class: None,
-                external_access,
-            },
-        );
-        i.metadata.namespace = Some("team-a".into());
+        let mut i = crate::fixtures::orders(acl);
+        i.spec.external_access = external_access;
         i.metadata.uid = Some("11111111-2222-3333-4444-555555555555".into());
         i
     }

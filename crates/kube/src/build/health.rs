@@ -404,7 +404,7 @@ mod tests {
     use super::*;
     use crate::build::{BuildConfig, validate};
     use crate::build::{Outcome, status};
-    use crate::crd::{PostgresInstance, PostgresInstanceSpec};
+    use crate::crd::PostgresInstance;
 
     /// The instance's pod as the kubelet and the scheduler report it.
     fn pod(status: Value) -> Pod {
@@ -628,19 +628,7 @@ mod tests {
     }
 
     fn instance() -> PostgresInstance {
-        let mut i = PostgresInstance::new(
-            "orders",
-            PostgresInstanceSpec {
-                version: "16".into(),
-                plan: "small".into(),
-                storage_gb: 20,
-                acl: vec![],
-                image: None,
-                storage_class: None,
-                external_access: false,
-            },
-        );
-        i.metadata.namespace = Some("team-a".into());
+        let mut i = crate::fixtures::orders(&[]);
         i.metadata.generation = Some(1);
         i
     }

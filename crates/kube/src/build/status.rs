@@ -358,22 +358,9 @@ mod tests {
 
     use super::*;
     use crate::build::{BuildConfig, validate};
-    use crate::crd::PostgresInstanceSpec;
 
     fn instance() -> PostgresInstance {
-        let mut i = PostgresInstance::new(
-            "orders",
-            PostgresInstanceSpec {
-                version: "16".into(),
-                plan: "small".into(),
-                storage_gb: 20,
-                acl: vec!["10.0.0.0/8".into()],
-                image: None,
-                storage_class: None,
-                external_access: false,
-            },
-        );
-        i.metadata.namespace = Some("team-a".into());
+        let mut i = crate::fixtures::orders(&["10.0.0.0/8"]);
         i.metadata.generation = Some(2);
         i
     }
