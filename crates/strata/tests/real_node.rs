@@ -24,8 +24,7 @@ mod common;
 
 use std::future::Future;
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::Duration;
 
 use common::http::Http;
@@ -36,96 +35,15 @@ use serde_json::{Value, json};
 use strata_kube::k8s_openapi::api::core::v1::{
     PersistentVolume, PersistentVolumeClaim, Pod, Service,
 };
+use strata_kube::kube::Api;
 use strata_kube::kube::api::ListParams;
-use strata_kube::kube::{Api, Client};
-use strata_testenv::TestEnv;
+use strata_testenv::platform::{ADMIN_USER, Platform};
 use tokio::time::Instant;
 
-const RELEASE: &str = "strata";
-const SYSTEM_NAMESPACE: &str = "strata-system";
-const ADMIN_PASSWORD: &str = "real-node-admin-password";
 const PROJECT: &str = "shop";
 /// Project `shop` lives in namespace `strata-shop`.
 const NAMESPACE: &str = "strata-shop";
 const INSTANCE: &str = "orders";
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// Runs a command of the repository's tooling; its last stdout lines are
-/// its answer.
-fn tool(cmd: &mut Command, what: &str) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("could not run {what}: {e}"));
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// An image scripts/images.sh built (or found in its cache).
-struct Image {
-    reference: String,
-    archive: PathBuf,
-}
-
-/// The images, from the lines `<image-ref> <archive-path>` of its answer.
-/// The strata image holds the binary under test (the one `cargo test`
-/// built), put into the image by the Dockerfile's `prebuilt` target.
-fn images() -> Vec<Image> {
-    let out = tool(
-        Command::new("bash")
-            .arg(repo_root().join("scripts/images.sh"))
-            .arg("--strata-binary")
-            .arg(env!("CARGO_BIN_EXE_strata")),
-        "scripts/images.sh",
-    );
-    let images: Vec<Image> = out
-        .lines()
-        .filter_map(|l| l.split_once(' '))
-        .map(|(reference, archive)| Image {
-            reference: reference.to_owned(),
-            archive: PathBuf::from(archive.trim()),
-        })
-        .filter(|i| i.archive.is_file())
-        .collect();
-    for kind in ["/strata:", "/postgres:", "/postgres-exporter:"] {
-        assert!(
-            images.iter().any(|i| i.reference.contains(kind)),
-            "scripts/images.sh built no {kind} image:\n{out}"
-        );
-    }
-    images
-}
-
-/// The reference of the image whose name contains `kind`.
-fn reference<'a>(images: &'a [Image], kind: &str) -> &'a str {
-    &images
-        .iter()
-        .find(|i| i.reference.contains(kind))
-        .unwrap()
-        .reference
-}
-
-fn tag(reference: &str) -> &str {
-    reference.rsplit_once(':').unwrap().1
-}
-
-fn helm() -> PathBuf {
-    let out = tool(
-        Command::new("bash")
-            .arg(repo_root().join("deploy/test.sh"))
-            .arg("--helm-path"),
-        "deploy/test.sh --helm-path",
-    );
-    PathBuf::from(out.lines().last().unwrap().trim())
-}
 
 /// Polls `check` until it returns `Some`, or panics after `limit`.
 async fn within<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
@@ -146,126 +64,28 @@ where
     }
 }
 
-/// The testenv node with the chart installed.
-struct Platform {
-    env: TestEnv,
-    client: Client,
-    kubectl: PathBuf,
+/// The platform (crates/testenv-fixture/src/platform.rs: images, node,
+/// store, chart) with the API signed in as the admin, who acts as the
+/// tenant of project `shop` and its instance `orders`.
+struct Shop {
+    platform: Platform,
     api: Http,
-    work: tempfile::TempDir,
 }
 
-impl Platform {
+impl Shop {
     async fn install() -> Self {
-        let images = images();
-        let archives: Vec<PathBuf> = images.iter().map(|i| i.archive.clone()).collect();
-        let env = TestEnv::start_with_node(&archives);
-        let client = env.client().await;
-        let kubectl = PathBuf::from(env.var("STRATA_TESTENV_BIN_DIR")).join("kubectl");
-        let work = tempfile::tempdir().unwrap();
-
-        // The store: this test process's PostgreSQL, reached by the pods at
-        // the host end of the node's link.
-        let host_ip: Ipv4Addr = env.var("STRATA_TESTENV_NODE_HOST_IP").parse().unwrap();
-        strata_testpg::expose_server(host_ip, env.var("STRATA_TESTENV_POD_CIDR"));
-        let store = strata_testpg::postgres_database()
-            .await
-            .replace("@127.0.0.1:", &format!("@{host_ip}:"));
-        let store_key = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY";
-
-        let mut platform = Self {
-            env,
-            client,
-            kubectl,
-            api: Http::new("http://unset"),
-            work,
-        };
-        platform.kubectl(&["create", "namespace", SYSTEM_NAMESPACE]);
-        for (name, key, value) in [
-            ("strata-database", "url", store.as_str()),
-            ("strata-admin", "password", ADMIN_PASSWORD),
-            ("strata-store-key", "key", store_key),
-        ] {
-            platform.kubectl(&[
-                "create",
-                "secret",
-                "generic",
-                name,
-                "-n",
-                SYSTEM_NAMESPACE,
-                &format!("--from-literal={key}={value}"),
-            ]);
-        }
-        let helm_home = platform.work.path().join("helm");
-        tool(
-            Command::new(helm())
-                .env("KUBECONFIG", platform.env.kubeconfig())
-                .env("HELM_CACHE_HOME", helm_home.join("cache"))
-                .env("HELM_CONFIG_HOME", helm_home.join("config"))
-                .env("HELM_DATA_HOME", helm_home.join("data"))
-                .args(["install", RELEASE])
-                .arg(repo_root().join("deploy/helm/strata"))
-                .args(["--namespace", SYSTEM_NAMESPACE, "--wait", "--timeout", "5m"])
-                .args(["-f"])
-                .arg(repo_root().join("deploy/helm/strata/ci/real-node-values.yaml"))
-                .arg("--set")
-                .arg(format!("image.tag={}", tag(reference(&images, "/strata:"))))
-                .arg("--set-string")
-                .arg(format!(
-                    "operator.images.postgres={}",
-                    reference(&images, "/postgres:").replace(":15", ":{version}")
-                ))
-                .arg("--set")
-                .arg(format!(
-                    "operator.images.exporter={}",
-                    reference(&images, "/postgres-exporter:")
-                )),
-            "helm install",
-        );
-
-        let services: Api<Service> = Api::namespaced(platform.client.clone(), SYSTEM_NAMESPACE);
-        let api_ip = services
-            .get(&format!("{RELEASE}-api"))
-            .await
-            .unwrap()
-            .spec
-            .and_then(|s| s.cluster_ip)
-            .unwrap();
-        let base = format!("http://{api_ip}");
-        let api = within(
-            Duration::from_mins(2),
-            "the API to sign the admin in",
-            || {
-                let base = base.clone();
-                async move {
-                    let http = Http::new(&base);
-                    let (status, _, body) = http
-                        .send(
-                            Method::POST,
-                            "/v1/auth/token",
-                            Some(json!({ "username": "admin", "password": ADMIN_PASSWORD })),
-                        )
-                        .await;
-                    (status == StatusCode::OK).then(|| {
-                        let mut http = Http::new(&base);
-                        http.token = Some(body["access_token"].as_str().unwrap().to_owned());
-                        http
-                    })
-                }
-            },
-        )
-        .await;
-        platform.api = api;
-        platform
-    }
-
-    fn kubectl(&self, args: &[&str]) -> String {
-        tool(
-            Command::new(&self.kubectl)
-                .env("KUBECONFIG", self.env.kubeconfig())
-                .args(args),
-            &format!("kubectl {}", args.join(" ")),
-        )
+        let platform = Platform::install(Path::new(env!("CARGO_BIN_EXE_strata"))).await;
+        let mut api = Http::new(&platform.api_url);
+        let (status, _, body) = api
+            .send(
+                Method::POST,
+                "/v1/auth/token",
+                Some(json!({ "username": ADMIN_USER, "password": platform.admin_password() })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "sign in: {body}");
+        api.token = Some(body["access_token"].as_str().unwrap().to_owned());
+        Self { platform, api }
     }
 
     fn path(rest: &str) -> String {
@@ -298,7 +118,7 @@ impl Platform {
 
     /// The instance's one pod.
     async fn pod(&self) -> Pod {
-        let pods: Api<Pod> = Api::namespaced(self.client.clone(), NAMESPACE);
+        let pods: Api<Pod> = Api::namespaced(self.platform.client.clone(), NAMESPACE);
         let list = pods
             .list(&ListParams::default().labels(&format!("app.kubernetes.io/instance={INSTANCE}")))
             .await
@@ -310,7 +130,7 @@ impl Platform {
     /// The ClusterIP of the instance's client Service.
     async fn service_ip(&self, host: &str) -> Ipv4Addr {
         let name = host.split('.').next().unwrap();
-        let services: Api<Service> = Api::namespaced(self.client.clone(), NAMESPACE);
+        let services: Api<Service> = Api::namespaced(self.platform.client.clone(), NAMESPACE);
         services
             .get(name)
             .await
@@ -320,62 +140,6 @@ impl Platform {
             .unwrap()
             .parse()
             .unwrap()
-    }
-}
-
-impl Drop for Platform {
-    /// A failed test shows what the cluster saw: every object, the events,
-    /// and the logs of every container of Strata's pods and the instance's.
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            return;
-        }
-        let kubectl = |args: &[&str]| {
-            Command::new(&self.kubectl)
-                .env("KUBECONFIG", self.env.kubeconfig())
-                .args(args)
-                .output()
-                .map_or_else(
-                    |e| e.to_string(),
-                    |o| {
-                        format!(
-                            "{}{}",
-                            String::from_utf8_lossy(&o.stdout),
-                            String::from_utf8_lossy(&o.stderr)
-                        )
-                    },
-                )
-        };
-        eprintln!(
-            "--- kubectl get all,pvc,pv -A -o wide\n{}",
-            kubectl(&["get", "all,pvc,pv,postgresinstances", "-A", "-o", "wide"])
-        );
-        eprintln!(
-            "--- events\n{}",
-            kubectl(&["get", "events", "-A", "--sort-by=.lastTimestamp"])
-        );
-        for namespace in [SYSTEM_NAMESPACE, NAMESPACE] {
-            eprintln!(
-                "--- pods of {namespace}\n{}",
-                kubectl(&["describe", "pods", "-n", namespace])
-            );
-            let pods = kubectl(&["get", "pods", "-n", namespace, "-o", "name"]);
-            for pod in pods.lines().filter(|l| l.starts_with("pod/")) {
-                eprintln!(
-                    "--- logs of {namespace}/{pod}\n{}",
-                    kubectl(&[
-                        "logs",
-                        "-n",
-                        namespace,
-                        pod,
-                        "--all-containers",
-                        "--prefix",
-                        "--tail",
-                        "60"
-                    ])
-                );
-            }
-        }
     }
 }
 
@@ -431,8 +195,8 @@ async fn count_rows(db: &tokio_postgres::Client) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_chart_on_a_real_node_serves_postgres_over_verified_tls() {
-    let platform = Platform::install().await;
-    let api = &platform.api;
+    let shop = Shop::install().await;
+    let api = &shop.api;
 
     // --- create, as a tenant would ------------------------------------------
     let (status, body) = api.get("/v1/projects").await;
@@ -448,13 +212,13 @@ async fn the_chart_on_a_real_node_serves_postgres_over_verified_tls() {
     let (status, _, body) = api
         .send(
             Method::POST,
-            &Platform::path(""),
+            &Shop::path(""),
             Some(json!({ "name": INSTANCE, "plan": "micro", "storage_gb": 1 })),
         )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "create instance: {body}");
-    let ready = platform.ready("the new instance to be Ready").await;
-    let pod = platform.pod().await;
+    let ready = shop.ready("the new instance to be Ready").await;
+    let pod = shop.pod().await;
     let statuses = pod
         .status
         .as_ref()
@@ -468,10 +232,10 @@ async fn the_chart_on_a_real_node_serves_postgres_over_verified_tls() {
     );
 
     // --- connect over verified TLS, write rows, check the role -----------------
-    let credentials = platform.credentials().await;
+    let credentials = shop.credentials().await;
     let host = credentials["host"].as_str().unwrap().to_owned();
     assert_eq!(ready["status"]["endpoint"]["host"], host.as_str());
-    let address = platform.service_ip(&host).await;
+    let address = shop.service_ip(&host).await;
     let password = credentials["password"].as_str().unwrap().to_owned();
     let db = connect(&credentials, &password, address)
         .await
@@ -527,12 +291,12 @@ async fn the_chart_on_a_real_node_serves_postgres_over_verified_tls() {
     let (status, _, body) = api
         .send(
             Method::POST,
-            &Platform::path(&format!("/{INSTANCE}/credentials/rotate")),
+            &Shop::path(&format!("/{INSTANCE}/credentials/rotate")),
             None,
         )
         .await;
     assert!(status.is_success(), "rotate: {status} {body}");
-    let rotated = platform.credentials().await;
+    let rotated = shop.credentials().await;
     let new_password = rotated["password"].as_str().unwrap().to_owned();
     assert_ne!(new_password, password);
     within(
@@ -553,7 +317,7 @@ async fn the_chart_on_a_real_node_serves_postgres_over_verified_tls() {
     drop(db);
     // The exporter's own answer, scraped as Prometheus would (testenv's
     // bridge network enforces no NetworkPolicy, so the host may scrape).
-    let pod_ip = platform.pod().await.status.unwrap().pod_ip.unwrap();
+    let pod_ip = shop.pod().await.status.unwrap().pod_ip.unwrap();
     within(
         Duration::from_mins(1),
         "the exporter to reach the database after the rotation",
@@ -568,11 +332,11 @@ async fn the_chart_on_a_real_node_serves_postgres_over_verified_tls() {
     .await;
 
     // --- plan change: a restart, the rows stay ---------------------------------
-    let before = platform.pod().await.metadata.uid.unwrap();
+    let before = shop.pod().await.metadata.uid.unwrap();
     let (status, _, body) = api
         .send(
             Method::PATCH,
-            &Platform::path(&format!("/{INSTANCE}")),
+            &Shop::path(&format!("/{INSTANCE}")),
             Some(json!({ "plan": "small", "storage_gb": 5 })),
         )
         .await;
@@ -581,7 +345,7 @@ async fn the_chart_on_a_real_node_serves_postgres_over_verified_tls() {
         Duration::from_mins(4),
         "a new pod with the plan's memory",
         || async {
-            let pod = platform.pod().await;
+            let pod = shop.pod().await;
             let memory = pod
                 .spec
                 .as_ref()?
@@ -606,16 +370,14 @@ async fn the_chart_on_a_real_node_serves_postgres_over_verified_tls() {
         },
     )
     .await;
-    let changed = platform
-        .ready("the instance to be Ready on the new plan")
-        .await;
+    let changed = shop.ready("the instance to be Ready on the new plan").await;
     assert_eq!(changed["plan"], "small");
     let db = connect(&rotated, &new_password, address).await.unwrap();
     assert_eq!(count_rows(&db).await, 3, "the rows survive the plan change");
     drop(db);
 
     // --- ACL change: a reload, not a restart; the refused address is refused ---
-    let pod = platform.pod().await;
+    let pod = shop.pod().await;
     let (uid, restarts) = (
         pod.metadata.uid.clone().unwrap(),
         pod.status
@@ -629,7 +391,7 @@ async fn the_chart_on_a_real_node_serves_postgres_over_verified_tls() {
     let (status, _, body) = api
         .send(
             Method::PATCH,
-            &Platform::path(&format!("/{INSTANCE}")),
+            &Shop::path(&format!("/{INSTANCE}")),
             Some(json!({ "acl": ["192.0.2.0/24"] })),
         )
         .await;
@@ -646,7 +408,7 @@ async fn the_chart_on_a_real_node_serves_postgres_over_verified_tls() {
     )
     .await;
     assert!(refused.contains("no pg_hba.conf entry"), "{refused}");
-    let pod = platform.pod().await;
+    let pod = shop.pod().await;
     assert_eq!(
         pod.metadata.uid.as_deref(),
         Some(uid.as_str()),
@@ -666,7 +428,7 @@ async fn the_chart_on_a_real_node_serves_postgres_over_verified_tls() {
     let (status, _, body) = api
         .send(
             Method::PATCH,
-            &Platform::path(&format!("/{INSTANCE}")),
+            &Shop::path(&format!("/{INSTANCE}")),
             Some(json!({ "acl": ["0.0.0.0/0"] })),
         )
         .await;
@@ -690,7 +452,7 @@ async fn the_chart_on_a_real_node_serves_postgres_over_verified_tls() {
         Duration::from_mins(3),
         "postgres to be restarted",
         || async {
-            let pod = platform.pod().await;
+            let pod = shop.pod().await;
             let status = pod.status?;
             let postgres = status
                 .container_statuses?
@@ -711,24 +473,20 @@ async fn the_chart_on_a_real_node_serves_postgres_over_verified_tls() {
 
     // --- delete: the instance and its objects are gone ---------------------------
     let (status, _, body) = api
-        .send(
-            Method::DELETE,
-            &Platform::path(&format!("/{INSTANCE}")),
-            None,
-        )
+        .send(Method::DELETE, &Shop::path(&format!("/{INSTANCE}")), None)
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "delete: {body}");
     within(
         Duration::from_mins(3),
         "the instance to be gone",
         || async {
-            let (status, _) = api.get(&Platform::path(&format!("/{INSTANCE}"))).await;
+            let (status, _) = api.get(&Shop::path(&format!("/{INSTANCE}"))).await;
             (status == StatusCode::NOT_FOUND).then_some(())
         },
     )
     .await;
     within(Duration::from_mins(2), "the pod to be gone", || async {
-        let pods: Api<Pod> = Api::namespaced(platform.client.clone(), NAMESPACE);
+        let pods: Api<Pod> = Api::namespaced(shop.platform.client.clone(), NAMESPACE);
         let list = pods
             .list(&ListParams::default().labels(&format!("app.kubernetes.io/instance={INSTANCE}")))
             .await
@@ -743,7 +501,7 @@ async fn the_chart_on_a_real_node_serves_postgres_over_verified_tls() {
         "the data claim and its volume to be gone",
         || async {
             let claims: Api<PersistentVolumeClaim> =
-                Api::namespaced(platform.client.clone(), NAMESPACE);
+                Api::namespaced(shop.platform.client.clone(), NAMESPACE);
             let list = claims
                 .list(
                     &ListParams::default()
@@ -751,7 +509,7 @@ async fn the_chart_on_a_real_node_serves_postgres_over_verified_tls() {
                 )
                 .await
                 .ok()?;
-            let volumes: Api<PersistentVolume> = Api::all(platform.client.clone());
+            let volumes: Api<PersistentVolume> = Api::all(shop.platform.client.clone());
             let bound = volumes
                 .list(&ListParams::default())
                 .await

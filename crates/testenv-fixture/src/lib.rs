@@ -1,6 +1,7 @@
 //! A real kube-apiserver + etcd per test (testenv/), for the integration
 //! tests of every crate that talks to Kubernetes. Starting fails the test
-//! loudly; nothing is skipped.
+//! loudly; nothing is skipped. [`platform`] installs Strata's chart on
+//! testenv's real node, for the end-to-end test and `strata-bench node`.
 
 // A fixture fails the test by panicking: that is its error handling.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::missing_panics_doc)]
@@ -19,10 +20,12 @@ use strata_kube::kube::config::{KubeConfigOptions, Kubeconfig};
 use strata_kube::kube::{Api, Client, Config};
 use tokio::time::Instant;
 
+pub mod platform;
+
 /// How long any single wait in a test may take.
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
-fn repo_root() -> PathBuf {
+pub(crate) fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
