@@ -4,10 +4,11 @@ set -euo pipefail
 
 usage() {
     cat <<'EOF'
-Usage: scripts/bench.sh [--out FILE] [--no-build] [--only serve|operator]
-                        [--operator-args "ARGS"] [-- STRATA-BENCH-SERVE-OPTIONS...]
+Usage: scripts/bench.sh [--out FILE] [--no-build] [--only serve|operator|node]
+                        [--operator-args "ARGS"] [--node-args "ARGS"]
+                        [-- STRATA-BENCH-SERVE-OPTIONS...]
 
-Builds `strata` and `strata-bench` in release mode and runs two benchmarks.
+Builds `strata` and `strata-bench` in release mode and runs three benchmarks.
 
 serve: starts `strata serve` on a fresh temporary data directory with
 loopback listeners on free ports, and runs `strata-bench serve` against it:
@@ -26,6 +27,15 @@ its metrics on a free loopback port, and runs `strata-bench operator`:
 1,000 PostgresInstances created at once; the time until steady state, the
 operator's peak RSS, its reconciles per minute at rest, the API requests.
 
+node (needs root): starts `strata serve` as for serve, and runs
+`strata-bench node --strata-binary target/release/strata --local-url ...`,
+which installs Strata on testenv's real node as the end-to-end test does
+(scripts/images.sh with the release binary, testenv/start.sh --node, its own
+PostgreSQL as the store, the Helm chart), then times 10 sequential
+creates of a `micro` instance -> Ready on the node and 10 on the local
+`strata serve` (p50, p95, their ratio), each deleted before the next; the
+image sizes; the node's start and the chart's install time.
+
 Prints the figures and writes them, with the goals and verdicts, to FILE
 (default docs/benchmarks.md); each benchmark rewrites its own part, and
 hand-written notes below the file's notes marker are kept. Everything the
@@ -35,15 +45,20 @@ whatever happens.
 Options:
   --out FILE             Markdown file to write (default: docs/benchmarks.md)
   --no-build             Use the release binaries already in target/release
-  --only serve|operator  Run one of the two benchmarks (default: both)
+  --only serve|operator|node
+                         Run one of the three benchmarks (default: all)
   --operator-args ARGS   Options for `strata-bench operator` (see its --help),
                          e.g. "--instances 100 --rest 10"
+  --node-args ARGS       Options for `strata-bench node` (see its --help),
+                         e.g. "--creates 3"
   -h, --help             This help
 Anything after `--` goes to `strata-bench serve` (see `strata-bench serve --help`), e.g.
   scripts/bench.sh -- --creates 5 --duration 3 --rounds 1
 
 Needs PostgreSQL server binaries (Debian: apt-get install postgresql), curl,
-and Go for the first build of testenv (docs/testenv.md).
+and Go for the first build of testenv (docs/testenv.md); the node benchmark
+needs root, helm (deploy/test.sh --helm-path fetches it) and the images
+(scripts/images.sh builds them on first use, docs/images.md).
 EOF
 }
 
@@ -53,6 +68,7 @@ build=1
 only=""
 bench_args=()
 operator_args=()
+node_args=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
         -h | --help) usage; exit 0 ;;
@@ -60,13 +76,14 @@ while [[ $# -gt 0 ]]; do
         --no-build) build=0; shift ;;
         --only)
             only="${2:-}"
-            if [[ "$only" != serve && "$only" != operator ]]; then
-                echo "bench.sh: --only takes serve or operator" >&2
+            if [[ "$only" != serve && "$only" != operator && "$only" != node ]]; then
+                echo "bench.sh: --only takes serve, operator or node" >&2
                 exit 2
             fi
             shift 2
             ;;
         --operator-args) read -r -a operator_args <<<"${2:-}"; shift 2 ;;
+        --node-args) read -r -a node_args <<<"${2:-}"; shift 2 ;;
         --) shift; bench_args=("$@"); break ;;
         *) echo "bench.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -113,13 +130,13 @@ stop_server() {
     server_pid=""
     # PostgreSQL servers left behind (only if strata serve was SIGKILLed) hold
     # a postmaster.pid under the data dir: stop them by that pid.
-    if [[ -d "$work/data" ]]; then
+    if [[ -n "$server_data" && -d "$server_data" ]]; then
         while IFS= read -r pidfile; do
             pg_pid="$(head -n1 "$pidfile" 2>/dev/null || true)"
             if [[ "$pg_pid" =~ ^[0-9]+$ ]] && kill -0 "$pg_pid" 2>/dev/null; then
                 kill -INT "$pg_pid" 2>/dev/null || true
             fi
-        done < <(find "$work/data" -name postmaster.pid 2>/dev/null)
+        done < <(find "$server_data" -name postmaster.pid 2>/dev/null)
     fi
 }
 
@@ -159,12 +176,19 @@ if [[ -n "$(git status --porcelain --untracked-files=no -- crates Cargo.toml Car
 fi
 mkdir -p "$(dirname "$out")"
 
-run_serve_bench() {
-    local password url=""
-    password="$(head -c 24 /dev/urandom | base64 | tr -d '/+=')"
-    export STRATA_ADMIN_PASSWORD="$password"
-    echo "==> starting strata serve (data dir under $work)"
-    "$strata" serve --data-dir "$work/data" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
+# start_serve NAME: starts `strata serve` on a fresh data dir $work/NAME with
+# loopback listeners on free ports and a random admin password; sets
+# server_pid, server_url and server_password.
+server_data=""
+server_url=""
+server_password=""
+start_serve() {
+    local name="$1" url=""
+    server_data="$work/$name"
+    server_password="$(head -c 24 /dev/urandom | base64 | tr -d '/+=')"
+    echo "==> starting strata serve (data dir $server_data)"
+    STRATA_ADMIN_PASSWORD="$server_password" "$strata" serve --data-dir "$server_data" \
+        --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
         >"$work/strata.log" 2>"$work/strata.err" &
     server_pid=$!
 
@@ -181,9 +205,14 @@ run_serve_bench() {
         echo "bench.sh: strata serve did not start listening in 60 s" >&2
         exit 1
     fi
-    echo "==> strata serve is listening on $url (pid $server_pid)"
+    server_url="$url"
+    echo "==> strata serve is listening on $server_url (pid $server_pid)"
+}
 
-    "$bench" serve --url "$url" --server-pid "$server_pid" --commit "$commit" --out "$out" \
+run_serve_bench() {
+    start_serve serve
+    STRATA_ADMIN_PASSWORD="$server_password" "$bench" serve --url "$server_url" \
+        --server-pid "$server_pid" --commit "$commit" --out "$out" \
         ${bench_args[@]+"${bench_args[@]}"}
     stop_server
 }
@@ -249,9 +278,25 @@ run_operator_bench() {
     stop_operator_env
 }
 
+run_node_bench() {
+    local bin_dir
+    echo "==> testenv/build.sh (cached after the first build)"
+    bin_dir="$("$root/testenv/build.sh" | tail -n 1)"
+    start_serve node-local
+    # strata-bench starts the node (testenv/start.sh --node, --owner-pid: it
+    # stops with the benchmark however that ends) and its own PostgreSQL.
+    STRATA_TESTENV_BIN_DIR="$bin_dir" "$bench" node --strata-binary "$strata" \
+        --local-url "$server_url" --local-password "$server_password" \
+        --commit "$commit" --out "$out" ${node_args[@]+"${node_args[@]}"}
+    stop_server
+}
+
 if [[ -z "$only" || "$only" == serve ]]; then
     run_serve_bench
 fi
 if [[ -z "$only" || "$only" == operator ]]; then
     run_operator_bench
+fi
+if [[ -z "$only" || "$only" == node ]]; then
+    run_node_bench
 fi

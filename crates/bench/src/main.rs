@@ -2,11 +2,15 @@
 //! running `strata serve` in one run — create → Ready latency, GET throughput
 //! and latency against a bare axum handler returning the same bytes, idle RSS;
 //! `operator` measures a running `strata operator` with 1,000 instances
-//! created at once. Both print the figures and write them as Markdown.
+//! created at once; `node` installs the chart on testenv's real node and
+//! times creates there against a local `strata serve`. Each prints the
+//! figures and writes them as Markdown.
 
 mod bare;
 mod goals;
 mod load;
+mod node;
+mod node_report;
 mod operator;
 mod operator_report;
 mod procfs;
@@ -45,6 +49,9 @@ enum Command {
     Serve(Args),
     /// Measure a running `strata operator` with N instances created at once.
     Operator(operator::Args),
+    /// Install the chart on testenv's real node and measure create → Ready
+    /// there against a running local `strata serve`.
+    Node(node::Args),
 }
 
 /// Measures a running `strata serve` and writes the figures as Markdown.
@@ -101,6 +108,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => runtime.block_on(run(args)),
         Command::Operator(args) => runtime.block_on(operator::run(args)),
+        Command::Node(args) => runtime.block_on(node::run(args)),
     }
 }
 
@@ -288,36 +296,57 @@ async fn create(client: &Client, name: &str, live: &mut Vec<String>) -> anyhow::
         name: name.to_owned(),
         ..CreateInstance::default()
     };
+    live.push(name.to_owned());
+    create_and_wait(client, PROJECT, &req, POLL, READY_TIMEOUT).await
+}
+
+/// POSTs `req` to `project` and polls (every `poll`) until the instance is
+/// Ready; returns the time from the POST to the first GET that shows Ready.
+pub async fn create_and_wait(
+    client: &Client,
+    project: &str,
+    req: &CreateInstance,
+    poll: Duration,
+    timeout: Duration,
+) -> anyhow::Result<Duration> {
+    let name = &req.name;
     let t0 = Instant::now();
     client
-        .create_instance(PROJECT, &req, None)
+        .create_instance(project, req, None)
         .await
         .with_context(|| format!("creating {name}"))?;
-    live.push(name.to_owned());
     loop {
-        let i = client.get_instance(PROJECT, name).await?;
+        let i = client.get_instance(project, name).await?;
         match i.status.phase {
             Phase::Ready => return Ok(t0.elapsed()),
             Phase::Failed => bail!("instance {name} failed: {}", i.status.message),
-            _ if t0.elapsed() > READY_TIMEOUT => {
-                bail!(
-                    "instance {name} is {} after {READY_TIMEOUT:?}",
-                    i.status.phase
-                );
+            _ if t0.elapsed() > timeout => {
+                bail!("instance {name} is {} after {timeout:?}", i.status.phase);
             }
-            _ => tokio::time::sleep(POLL).await,
+            _ => tokio::time::sleep(poll).await,
         }
     }
 }
 
 async fn delete(client: &Client, name: &str) -> anyhow::Result<()> {
-    match client.delete_instance(PROJECT, name).await {
+    delete_and_wait(client, PROJECT, name, DELETE_TIMEOUT).await
+}
+
+/// DELETEs the instance (gone already is fine) and polls until a GET
+/// answers 404.
+pub async fn delete_and_wait(
+    client: &Client,
+    project: &str,
+    name: &str,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    match client.delete_instance(project, name).await {
         Err(e) if e.status() == Some(404) => return Ok(()),
         r => {
             r.with_context(|| format!("deleting {name}"))?;
         }
     }
-    client.wait_deleted(PROJECT, name, DELETE_TIMEOUT).await?;
+    client.wait_deleted(project, name, timeout).await?;
     Ok(())
 }
 
@@ -326,8 +355,13 @@ async fn slowest_steps(client: &Client, creates: &[Duration], prefix: &str) -> V
     let Some((i, _)) = creates.iter().enumerate().max_by_key(|(_, d)| **d) else {
         return Vec::new();
     };
-    let name = format!("{prefix}-{:02}", i + 1);
-    let Ok(events) = client.events(PROJECT, &name, None).await else {
+    service_events(client, PROJECT, &format!("{prefix}-{:02}", i + 1)).await
+}
+
+/// The service events of an instance, as offsets from its first event;
+/// none when the API has none to give.
+pub async fn service_events(client: &Client, project: &str, name: &str) -> Vec<CreateStep> {
+    let Ok(events) = client.events(project, name, None).await else {
         return Vec::new();
     };
     let Some(first) = events.first().map(|e| e.time) else {
@@ -336,7 +370,7 @@ async fn slowest_steps(client: &Client, creates: &[Duration], prefix: &str) -> V
     events
         .iter()
         .map(|e| CreateStep {
-            instance: name.clone(),
+            instance: name.to_owned(),
             offset: (e.time - first).unsigned_abs(),
             message: e.message.clone(),
         })
@@ -396,7 +430,7 @@ pub fn loopback_addr(url: &str) -> anyhow::Result<SocketAddr> {
     Ok(addr)
 }
 
-fn sorted(v: &[Duration]) -> Vec<Duration> {
+pub fn sorted(v: &[Duration]) -> Vec<Duration> {
     let mut v = v.to_vec();
     v.sort_unstable();
     v

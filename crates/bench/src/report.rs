@@ -255,9 +255,15 @@ pub fn markdown(f: &Figures, old: &str) -> anyhow::Result<String> {
     method(&mut s, f)?;
     in_the_way(&mut s, f)?;
 
-    // The operator benchmark writes its own section; keep it.
-    if let Some(operator) = crate::operator_report::kept_section(old) {
-        writeln!(s, "{operator}")?;
+    // The operator and node benchmarks write their own sections; keep them.
+    for kept in [
+        crate::operator_report::kept_section(old),
+        crate::node_report::kept_section(old),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        writeln!(s, "{kept}")?;
         writeln!(s)?;
     }
     writeln!(s, "{NOTES_MARKER}")?;
@@ -550,6 +556,29 @@ mod tests {
         assert!(md.contains("| 60.0 MiB | **not met**"), "{md}");
         assert!(md.ends_with("## Findings\n\nkept text\n"), "{md}");
         assert!(!md.contains("# old figures"));
+    }
+
+    #[test]
+    fn keeps_the_node_section_after_the_operator_section() {
+        use crate::{node_report, operator_report};
+        let old = format!(
+            "# old\n{}\nop\n{}\n\n{}\nnode\n{}\n\n{NOTES_MARKER}\nnotes\n",
+            operator_report::BEGIN,
+            operator_report::END,
+            node_report::BEGIN,
+            node_report::END
+        );
+        let md = markdown(&figures(), &old).unwrap_or_default();
+        assert!(
+            md.contains(&format!(
+                "{}\nop\n{}\n\n{}\nnode\n{}\n\n{NOTES_MARKER}\nnotes\n",
+                operator_report::BEGIN,
+                operator_report::END,
+                node_report::BEGIN,
+                node_report::END
+            )),
+            "{md}"
+        );
     }
 
     #[test]
