@@ -59,6 +59,7 @@ finish() {
 }
 trap finish EXIT
 
+netns_before="$(ip netns list | awk '{ print $1 }' | sort)"
 started=$SECONDS
 if ! "$here/start.sh" --node --dir "$dir" --bin-dir "$bin_dir" >"$dir/start.out" 2>"$dir/start.err"; then
 	fail "start.sh --node brings up the control plane and a Ready node" "$(tail -n 40 "$dir/start.err")"
@@ -117,6 +118,14 @@ spec:
     persistentVolumeClaim: {claimName: data}
 ---
 apiVersion: v1
+kind: Pod
+metadata: {name: keeper, namespace: default}
+spec:
+  securityContext: {runAsNonRoot: true, runAsUser: 65535}
+  containers:
+  - {name: pause, image: "registry.k8s.io/pause:3.10", imagePullPolicy: Never}
+---
+apiVersion: v1
 kind: Service
 metadata: {name: sleeper, namespace: default}
 spec:
@@ -166,6 +175,11 @@ k delete pvc data --wait=true --timeout=60s >/dev/null
 volume_gone() { ! k get pv "$volume" >/dev/null 2>&1 && [[ ! -e "$dir/node/volumes/$volume" ]]; }
 eventually "deleting the claim deletes its volume and directory" 30 volume_gone
 
+# A pod still running when the node stops: its sandbox's network namespace
+# (CRI names them cni-<id>) must go too, though CRI never stops the pod.
+eventually "a second pod is Ready" 60 k wait --for=condition=Ready pod/keeper --timeout=2s
+sandbox_netns="$(comm -13 <(echo "$netns_before") <(ip netns list | awk '{ print $1 }' | sort) | grep '^cni-' | head -n1 || true)"
+
 # --- stop ------------------------------------------------------------------------
 if "$here/stop.sh" --dir "$dir" 2>"$dir/stop.err"; then
 	stopped=1
@@ -189,6 +203,11 @@ if ! ip netns list | grep -q "^$STRATA_TESTENV_NODE_NETNS\b" && ! ip link show s
 	pass "the node's network namespace and link are gone"
 else
 	fail "the node's network namespace and link are gone"
+fi
+if [[ -n "$sandbox_netns" ]] && ! ip netns list | grep -q "^$sandbox_netns\b"; then
+	pass "the pod's network namespace is gone"
+else
+	fail "the pod's network namespace is gone" "$sandbox_netns is still there"
 fi
 if ! compgen -G '/sys/fs/cgroup/*/strata-testenv-node' >/dev/null; then
 	pass "the node's cgroups are gone"

@@ -9,6 +9,7 @@ usage() {
 Usage: testenv/node.sh network --dir DIR
        testenv/node.sh start   --dir DIR [--timeout SECONDS] [--image ARCHIVE]...
        testenv/node.sh stop    --dir DIR
+       testenv/node.sh network-down --dir DIR
        testenv/node.sh --help
 
 The node half of `testenv/start.sh --node` and `testenv/stop.sh`; both call
@@ -28,8 +29,12 @@ it, so tests rarely need to.
            default), and waits until the node is Ready and the "default"
            ServiceAccount exists. Needs the control plane of DIR running
            (start.sh --node) and the node binaries from testenv/build.sh.
-  stop     stops all of it, removes every pod's containers, mounts, the
-           network namespace, the link and the routes. Safe to run twice.
+  stop     stops all of it: every pod's containers, the node's processes,
+           mounts and cgroups. Safe to run twice.
+  network-down
+           removes the network namespace, the link and the routes, and
+           releases the lock; after the API server stopped (it listens on
+           the link, and does not stop promptly once its address is gone).
 
 The pause image is packed from testenv/cmd/pause (a static Go program that
 testenv/build.sh builds with the rest) by testenv/oci-image.sh.
@@ -66,7 +71,7 @@ case "$command" in
 	usage
 	exit 0
 	;;
-network | start | stop) shift ;;
+network | start | stop | network-down) shift ;;
 *)
 	usage >&2
 	exit 2
@@ -433,6 +438,18 @@ stop() {
 	stop_process kube-scheduler
 	stop_process kubelet
 	stop_process kube-proxy
+	# The pods' network namespaces, which CRI would remove when it stops a
+	# sandbox: read from the containers' specs while containerd answers.
+	local sock="$node/containerd/containerd.sock" pod_netns=()
+	if [[ -S "$sock" ]]; then
+		mapfile -t pod_netns < <(
+			ctr --address "$sock" -n k8s.io containers list -q 2>/dev/null |
+				while read -r id; do
+					ctr --address "$sock" -n k8s.io containers info "$id" 2>/dev/null |
+						grep -o '/var/run/netns/cni-[0-9a-f-]*' || true
+				done | sort -u
+		)
+	fi
 	# Every container of every pod: kill through runc, then whatever is left
 	# in the node's cgroups (a container's children included).
 	local runc_root="$node/containerd/runc/k8s.io" id
@@ -460,16 +477,25 @@ stop() {
 	for procs in /sys/fs/cgroup/*/strata-testenv-node; do
 		[[ -d "$procs" ]] && find "$procs" -depth -type d -exec rmdir {} + 2>/dev/null
 	done
+	local ns
+	for ns in "${pod_netns[@]}"; do
+		ip netns del "$(basename "$ns")" 2>/dev/null || true
+	done
+	log "stopped the node in $dir"
+}
+
+network_down() {
+	[[ -d "$node" ]] || return 0
 	teardown_network
 	if [[ -f "$node/lock-holder.pid" ]]; then
 		kill "$(cat "$node/lock-holder.pid")" 2>/dev/null || true
 		rm -f "$node/lock-holder.pid"
 	fi
-	log "stopped the node in $dir"
 }
 
 case "$command" in
 network) network ;;
 start) start ;;
 stop) stop ;;
+network-down) network_down ;;
 esac

@@ -113,6 +113,10 @@ if [[ -d "$dir/node" ]]; then
 fi
 stop_one kube-apiserver
 stop_one etcd
+# The node's network last: the API server listens on its link.
+if [[ -d "$dir/node" ]]; then
+	"$(dirname "${BASH_SOURCE[0]}")/node.sh" network-down --dir "$dir" || failed=1
+fi
 
 if [[ $failed -ne 0 ]]; then
 	exit 1
