@@ -75,6 +75,14 @@ struct Shop {
 impl Shop {
     async fn install() -> Self {
         let platform = Platform::install(Path::new(env!("CARGO_BIN_EXE_strata"))).await;
+        // What the set-up costs make test (shown with --nocapture).
+        let t = platform.timings;
+        eprintln!(
+            "platform: images {:.1} s, node {:.1} s, chart {:.1} s",
+            t.images.as_secs_f64(),
+            t.node.as_secs_f64(),
+            t.chart.as_secs_f64()
+        );
         let mut api = Http::new(&platform.api_url);
         let (status, _, body) = api
             .send(
