@@ -317,6 +317,34 @@ async fn ensure_roles(health: Arc<Health>, roles: Roles) -> anyhow::Error {
     }
 }
 
+/// As a container's PID 1, pod-postgres inherits every orphan of the
+/// container (a process that `kubectl exec` started and left behind): it
+/// reaps them as they end, so none stays a zombie. Never the server itself,
+/// whose exit status `Child::wait` collects: a pending child is looked at
+/// first (`WNOWAIT`) and reaped only when it is another process.
+async fn reap_orphans(server: Pid) {
+    use nix::sys::wait::{Id, WaitPidFlag, waitid, waitpid};
+    let Ok(mut children) = signal(SignalKind::child()) else {
+        warn!("no SIGCHLD handler: orphans of the container will not be reaped");
+        return;
+    };
+    while children.recv().await.is_some() {
+        loop {
+            let pending = waitid(
+                Id::All,
+                WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT,
+            );
+            match pending.ok().and_then(|status| status.pid()) {
+                Some(pid) if pid != server => {
+                    let _ = waitpid(pid, Some(WaitPidFlag::WNOHANG));
+                }
+                // Nothing has ended, or the server has: its waiter reaps it.
+                _ => break,
+            }
+        }
+    }
+}
+
 fn signal_child(child: &Child, sig: Signal) {
     if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
         let _ = kill(Pid::from_raw(pid), sig);
@@ -378,6 +406,11 @@ pub async fn run(args: PodPostgresArgs) -> anyhow::Result<i32> {
         .spawn()
         .context("starting postgres")?;
     info!(pid = child.id(), "postgres started");
+    if std::process::id() == 1
+        && let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok())
+    {
+        tokio::spawn(reap_orphans(Pid::from_raw(pid)));
+    }
 
     let health = Arc::new(Health {
         roles_ready: AtomicBool::new(false),

@@ -239,6 +239,30 @@ async fn the_chart_on_a_real_node_serves_postgres_over_verified_tls() {
         "every container of the pod is ready: {statuses:?}"
     );
 
+    // --- pod-postgres, the container's PID 1, reaps what an exec leaves ----------
+    shop.platform.kubectl(&[
+        "exec",
+        "-n",
+        NAMESPACE,
+        "orders-0",
+        "-c",
+        "postgres",
+        "--",
+        "sh",
+        "-c",
+        "sleep 1 & exit 0",
+    ]);
+    let supervisor = supervisor_pid();
+    within(
+        Duration::from_secs(30),
+        "the orphaned sleep to be reaped",
+        || async {
+            let children = children_of(supervisor);
+            (children == [postmaster_pid()]).then_some(())
+        },
+    )
+    .await;
+
     // --- connect over verified TLS, write rows, check the role -----------------
     let credentials = shop.credentials().await;
     let host = credentials["host"].as_str().unwrap().to_owned();
@@ -536,6 +560,53 @@ async fn the_chart_on_a_real_node_serves_postgres_over_verified_tls() {
         },
     )
     .await;
+}
+
+/// The command lines of the host's processes (the pods' included), by pid.
+fn processes() -> Vec<(i32, Vec<String>)> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_string_lossy().parse::<i32>().ok()?;
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let args = cmdline
+                .split(|b| *b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            Some((pid, args))
+        })
+        .collect()
+}
+
+/// `strata pod-postgres` of the instance (PID 1 of its container).
+fn supervisor_pid() -> i32 {
+    let found: Vec<i32> = processes()
+        .into_iter()
+        .filter(|(_, args)| args.get(1).is_some_and(|a| a == "pod-postgres"))
+        .map(|(pid, _)| pid)
+        .collect();
+    assert_eq!(found.len(), 1, "one pod-postgres runs: {found:?}");
+    found[0]
+}
+
+/// The children of `parent`, zombies included, in pid order.
+fn children_of(parent: i32) -> Vec<i32> {
+    let mut children: Vec<i32> = processes()
+        .into_iter()
+        .filter(|(pid, _)| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                // pid (comm) state ppid …: the fields after the last ')'.
+                stat.rsplit_once(") ")
+                    .and_then(|(_, rest)| rest.split(' ').nth(1))
+                    .and_then(|ppid| ppid.parse::<i32>().ok())
+                    == Some(parent)
+            })
+        })
+        .map(|(pid, _)| pid)
+        .collect();
+    children.sort_unstable();
+    children
 }
 
 /// The postmaster of the instance's server: the `postgres` process whose
