@@ -96,6 +96,19 @@ impl Shop {
         Self { platform, api }
     }
 
+    /// PATCHes the instance; the API must accept the change (202).
+    async fn change(&self, body: Value) {
+        let (status, _, answer) = self
+            .api
+            .send(
+                Method::PATCH,
+                &Self::path(&format!("/{INSTANCE}")),
+                Some(body.clone()),
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "PATCH {body}: {answer}");
+    }
+
     fn path(rest: &str) -> String {
         format!("/v1/projects/{PROJECT}/instances{rest}")
     }
@@ -187,6 +200,14 @@ async fn connect(
         .await?;
     tokio::spawn(conn);
     Ok(client)
+}
+
+/// Restarts of all the pod's containers together.
+fn restarts(pod: &Pod) -> i32 {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .map_or(0, |c| c.iter().map(|c| c.restart_count).sum())
 }
 
 fn message(e: &tokio_postgres::Error) -> String {
@@ -365,14 +386,8 @@ async fn the_chart_on_a_real_node_serves_postgres_over_verified_tls() {
 
     // --- plan change: a restart, the rows stay ---------------------------------
     let before = shop.pod().await.metadata.uid.unwrap();
-    let (status, _, body) = api
-        .send(
-            Method::PATCH,
-            &Shop::path(&format!("/{INSTANCE}")),
-            Some(json!({ "plan": "small", "storage_gb": 5 })),
-        )
+    shop.change(json!({ "plan": "small", "storage_gb": 5 }))
         .await;
-    assert_eq!(status, StatusCode::ACCEPTED, "change plan: {body}");
     within(
         Duration::from_mins(4),
         "a new pod with the plan's memory",
@@ -410,24 +425,8 @@ async fn the_chart_on_a_real_node_serves_postgres_over_verified_tls() {
 
     // --- ACL change: a reload, not a restart; the refused address is refused ---
     let pod = shop.pod().await;
-    let (uid, restarts) = (
-        pod.metadata.uid.clone().unwrap(),
-        pod.status
-            .unwrap()
-            .container_statuses
-            .unwrap()
-            .iter()
-            .map(|c| c.restart_count)
-            .sum::<i32>(),
-    );
-    let (status, _, body) = api
-        .send(
-            Method::PATCH,
-            &Shop::path(&format!("/{INSTANCE}")),
-            Some(json!({ "acl": ["192.0.2.0/24"] })),
-        )
-        .await;
-    assert_eq!(status, StatusCode::ACCEPTED, "change the ACL: {body}");
+    let (uid, restarts_before) = (pod.metadata.uid.clone().unwrap(), restarts(&pod));
+    shop.change(json!({ "acl": ["192.0.2.0/24"] })).await;
     let refused = within(
         Duration::from_mins(3),
         "the test host to be refused",
@@ -447,24 +446,11 @@ async fn the_chart_on_a_real_node_serves_postgres_over_verified_tls() {
         "the ACL change kept the pod"
     );
     assert_eq!(
-        pod.status
-            .unwrap()
-            .container_statuses
-            .unwrap()
-            .iter()
-            .map(|c| c.restart_count)
-            .sum::<i32>(),
-        restarts,
+        restarts(&pod),
+        restarts_before,
         "the ACL change restarted no container"
     );
-    let (status, _, body) = api
-        .send(
-            Method::PATCH,
-            &Shop::path(&format!("/{INSTANCE}")),
-            Some(json!({ "acl": ["0.0.0.0/0"] })),
-        )
-        .await;
-    assert_eq!(status, StatusCode::ACCEPTED, "open the ACL again: {body}");
+    shop.change(json!({ "acl": ["0.0.0.0/0"] })).await;
     let db = within(
         Duration::from_mins(3),
         "the test host to be let in again",
