@@ -6,19 +6,20 @@ usage() {
 	cat <<'EOF'
 Usage: testenv/build.sh [--help] [--versions]
 
-Builds kube-apiserver, kubectl, kubelet, kube-scheduler, kube-controller-manager,
-kube-proxy and etcd from the Go module proxy at the
+Builds kube-apiserver, kubectl, etcd and the node's binaries (kubelet,
+kube-scheduler, kube-controller-manager, kube-proxy, and testenv's own
+local-provisioner and pause from testenv/cmd) from the Go module proxy at the
 versions pinned in testenv/go.mod, unless a cached build already exists:
 
-  <tools>/kube-apiserver-<k8s version>/{kube-apiserver,kubectl}
+  <tools>/kube-apiserver-<k8s version>/{kube-apiserver,kubectl,kubelet,...}
   <tools>/etcd-<etcd version>/etcd
-  <tools>/testenv-<k8s version>/{kube-apiserver,kubectl,etcd}   (symlinks)
+  <tools>/testenv-<k8s version>/{all of the above}   (symlinks)
 
 where <tools> is $STRATA_TOOLS_DIR, by default
 ${XDG_CACHE_HOME:-$HOME/.cache}/strata/tools. Only the first run on a machine
 builds; concurrent runs wait for each other (flock).
 
-The last line on stdout is the directory holding the three binaries
+The last line on stdout is the directory holding the binaries
 (<tools>/testenv-<k8s version>); progress goes to stderr.
 
 Options:
