@@ -16,8 +16,8 @@ use serde_json::json;
 use strata_core::events::PublishedEvent;
 use strata_core::instance::ENGINE;
 use strata_core::{
-    Condition, ConditionStatus, Credentials, Endpoint, Instance, InstanceName, InstanceRuntime,
-    InstanceSpec, InstanceStatus, Page, PageRequest, Phase, PlanCatalog, ProjectName, RuntimeError,
+    Condition, Credentials, Endpoint, Instance, InstanceName, InstanceRuntime, InstanceSpec,
+    InstanceStatus, Page, PageRequest, Phase, PlanCatalog, ProjectName, RuntimeError,
     RuntimeResult, Secret, ServiceEvent, UpdateInstance, VersionCatalog,
 };
 use time::OffsetDateTime;
@@ -26,9 +26,7 @@ use tokio::sync::broadcast;
 use uuid::Uuid;
 
 use crate::build::{APPLIED_ROTATION_ANNOTATION, FIELD_MANAGER, ROTATION_ANNOTATION, secret_name};
-use crate::crd::{
-    PostgresInstance, PostgresInstanceSpec, ROTATE_ANNOTATION, SUPPORTED_VERSIONS, StatusCondition,
-};
+use crate::crd::{PostgresInstance, PostgresInstanceSpec, ROTATE_ANNOTATION, SUPPORTED_VERSIONS};
 use crate::events::service_event;
 
 /// Label on the namespaces this runtime creates: the project they belong to.
@@ -220,21 +218,6 @@ pub(crate) fn parse_time(s: &str) -> Option<OffsetDateTime> {
     OffsetDateTime::parse(s, &Rfc3339).ok()
 }
 
-fn condition(c: &StatusCondition) -> Condition {
-    Condition {
-        kind: c.type_.clone(),
-        status: match c.status.as_str() {
-            "True" => ConditionStatus::True,
-            "False" => ConditionStatus::False,
-            _ => ConditionStatus::Unknown,
-        },
-        reason: c.reason.clone(),
-        message: c.message.clone(),
-        last_transition_time: parse_time(&c.last_transition_time)
-            .unwrap_or(OffsetDateTime::UNIX_EPOCH),
-    }
-}
-
 /// The API's view of a resource.
 pub fn to_instance(project: &ProjectName, pi: &PostgresInstance) -> Instance {
     let created_at = pi
@@ -244,7 +227,11 @@ pub fn to_instance(project: &ProjectName, pi: &PostgresInstance) -> Instance {
         .and_then(|t| parse_time(&t.0.to_string()))
         .unwrap_or(OffsetDateTime::UNIX_EPOCH);
     let status = pi.status.clone().unwrap_or_default();
-    let conditions: Vec<Condition> = status.conditions.iter().map(condition).collect();
+    let conditions: Vec<Condition> = status
+        .conditions
+        .iter()
+        .map(crate::build::to_core)
+        .collect();
     let updated_at = conditions
         .iter()
         .map(|c| c.last_transition_time)

@@ -46,7 +46,9 @@ pub enum Outcome<'a> {
     Deleting,
 }
 
-pub(super) fn to_core(c: &StatusCondition) -> Condition {
+/// A condition of the resource's status in the domain's terms (an
+/// unreadable transition time reads as the epoch).
+pub(crate) fn to_core(c: &StatusCondition) -> Condition {
     Condition {
         kind: c.type_.clone(),
         status: match c.status.as_str() {
