@@ -6,6 +6,7 @@
 use std::fmt::Write as _;
 
 use crate::procfs::Machine;
+use crate::report::NOTES_MARKER;
 
 /// The run's date, commit and machine as a Markdown list; `sharing` says
 /// what else ran on the machine's CPUs.
@@ -89,6 +90,34 @@ pub fn summary(rows: &[Row]) -> String {
         );
     }
     s
+}
+
+/// `old` with the section between `begin` and `end` (markers included)
+/// replaced by `section`; without one, `section` goes before the notes
+/// marker, or at the end of a new file.
+pub fn splice_section(old: &str, begin: &str, end: &str, section: &str) -> String {
+    if let Some(start) = old.find(begin)
+        && let Some(len) = old[start..].find(end)
+    {
+        let stop = start + len + end.len();
+        return format!("{}{section}{}", &old[..start], &old[stop..]);
+    }
+    if let Some(at) = old.find(NOTES_MARKER) {
+        return format!("{}{section}\n{}", &old[..at], &old[at..]);
+    }
+    let head = if old.trim().is_empty() {
+        "# Benchmarks\n\n".to_owned()
+    } else {
+        format!("{}\n", old.trim_end())
+    };
+    format!("{head}{section}\n{NOTES_MARKER}\n\n## Findings\n\nNone recorded yet.\n")
+}
+
+/// The section of `old` from `begin` to `end`, markers included.
+pub fn kept_section<'a>(old: &'a str, begin: &str, end: &str) -> Option<&'a str> {
+    let start = old.find(begin)?;
+    let len = old[start..].find(end)?;
+    Some(&old[start..start + len + end.len()])
 }
 
 #[cfg(test)]

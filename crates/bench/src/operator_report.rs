@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::as_f64;
 use crate::goals::{self, Row};
 use crate::procfs::Machine;
-use crate::report::{NOTES_MARKER, mib};
+use crate::report::mib;
 
 /// First line of the section; the section runs to `END`.
 pub const BEGIN: &str =
@@ -205,32 +205,13 @@ pub fn summary(f: &Figures) -> String {
 /// `old` with its operator section replaced by this run's (or inserted
 /// before the notes marker when it has none).
 pub fn markdown(f: &Figures, old: &str) -> anyhow::Result<String> {
-    let section = section(f)?;
-    if let Some(start) = old.find(BEGIN)
-        && let Some(len) = old[start..].find(END)
-    {
-        let end = start + len + END.len();
-        return Ok(format!("{}{section}{}", &old[..start], &old[end..]));
-    }
-    if let Some(at) = old.find(NOTES_MARKER) {
-        return Ok(format!("{}{section}\n{}", &old[..at], &old[at..]));
-    }
-    let head = if old.trim().is_empty() {
-        "# Benchmarks\n\n".to_owned()
-    } else {
-        format!("{}\n", old.trim_end())
-    };
-    Ok(format!(
-        "{head}{section}\n{NOTES_MARKER}\n\n## Findings\n\nNone recorded yet.\n"
-    ))
+    Ok(goals::splice_section(old, BEGIN, END, &section(f)?))
 }
 
 /// The operator section of `old`, markers included, for a rewrite of the
 /// rest of the file to keep.
 pub fn kept_section(old: &str) -> Option<&str> {
-    let start = old.find(BEGIN)?;
-    let len = old[start..].find(END)?;
-    Some(&old[start..start + len + END.len()])
+    goals::kept_section(old, BEGIN, END)
 }
 
 fn section(f: &Figures) -> anyhow::Result<String> {
@@ -353,6 +334,7 @@ fn details(s: &mut String, f: &Figures) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::NOTES_MARKER;
 
     fn figures(steady_s: u64, peak_mib: u64, at_rest: u64) -> Figures {
         let calls = |n: u64| {
