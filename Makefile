@@ -4,14 +4,14 @@ SHELL := /usr/bin/env bash
 
 CARGO ?= cargo
 
-.PHONY: run test bench deps lint test-rust test-testenv test-infra test-deploy openapi check-openapi images
+.PHONY: run test bench deps lint test-rust test-fuzz test-testenv test-infra test-deploy openapi check-openapi images
 
 ## run: start Strata (`strata serve`) with its embedded defaults
 run: deps
 	$(CARGO) run --release --bin strata -- serve
 
 ## test: every check CI runs
-test: deps lint check-openapi test-rust test-testenv test-infra test-deploy
+test: deps lint check-openapi test-rust test-fuzz test-testenv test-infra test-deploy
 
 deps:
 	scripts/deps.sh
@@ -40,6 +40,11 @@ test-rust:
 	bin_dir=$$(testenv/build.sh | tail -n 1); \
 	deploy/test.sh --helm-path >/dev/null; \
 	STRATA_TESTENV_BIN_DIR="$$bin_dir" $(CARGO) test --workspace --locked
+
+# The API as a contract: schemathesis (pinned, from PyPI) against a real
+# `strata serve`, every check and phase, a fixed seed (docs/api-contract.md).
+test-fuzz:
+	scripts/fuzz-api.sh
 
 test-testenv:
 	testenv/smoke.sh

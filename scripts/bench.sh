@@ -108,37 +108,9 @@ server_pid=""
 operator_pid=""
 testenv_dir=""
 
-# stop_process PID NAME: SIGTERM, up to 30 s, then SIGKILL.
-stop_process() {
-    local pid="$1" name="$2"
-    [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 0
-    echo "==> stopping $name (pid $pid)"
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 300); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        echo "bench.sh: $name did not stop in 30 s; killing it" >&2
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || true
-}
-
-stop_server() {
-    stop_process "$server_pid" "strata serve"
-    server_pid=""
-    # PostgreSQL servers left behind (only if strata serve was SIGKILLed) hold
-    # a postmaster.pid under the data dir: stop them by that pid.
-    if [[ -n "$server_data" && -d "$server_data" ]]; then
-        while IFS= read -r pidfile; do
-            pg_pid="$(head -n1 "$pidfile" 2>/dev/null || true)"
-            if [[ "$pg_pid" =~ ^[0-9]+$ ]] && kill -0 "$pg_pid" 2>/dev/null; then
-                kill -INT "$pg_pid" 2>/dev/null || true
-            fi
-        done < <(find "$server_data" -name postmaster.pid 2>/dev/null)
-    fi
-}
+# shellcheck source=scripts/serve-lib.sh
+prog=bench.sh
+. "$root/scripts/serve-lib.sh"
 
 stop_operator_env() {
     stop_process "$operator_pid" "strata operator"
@@ -176,60 +148,12 @@ if [[ -n "$(git status --porcelain --untracked-files=no -- crates Cargo.toml Car
 fi
 mkdir -p "$(dirname "$out")"
 
-# start_serve NAME: starts `strata serve` on a fresh data dir $work/NAME with
-# loopback listeners on free ports and a random admin password; sets
-# server_pid, server_url and server_password.
-server_data=""
-server_url=""
-server_password=""
-start_serve() {
-    local name="$1" url=""
-    server_data="$work/$name"
-    server_password="$(head -c 24 /dev/urandom | base64 | tr -d '/+=')"
-    echo "==> starting strata serve (data dir $server_data)"
-    STRATA_ADMIN_PASSWORD="$server_password" "$strata" serve --data-dir "$server_data" \
-        --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
-        >"$work/strata.log" 2>"$work/strata.err" &
-    server_pid=$!
-
-    for _ in $(seq 1 600); do
-        if ! kill -0 "$server_pid" 2>/dev/null; then
-            echo "bench.sh: strata serve exited during start-up" >&2
-            exit 1
-        fi
-        url="$(sed -n 's/^Strata is serving on \(http:\/\/[0-9.:]*\).*/\1/p' "$work/strata.err" | head -n1)"
-        [[ -n "$url" ]] && break
-        sleep 0.1
-    done
-    if [[ -z "$url" ]]; then
-        echo "bench.sh: strata serve did not start listening in 60 s" >&2
-        exit 1
-    fi
-    server_url="$url"
-    echo "==> strata serve is listening on $server_url (pid $server_pid)"
-}
-
 run_serve_bench() {
     start_serve serve
     STRATA_ADMIN_PASSWORD="$server_password" "$bench" serve --url "$server_url" \
         --server-pid "$server_pid" --commit "$commit" --out "$out" \
         ${bench_args[@]+"${bench_args[@]}"}
     stop_server
-}
-
-# free_port: a port in 20000-32767 (below Linux's ephemeral range) that
-# nothing accepts connections on.
-free_port() {
-    local port
-    for _ in $(seq 200); do
-        port=$((20000 + (RANDOM * 32768 + RANDOM) % 12768))
-        if ! (: <"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            echo "$port"
-            return 0
-        fi
-    done
-    echo "bench.sh: found no free port on 127.0.0.1" >&2
-    return 1
 }
 
 run_operator_bench() {

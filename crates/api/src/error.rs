@@ -51,12 +51,18 @@ impl ApiError {
         e
     }
 
-    /// Bad input in one field.
+    /// Bad input in one field: 400 for a broken rule, 404 for a reference to
+    /// something that does not exist, 409 for a clash with the current state.
     pub fn field(status: StatusCode, field: &str, message: impl Into<String>) -> Self {
         let message = message.into();
         Self {
             status,
-            slug: "validation",
+            slug: match status {
+                StatusCode::NOT_FOUND => "not-found",
+                StatusCode::CONFLICT => "conflict",
+                StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported-media-type",
+                _ => "validation",
+            },
             detail: format!("{field}: {message}"),
             errors: vec![FieldError {
                 field: field.to_owned(),
@@ -119,6 +125,20 @@ impl From<RuntimeError> for ApiError {
             RuntimeError::NotFound(what) => Self::not_found(what),
             RuntimeError::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
             RuntimeError::Invalid(v) => v.into(),
+            RuntimeError::ConflictingChange(v) => Self {
+                status: StatusCode::CONFLICT,
+                slug: "conflict",
+                detail: format!(
+                    "the change does not fit the instance as it is now: {}",
+                    v.errors
+                        .iter()
+                        .map(|e| format!("{}: {}", e.field, e.message))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
+                errors: v.errors,
+                retry_after: None,
+            },
             RuntimeError::Unavailable(m) => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m)
             }

@@ -52,35 +52,64 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
                     format!("the body must be at most {BODY_LIMIT} bytes"),
                 )
             })?;
-        let de = &mut serde_json::Deserializer::from_slice(&raw);
-        let value = serde_path_to_error::deserialize(de).map_err(|e| {
+        let mut document: serde_json::Value = serde_json::from_slice(&raw).map_err(|e| {
+            let message = e.to_string();
+            let message = message.split(" at line ").next().unwrap_or(&message);
+            ApiError::field(StatusCode::BAD_REQUEST, "body", message)
+        })?;
+        if !document.is_object() {
+            // serde would read a struct from an array too; every body is an object.
+            return Err(ApiError::field(
+                StatusCode::BAD_REQUEST,
+                "body",
+                "must be a JSON object",
+            ));
+        }
+        integral_numbers(&mut document);
+        let value = serde_path_to_error::deserialize(document).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();
             let message = inner.to_string();
-            let field = if inner.is_syntax() || inner.is_eof() {
-                "body".to_owned()
-            } else if message.starts_with("unknown field") || message.starts_with("missing field") {
-                let name = field_of_message(&message).unwrap_or("body");
-                if path == "." {
-                    name.to_owned()
-                } else if path == name || path.ends_with(&format!(".{name}")) {
-                    path
+            let field =
+                if message.starts_with("unknown field") || message.starts_with("missing field") {
+                    let name = field_of_message(&message).unwrap_or("body");
+                    if path == "." {
+                        name.to_owned()
+                    } else if path == name || path.ends_with(&format!(".{name}")) {
+                        path
+                    } else {
+                        format!("{path}.{name}")
+                    }
+                } else if path == "." {
+                    "body".to_owned()
                 } else {
-                    format!("{path}.{name}")
-                }
-            } else if path == "." {
-                "body".to_owned()
-            } else {
-                path
-            };
-            let message = message
-                .split(" at line ")
-                .next()
-                .unwrap_or(&message)
-                .to_owned();
+                    path
+                };
             ApiError::field(StatusCode::BAD_REQUEST, &field, message)
         })?;
         Ok(Self { value, raw })
+    }
+}
+
+/// JSON has one kind of number: `10.0` is the integer 10, as JSON Schema
+/// says. Whole numbers written with a fraction become integers, so that
+/// integer fields take them.
+fn integral_numbers(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64()
+                && f.fract() == 0.0
+                && f.abs() < 9_007_199_254_740_992.0
+            {
+                // Exact: every whole f64 below 2^53 is an exact integer.
+                #[allow(clippy::cast_possible_truncation)]
+                let i = f as i64;
+                *value = serde_json::Value::from(i);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(integral_numbers),
+        serde_json::Value::Object(map) => map.values_mut().for_each(integral_numbers),
+        _ => {}
     }
 }
 

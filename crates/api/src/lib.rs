@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod auth;
 pub mod bootstrap;
+mod contract;
 pub mod error;
 mod external;
 mod extract;
@@ -23,6 +24,7 @@ use strata_store::Store;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
+pub use contract::for_offering;
 pub use openapi::openapi;
 
 /// Everything a handler may use.
@@ -51,8 +53,14 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The public router: `/v1`, discovery, health, OpenAPI and its docs page.
 pub fn router(state: AppState) -> Router {
-    let (api, doc) = routes::api().split_for_parts();
-    let docs = utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", doc);
+    let (api, _) = routes::api().split_for_parts();
+    let doc = contract::for_offering(
+        openapi(),
+        state.runtime.versions(),
+        state.runtime.offers_external_access(),
+    );
+    let docs =
+        utoipa_swagger_ui::SwaggerUi::new("/docs").external_url_unchecked("/openapi.json", doc);
     Router::new()
         .merge(api)
         .merge(docs)

@@ -14,6 +14,7 @@ use utoipa::{Modify, OpenApi};
         license(name = "Apache-2.0", identifier = "Apache-2.0")
     ),
     modifiers(&BearerAuth),
+    components(schemas(crate::error::Problem)),
     tags(
         (name = "auth", description = "Tokens and the issuer's discovery documents"),
         (name = "catalog", description = "What can be ordered: versions and plans"),
@@ -43,7 +44,12 @@ impl Modify for BearerAuth {
     }
 }
 
-/// The complete OpenAPI document (what `/openapi.json` serves).
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    crate::routes::api().split_for_parts().1
+/// The complete OpenAPI document: derived from the handlers, completed by
+/// the contract (`api/openapi.json`; `/openapi.json` serves it with the
+/// server's own offering, see [`crate::contract::for_offering`]).
+pub fn openapi() -> serde_json::Value {
+    let derived = crate::routes::api().split_for_parts().1;
+    // Serialising the derived document cannot fail (string keys only); a
+    // null document would fail the drift check and every client build.
+    crate::contract::complete(serde_json::to_value(derived).unwrap_or_default())
 }

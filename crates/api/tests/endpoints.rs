@@ -554,7 +554,8 @@ each_backend! {
         let shrink = app
             .send_json("PATCH", &format!("{url}/orders"), &json!({"storage_gb": 4}))
             .await;
-        assert_problem(&shrink, StatusCode::BAD_REQUEST, "storage_gb");
+        // Well-formed, but smaller than the instance is now: a conflict.
+        assert_problem(&shrink, StatusCode::CONFLICT, "storage_gb");
         // Two changes of different fields at once: both take effect.
         let orders = format!("{url}/orders");
         let (labels, acl) = (
@@ -833,7 +834,7 @@ each_backend! {
                 &json!({"user": "nobody", "role": "viewer"}),
             )
             .await;
-        assert_problem(&r, StatusCode::BAD_REQUEST, "user");
+        assert_problem(&r, StatusCode::NOT_FOUND, "user");
 
         // Bob creates an instance in his project.
         let r = app

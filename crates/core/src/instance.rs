@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::acl::Acl;
-use crate::error::{Errors, ValidationError};
+use crate::error::{Errors, FieldError, ValidationError};
 use crate::names::{InstanceName, ProjectName};
 use crate::plans::PlanCatalog;
 use crate::versions::VersionCatalog;
@@ -92,6 +92,35 @@ fn check_external_access(external: bool, acl: Option<&Acl>, errors: &mut Errors)
     }
 }
 
+/// The longest label key or value.
+pub const LABEL_PART_MAX: usize = 63;
+
+/// The regular expression a label key matches (a value may also be empty).
+pub fn label_key_pattern() -> String {
+    format!(
+        "^[A-Za-z0-9]([A-Za-z0-9._-]{{0,{}}}[A-Za-z0-9])?$",
+        LABEL_PART_MAX - 2
+    )
+}
+
+/// The regular expression a label value matches.
+pub fn label_value_pattern() -> String {
+    format!(
+        "^([A-Za-z0-9]([A-Za-z0-9._-]{{0,{}}}[A-Za-z0-9])?)?$",
+        LABEL_PART_MAX - 2
+    )
+}
+
+/// The regular expression a label selector (`key=value`) matches.
+pub fn label_selector_pattern() -> String {
+    let part = |p: String| p.trim_start_matches('^').trim_end_matches('$').to_owned();
+    format!(
+        "^{}={}$",
+        part(label_key_pattern()),
+        part(label_value_pattern())
+    )
+}
+
 fn check_label_part(value: &str, allow_empty: bool) -> Result<(), String> {
     if value.is_empty() {
         return if allow_empty {
@@ -100,8 +129,8 @@ fn check_label_part(value: &str, allow_empty: bool) -> Result<(), String> {
             Err("must not be empty".into())
         };
     }
-    if value.len() > 63 {
-        return Err("must be at most 63 characters".into());
+    if value.len() > LABEL_PART_MAX {
+        return Err(format!("must be at most {LABEL_PART_MAX} characters"));
     }
     let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
     let first = value
@@ -204,23 +233,53 @@ impl CreateInstance {
     }
 }
 
+/// Why a change was refused: the request itself breaks a rule (400), or it is
+/// well-formed but does not fit the instance as it is now (409) — a smaller
+/// size than the current one, a plan the current size does not fit, an
+/// external endpoint with an ACL that admits no one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChangeRefused {
+    #[error(transparent)]
+    Invalid(ValidationError),
+    #[error("the change does not fit the instance as it is: {0}")]
+    Conflict(ValidationError),
+}
+
+impl ChangeRefused {
+    /// Every field at fault.
+    pub fn errors(&self) -> &[FieldError] {
+        match self {
+            Self::Invalid(e) | Self::Conflict(e) => &e.errors,
+        }
+    }
+}
+
 impl UpdateInstance {
     /// Applies the change to `current`: the plan must exist, storage may only
-    /// grow and must fit the (new) plan, the ACL must parse.
+    /// grow and must fit the (new) plan, the ACL must parse. What the request
+    /// alone shows to be wrong is [`ChangeRefused::Invalid`]; what is wrong
+    /// only against `current` is [`ChangeRefused::Conflict`].
     pub fn apply(
         self,
         current: &InstanceSpec,
         plans: &PlanCatalog,
-    ) -> Result<InstanceSpec, ValidationError> {
-        let mut errors = Errors::default();
+    ) -> Result<InstanceSpec, ChangeRefused> {
+        let mut invalid = Errors::default();
+        let mut conflict = Errors::default();
         let mut next = current.clone();
         let plan = match &self.plan {
-            Some(p) => errors.check("plan", plans.get(p)),
-            None => errors.check("plan", plans.get(&current.plan)),
+            Some(p) => invalid.check("plan", plans.get(p)),
+            None => conflict.check("plan", plans.get(&current.plan)),
         };
         if let Some(gb) = self.storage_gb {
-            if gb < current.storage_gb {
-                errors.push(
+            let (min, max) = plans.storage_gb_bounds();
+            if !(min..=max).contains(&gb) {
+                invalid.push(
+                    "storage_gb",
+                    format!("must be between {min} and {max} (and within the plan's range)"),
+                );
+            } else if gb < current.storage_gb {
+                conflict.push(
                     "storage_gb",
                     format!(
                         "storage can only grow (currently {} GiB)",
@@ -232,40 +291,50 @@ impl UpdateInstance {
         }
         if let Some(plan) = plan {
             next.plan.clone_from(&plan.id);
-            if errors
-                .check(
-                    "storage_gb",
-                    PlanCatalog::check_storage(plan, next.storage_gb),
-                )
-                .is_none()
-                && self.storage_gb.is_none()
-            {
+            let fits = PlanCatalog::check_storage(plan, next.storage_gb);
+            match (self.plan.is_some(), self.storage_gb.is_some()) {
+                // Both in the request: the request alone is wrong.
+                (true, true) => {
+                    invalid.check("storage_gb", fits);
+                }
                 // The old size does not fit the new plan: say what to send.
-                errors.push(
+                (true, false) if fits.is_err() => conflict.push(
                     "plan",
                     format!(
                         "plan {} needs storage_gb between {} and {}; send storage_gb too",
                         plan.id, plan.storage_gb_min, plan.storage_gb_max
                     ),
-                );
+                ),
+                (false, true) => {
+                    conflict.check("storage_gb", fits);
+                }
+                _ => {}
             }
         }
         if let Some(entries) = &self.acl
-            && let Some(acl) = errors.check("acl", prefixed("acl", Acl::parse(entries)))
+            && let Some(acl) = invalid.check("acl", prefixed("acl", Acl::parse(entries)))
         {
             next.acl = acl;
         }
         if let Some(external) = self.external_access {
             next.external_access = external;
         }
-        if self.external_access.is_some() || self.acl.is_some() {
-            check_external_access(next.external_access, Some(&next.acl), &mut errors);
+        match (self.external_access, &self.acl) {
+            // Both in the request: the request alone is wrong.
+            (Some(_), Some(_)) => {
+                check_external_access(next.external_access, Some(&next.acl), &mut invalid);
+            }
+            (Some(_), None) | (None, Some(_)) => {
+                check_external_access(next.external_access, Some(&next.acl), &mut conflict);
+            }
+            (None, None) => {}
         }
         if let Some(labels) = self.labels {
-            check_labels(&labels, &mut errors);
+            check_labels(&labels, &mut invalid);
             next.labels = labels;
         }
-        errors.finish()?;
+        invalid.finish().map_err(ChangeRefused::Invalid)?;
+        conflict.finish().map_err(ChangeRefused::Conflict)?;
         Ok(next)
     }
 }
@@ -499,6 +568,35 @@ pub fn parse_label_selector(s: &str) -> Result<(String, String), ValidationError
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_documented_label_patterns_accept_exactly_what_the_checks_accept() {
+        let strings = crate::names::tests::candidates(
+            &['a', 'Z', '0', '-', '_', '.', '=', ' '],
+            3,
+            &[62, 63, 64],
+        );
+        let key = regex::Regex::new(&label_key_pattern()).unwrap();
+        let value = regex::Regex::new(&label_value_pattern()).unwrap();
+        let selector = regex::Regex::new(&label_selector_pattern()).unwrap();
+        for s in &strings {
+            assert_eq!(
+                key.is_match(s),
+                check_label_part(s, false).is_ok(),
+                "key {s:?}"
+            );
+            assert_eq!(
+                value.is_match(s),
+                check_label_part(s, true).is_ok(),
+                "value {s:?}"
+            );
+            assert_eq!(
+                selector.is_match(s),
+                parse_label_selector(s).is_ok(),
+                "selector {s:?}"
+            );
+        }
+    }
+
     fn catalogs() -> (PlanCatalog, VersionCatalog) {
         (
             PlanCatalog::default(),
@@ -567,10 +665,9 @@ mod tests {
             storage_gb: Some(2),
             ..UpdateInstance::default()
         };
-        assert_eq!(
-            shrink.apply(&spec, &p).unwrap_err().errors[0].field,
-            "storage_gb"
-        );
+        let err = shrink.apply(&spec, &p).unwrap_err();
+        assert!(matches!(err, ChangeRefused::Conflict(_)), "{err:?}");
+        assert_eq!(err.errors()[0].field, "storage_gb");
         let grow = UpdateInstance {
             storage_gb: Some(8),
             labels: Some(BTreeMap::from([("team".into(), "a".into())])),
@@ -591,7 +688,17 @@ mod tests {
         }
         .apply(&spec, &p)
         .unwrap_err();
-        assert!(err.errors.iter().any(|e| e.field == "plan"));
+        assert!(matches!(err, ChangeRefused::Conflict(_)), "{err:?}");
+        assert!(err.errors().iter().any(|e| e.field == "plan"));
+        // Both sent and not fitting: the request alone is wrong.
+        let err = UpdateInstance {
+            plan: Some("medium".into()),
+            storage_gb: Some(1),
+            ..UpdateInstance::default()
+        }
+        .apply(&spec, &p)
+        .unwrap_err();
+        assert!(matches!(err, ChangeRefused::Invalid(_)), "{err:?}");
         let ok = UpdateInstance {
             plan: Some("medium".into()),
             storage_gb: Some(10),
@@ -640,7 +747,16 @@ mod tests {
         }
         .apply(&on, &p)
         .unwrap_err();
-        assert_eq!(emptied.errors[0].field, "external_access");
+        assert!(matches!(emptied, ChangeRefused::Conflict(_)), "{emptied:?}");
+        assert_eq!(emptied.errors()[0].field, "external_access");
+        let both = UpdateInstance {
+            acl: Some(vec![]),
+            external_access: Some(true),
+            ..UpdateInstance::default()
+        }
+        .apply(&on, &p)
+        .unwrap_err();
+        assert!(matches!(both, ChangeRefused::Invalid(_)), "{both:?}");
         let off = UpdateInstance {
             acl: Some(vec![]),
             external_access: Some(false),

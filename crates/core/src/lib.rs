@@ -21,8 +21,8 @@ pub use audit::{Actor, AuditEvent, NewAuditEvent, Outcome, OutcomeResult, Target
 pub use error::{FieldError, ValidationError};
 pub use events::{EventKind, ServiceEvent, Severity};
 pub use instance::{
-    Condition, ConditionStatus, CreateInstance, Endpoint, Instance, InstanceSpec, InstanceStatus,
-    Phase, UpdateInstance,
+    ChangeRefused, Condition, ConditionStatus, CreateInstance, Endpoint, Instance, InstanceSpec,
+    InstanceStatus, Phase, UpdateInstance,
 };
 pub use names::{InstanceName, ProjectName, Username};
 pub use plans::{Plan, PlanCatalog};

@@ -11,6 +11,13 @@ const DNS_LABEL_MAX: usize = 63;
 /// (Kubernetes objects, roles) still fit.
 pub const INSTANCE_NAME_MAX: usize = 40;
 
+/// The regular expression matching exactly the names [`check_dns_label`]
+/// accepts with this `max` (stated in the OpenAPI document; a test holds the
+/// two together).
+pub fn dns_label_pattern(max: usize) -> String {
+    format!("^[a-z]([a-z0-9-]{{0,{}}}[a-z0-9])?$", max.saturating_sub(2))
+}
+
 fn check_dns_label(value: &str, max: usize) -> Result<(), String> {
     if value.is_empty() {
         return Err("must not be empty".into());
@@ -44,6 +51,14 @@ macro_rules! name_type {
         pub struct $name(String);
 
         impl $name {
+            /// The longest name of this kind.
+            pub const MAX_LEN: usize = $max;
+
+            /// The regular expression a name of this kind matches.
+            pub fn pattern() -> String {
+                dns_label_pattern($max)
+            }
+
             /// Checks `value` against the naming rules; the error names no field.
             pub fn parse(value: &str) -> Result<Self, ValidationError> {
                 check_dns_label(value, $max)
@@ -100,8 +115,49 @@ name_type!(
 );
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// Every string over a few characters up to `len`, and long ones around the limits.
+    pub(crate) fn candidates(alphabet: &[char], len: usize, long: &[usize]) -> Vec<String> {
+        let mut all = vec![String::new()];
+        let mut last = vec![String::new()];
+        for _ in 0..len {
+            last = last
+                .iter()
+                .flat_map(|s| alphabet.iter().map(move |c| format!("{s}{c}")))
+                .collect();
+            all.extend(last.iter().cloned());
+        }
+        for &n in long {
+            all.push("a".repeat(n));
+            all.push(format!("{}-", "a".repeat(n - 1)));
+            all.push(format!("{}9", "a".repeat(n - 1)));
+        }
+        all
+    }
+
+    #[test]
+    fn the_documented_pattern_accepts_exactly_what_parse_accepts() {
+        let strings = candidates(
+            &['a', 'Z', '0', '-', '_', '.', 'é'],
+            3,
+            &[39, 40, 41, 62, 63, 64],
+        );
+        for (pattern, parse) in [
+            (
+                ProjectName::pattern(),
+                (|s: &str| ProjectName::parse(s).is_ok()) as fn(&str) -> bool,
+            ),
+            (InstanceName::pattern(), |s| InstanceName::parse(s).is_ok()),
+            (Username::pattern(), |s| Username::parse(s).is_ok()),
+        ] {
+            let re = regex::Regex::new(&pattern).unwrap();
+            for s in &strings {
+                assert_eq!(re.is_match(s), parse(s), "{pattern} on {s:?}");
+            }
+        }
+    }
 
     #[test]
     fn accepts_dns_labels() {

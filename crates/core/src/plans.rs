@@ -118,6 +118,14 @@ impl PlanCatalog {
         })
     }
 
+    /// The smallest and largest `storage_gb` any plan allows: a size outside
+    /// is wrong whatever the plan.
+    pub fn storage_gb_bounds(&self) -> (u32, u32) {
+        let min = self.plans.iter().map(|p| p.storage_gb_min).min();
+        let max = self.plans.iter().map(|p| p.storage_gb_max).max();
+        (min.unwrap_or(0), max.unwrap_or(0))
+    }
+
     /// The plan chosen when a request names none.
     pub fn default_plan(&self) -> &Plan {
         &self.plans[0]

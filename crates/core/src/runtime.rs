@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use crate::audit::NewAuditEvent;
 use crate::error::ValidationError;
 use crate::events::{PublishedEvent, ServiceEvent};
-use crate::instance::{Instance, InstanceSpec, UpdateInstance};
+use crate::instance::{ChangeRefused, Instance, InstanceSpec, UpdateInstance};
 use crate::names::{InstanceName, ProjectName};
 use crate::plans::PlanCatalog;
 use crate::secret::Secret;
@@ -22,10 +22,22 @@ pub enum RuntimeError {
     Conflict(String),
     #[error(transparent)]
     Invalid(#[from] ValidationError),
+    /// A well-formed change that does not fit the instance as it is now.
+    #[error("{0}")]
+    ConflictingChange(ValidationError),
     #[error("{0}")]
     Unavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl From<ChangeRefused> for RuntimeError {
+    fn from(e: ChangeRefused) -> Self {
+        match e {
+            ChangeRefused::Invalid(v) => Self::Invalid(v),
+            ChangeRefused::Conflict(v) => Self::ConflictingChange(v),
+        }
+    }
 }
 
 /// Connection data for an instance's application role.
@@ -100,6 +112,11 @@ pub const UPDATE_ATTEMPTS: u32 = 5;
 pub trait InstanceRuntime: Send + Sync + 'static {
     fn plans(&self) -> &PlanCatalog;
     fn versions(&self) -> &VersionCatalog;
+
+    /// Whether instances may have an external endpoint (`external_access`).
+    fn offers_external_access(&self) -> bool {
+        false
+    }
 
     /// Records the instance (phase `Provisioning`) and starts provisioning in
     /// the background. A duplicate name is a `Conflict`.

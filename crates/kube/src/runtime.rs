@@ -344,6 +344,10 @@ impl InstanceRuntime for KubeRuntime {
         &self.versions
     }
 
+    fn offers_external_access(&self) -> bool {
+        true
+    }
+
     async fn create(&self, project: &ProjectName, spec: InstanceSpec) -> RuntimeResult<Instance> {
         self.ensure_namespace(project).await?;
         let mut pi = PostgresInstance::new(

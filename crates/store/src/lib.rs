@@ -669,6 +669,17 @@ impl Tx {
             .map_err(|e| conflict(e, "idempotency key"))?;
         Ok(())
     }
+
+    /// Forgets the response recorded for `key` (its resource is gone: a
+    /// retry now creates anew).
+    pub async fn forget_idempotent_response(&mut self, project: &str, key: &str) -> Result<()> {
+        sqlx::query("DELETE FROM idempotency_keys WHERE project = $1 AND key = $2")
+            .bind(project)
+            .bind(key)
+            .execute(&mut *self.inner)
+            .await?;
+        Ok(())
+    }
 }
 
 /// Audit events go to the structured log too, under target `audit`. Details

@@ -74,7 +74,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Openapi => {
-            println!("{}", strata_api::openapi().to_pretty_json()?);
+            println!("{}", serde_json::to_string_pretty(&strata_api::openapi())?);
             Ok(())
         }
         Command::Audit(args) => block_on(audit::run(args)),

@@ -3,8 +3,6 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Serialize;
 use strata_core::audit::ChainReport;
 use strata_core::{Action, AuditEvent};
@@ -15,7 +13,7 @@ use utoipa::ToSchema;
 use super::{admin_only, project};
 use crate::AppState;
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiResult, Problem};
+use crate::error::{ApiError, ApiResult};
 use crate::extract::QueryParams;
 
 #[derive(Serialize, ToSchema)]
@@ -42,7 +40,7 @@ fn time_param(q: &QueryParams, name: &str) -> ApiResult<Option<OffsetDateTime>> 
 
 /// The project's audit log, newest first: who did what to which resource,
 /// from where, and how it ended — failed and denied attempts included.
-#[utoipa::path(get, path = "/v1/projects/{project}/audit-events", tag = "audit",
+#[utoipa::path(get, path = "/v1/projects/{project}/audit-events", operation_id = "listAuditEvents", tag = "audit",
     security(("bearer" = [])),
     params(
         ("project" = String, Path, description = "Project name"),
@@ -56,9 +54,6 @@ fn time_param(q: &QueryParams, name: &str) -> ApiResult<Option<OffsetDateTime>> 
     ),
     responses(
         (status = 200, body = AuditEventList),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list(
     State(st): State<AppState>,
@@ -80,11 +75,9 @@ pub async fn list(
     let before = q
         .get("page_token")
         .map(|t| {
-            URL_SAFE_NO_PAD
-                .decode(t)
+            t.parse::<i64>()
                 .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .and_then(|s| s.strip_prefix("seq:").and_then(|n| n.parse::<i64>().ok()))
+                .filter(|seq| *seq > 0 && !t.starts_with('+') && !t.starts_with('0'))
                 .ok_or_else(|| {
                     ApiError::field(
                         StatusCode::BAD_REQUEST,
@@ -105,9 +98,7 @@ pub async fn list(
     let mut items = st.store.audit_events(&filter, before, size + 1).await?;
     let next_page_token = if items.len() > size as usize {
         items.truncate(size as usize);
-        items
-            .last()
-            .map(|e| URL_SAFE_NO_PAD.encode(format!("seq:{}", e.seq)))
+        items.last().map(|e| e.seq.to_string())
     } else {
         None
     };
@@ -119,11 +110,10 @@ pub async fn list(
 
 /// Walks the whole audit chain and names the first broken link (platform
 /// admins only). `ok` is false when an event was edited, removed or cut off.
-#[utoipa::path(get, path = "/v1/admin/audit/verify", tag = "audit", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/admin/audit/verify", operation_id = "verifyAuditChain", tag = "audit", security(("bearer" = [])),
     responses(
         (status = 200, body = ChainReport),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Platform administrators only"),
     ))]
 pub async fn verify(State(st): State<AppState>, caller: Caller) -> ApiResult<Json<ChainReport>> {
     admin_only(&caller)?;

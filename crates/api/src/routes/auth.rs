@@ -15,7 +15,7 @@ use crate::auth::{
     ACCESS_TOKEN_SECONDS, REFRESH_PREFIX, REFRESH_TOKEN_SECONDS, new_opaque_token, same_secret,
     token_hash,
 };
-use crate::error::{ApiError, ApiResult, Problem};
+use crate::error::{ApiError, ApiResult};
 use crate::extract;
 
 #[derive(Deserialize, ToSchema)]
@@ -95,11 +95,10 @@ async fn issue_pair(
 /// Exchanges a user name and password for an access token (a JWT) and a
 /// refresh token. Attempts are limited per source address and failed ones
 /// per user name (429 with `Retry-After`); every sign-in is audited.
-#[utoipa::path(post, path = "/v1/auth/token", tag = "auth", request_body = TokenRequest, responses(
+#[utoipa::path(post, path = "/v1/auth/token", operation_id = "signIn", tag = "auth", request_body = TokenRequest, responses(
     (status = 200, body = TokenResponse),
-    (status = 400, body = Problem, content_type = "application/problem+json"),
-    (status = 401, body = Problem, content_type = "application/problem+json"),
-    (status = 429, body = Problem, content_type = "application/problem+json", description = "Too many attempts; see Retry-After"),
+    (status = 401, description = "Wrong user name or password"),
+    (status = 429, description = "Too many attempts; see Retry-After"),
 ))]
 pub async fn token(
     State(st): State<AppState>,
@@ -108,14 +107,14 @@ pub async fn token(
 ) -> ApiResult<Json<TokenResponse>> {
     limit_address(&st, &meta)?;
     let req = body?.value;
-    if req.username.is_empty() || req.username.len() > 256 {
+    if req.username.is_empty() || req.username.chars().count() > 256 {
         return Err(ApiError::field(
             StatusCode::BAD_REQUEST,
             "username",
             "must be 1 to 256 characters",
         ));
     }
-    if req.password.expose().len() > 1024 {
+    if req.password.expose().chars().count() > 1024 {
         return Err(ApiError::field(
             StatusCode::BAD_REQUEST,
             "password",
@@ -157,11 +156,10 @@ pub async fn token(
 /// Exchanges a refresh token for a new access token and a new refresh
 /// token. Each refresh token works once: presenting a used one again
 /// revokes every token descended from the same sign-in.
-#[utoipa::path(post, path = "/v1/auth/refresh", tag = "auth", request_body = RefreshRequest, responses(
+#[utoipa::path(post, path = "/v1/auth/refresh", operation_id = "refreshToken", tag = "auth", request_body = RefreshRequest, responses(
     (status = 200, body = TokenResponse),
-    (status = 400, body = Problem, content_type = "application/problem+json"),
-    (status = 401, body = Problem, content_type = "application/problem+json"),
-    (status = 429, body = Problem, content_type = "application/problem+json", description = "Too many attempts; see Retry-After"),
+    (status = 401, description = "The refresh token is invalid, expired or already used"),
+    (status = 429, description = "Too many attempts; see Retry-After"),
 ))]
 pub async fn refresh(
     State(st): State<AppState>,
@@ -215,9 +213,8 @@ pub async fn refresh(
 
 /// Signs out: revokes the refresh token and every token of its sign-in.
 /// Access tokens already issued stay valid until they expire (15 minutes).
-#[utoipa::path(post, path = "/v1/auth/logout", tag = "auth", request_body = RefreshRequest, responses(
+#[utoipa::path(post, path = "/v1/auth/logout", operation_id = "signOut", tag = "auth", request_body = RefreshRequest, responses(
     (status = 204, description = "Signed out (also when the token was unknown)"),
-    (status = 400, body = Problem, content_type = "application/problem+json"),
 ))]
 pub async fn logout(
     State(st): State<AppState>,
@@ -239,13 +236,13 @@ pub async fn logout(
 }
 
 /// The issuer's public keys (JWKS).
-#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "auth", responses((status = 200, body = Object)))]
+#[utoipa::path(get, path = "/.well-known/jwks.json", operation_id = "getJwks", tag = "auth", responses((status = 200, body = Object)))]
 pub async fn jwks(State(st): State<AppState>) -> Json<serde_json::Value> {
     Json(st.auth.jwks().clone())
 }
 
 /// OpenID Connect discovery document of the built-in issuer.
-#[utoipa::path(get, path = "/.well-known/openid-configuration", tag = "auth", responses((status = 200, body = Object)))]
+#[utoipa::path(get, path = "/.well-known/openid-configuration", operation_id = "getOpenIdConfiguration", tag = "auth", responses((status = 200, body = Object)))]
 pub async fn discovery(State(st): State<AppState>) -> Json<serde_json::Value> {
     let iss = st.auth.issuer();
     Json(serde_json::json!({

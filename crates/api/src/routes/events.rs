@@ -17,7 +17,7 @@ use uuid::Uuid;
 use super::{instance_name, project};
 use crate::AppState;
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiResult, Problem};
+use crate::error::{ApiError, ApiResult};
 use crate::extract::QueryParams;
 
 #[derive(Serialize, ToSchema)]
@@ -31,7 +31,7 @@ pub struct EventList {
 /// The instance's service log, oldest first: phase changes, provisioning
 /// steps, restarts, failures, rotations. With `follow=true` (or
 /// `Accept: text/event-stream`) a Server-Sent Events stream that stays open.
-#[utoipa::path(get, path = "/v1/projects/{project}/instances/{name}/events", tag = "instances",
+#[utoipa::path(get, path = "/v1/projects/{project}/instances/{name}/events", operation_id = "listEvents", tag = "instances",
     security(("bearer" = [])),
     params(
         ("project" = String, Path), ("name" = String, Path),
@@ -41,10 +41,6 @@ pub struct EventList {
     ),
     responses(
         (status = 200, body = EventList, description = "JSON, or text/event-stream when following"),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json", description = "The caller's role does not allow this"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list(
     State(st): State<AppState>,
@@ -62,13 +58,20 @@ pub async fn list(
     )
     .await?;
     let name = instance_name(&name)?;
-    let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok());
-    let after = match q.get("after").or(last_event_id) {
-        Some(a) => Some(Uuid::parse_str(a).map_err(|_| {
-            ApiError::field(StatusCode::BAD_REQUEST, "after", "must be an event id")
-        })?),
+    let event_id = |field: &str, value: Option<&str>| {
+        value
+            .map(|v| {
+                Uuid::parse_str(v).map_err(|_| {
+                    ApiError::field(StatusCode::BAD_REQUEST, field, "must be an event id")
+                })
+            })
+            .transpose()
+    };
+    let last_event_id = match headers.get("last-event-id") {
+        Some(v) => event_id("Last-Event-ID", Some(v.to_str().unwrap_or("")))?,
         None => None,
     };
+    let after = event_id("after", q.get("after"))?.or(last_event_id);
     let follow = match q.get("follow") {
         Some("true") => true,
         Some("false") => false,

@@ -13,7 +13,7 @@ use super::{admin_only, project};
 use crate::AppState;
 use crate::audit::{self, Audit, RequestMeta};
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiResult, Problem};
+use crate::error::{ApiError, ApiResult};
 use crate::extract;
 
 /// A project the caller has a role in.
@@ -35,9 +35,8 @@ pub struct Me {
 }
 
 /// The caller, its projects and roles.
-#[utoipa::path(get, path = "/v1/me", tag = "identity", security(("bearer" = [])), responses(
+#[utoipa::path(get, path = "/v1/me", operation_id = "getMe", tag = "identity", security(("bearer" = [])), responses(
     (status = 200, body = Me),
-    (status = 401, body = Problem, content_type = "application/problem+json"),
 ))]
 pub async fn me(State(st): State<AppState>, caller: Caller) -> ApiResult<Json<Me>> {
     let projects = caller
@@ -87,10 +86,9 @@ pub struct CreateUser {
 }
 
 /// Every user (platform admins only).
-#[utoipa::path(get, path = "/v1/users", tag = "identity", security(("bearer" = [])), responses(
+#[utoipa::path(get, path = "/v1/users", operation_id = "listUsers", tag = "identity", security(("bearer" = [])), responses(
     (status = 200, body = UserList),
-    (status = 401, body = Problem, content_type = "application/problem+json"),
-    (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Platform administrators only"),
 ))]
 pub async fn list_users(State(st): State<AppState>, caller: Caller) -> ApiResult<Json<UserList>> {
     admin_only(&caller)?;
@@ -110,14 +108,12 @@ pub async fn list_users(State(st): State<AppState>, caller: Caller) -> ApiResult
 }
 
 /// Creates a user (platform admins only).
-#[utoipa::path(post, path = "/v1/users", tag = "identity", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/users", operation_id = "createUser", tag = "identity", security(("bearer" = [])),
     request_body = CreateUser,
     responses(
         (status = 201, body = User),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 409, body = Problem, content_type = "application/problem+json", description = "The name is taken"),
+        (status = 403, description = "Platform administrators only"),
+        (status = 409, description = "The name is taken"),
     ))]
 pub async fn create_user(
     State(st): State<AppState>,
@@ -183,14 +179,12 @@ pub async fn create_user(
 
 /// Deletes a user and its memberships (platform admins only). Its tokens stop
 /// working at once.
-#[utoipa::path(delete, path = "/v1/users/{username}", tag = "identity", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/v1/users/{username}", operation_id = "deleteUser", tag = "identity", security(("bearer" = [])),
     params(("username" = String, Path)),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 409, body = Problem, content_type = "application/problem+json", description = "Callers cannot delete themselves"),
+        (status = 403, description = "Platform administrators only"),
+        (status = 409, description = "Callers cannot delete themselves"),
     ))]
 pub async fn delete_user(
     State(st): State<AppState>,
@@ -259,9 +253,8 @@ pub struct CreateProject {
 
 /// The projects the caller sees: its memberships, or every project for a
 /// platform admin.
-#[utoipa::path(get, path = "/v1/projects", tag = "identity", security(("bearer" = [])), responses(
+#[utoipa::path(get, path = "/v1/projects", operation_id = "listProjects", tag = "identity", security(("bearer" = [])), responses(
     (status = 200, body = ProjectList),
-    (status = 401, body = Problem, content_type = "application/problem+json"),
 ))]
 pub async fn list_projects(
     State(st): State<AppState>,
@@ -293,14 +286,12 @@ pub async fn list_projects(
 
 /// Creates a project (platform admins only). The creator is not made a
 /// member: admins reach every project; add an owner with the members API.
-#[utoipa::path(post, path = "/v1/projects", tag = "identity", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/projects", operation_id = "createProject", tag = "identity", security(("bearer" = [])),
     request_body = CreateProject,
     responses(
         (status = 201, body = Project),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 409, body = Problem, content_type = "application/problem+json", description = "The name is taken"),
+        (status = 403, description = "Platform administrators only"),
+        (status = 409, description = "The name is taken"),
     ))]
 pub async fn create_project(
     State(st): State<AppState>,
@@ -370,17 +361,15 @@ pub struct AddMember {
     /// An existing user's name.
     pub user: String,
     /// `viewer`, `editor` or `owner`.
+    #[schema(value_type = Role)]
     pub role: String,
 }
 
 /// The project's members and their roles (owners and platform admins).
-#[utoipa::path(get, path = "/v1/projects/{project}/members", tag = "identity", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/projects/{project}/members", operation_id = "listMembers", tag = "identity", security(("bearer" = [])),
     params(("project" = String, Path)),
     responses(
         (status = 200, body = MemberList),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list_members(
     State(st): State<AppState>,
@@ -404,16 +393,12 @@ pub async fn list_members(
 
 /// Gives a user a role in the project, replacing the role it had (owners and
 /// platform admins). 201 for a new member, 200 for a changed role.
-#[utoipa::path(post, path = "/v1/projects/{project}/members", tag = "identity", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/projects/{project}/members", operation_id = "addMember", tag = "identity", security(("bearer" = [])),
     params(("project" = String, Path)),
     request_body = AddMember,
     responses(
         (status = 201, body = Member),
         (status = 200, body = Member, description = "The user's role was changed"),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn add_member(
     State(st): State<AppState>,
@@ -443,11 +428,13 @@ pub async fn add_member(
                 "must be viewer, editor or owner",
             )
         })?;
-        let user = st
-            .store
-            .user_by_name(&req.user)
-            .await?
-            .ok_or_else(|| ApiError::field(StatusCode::BAD_REQUEST, "user", "no such user"))?;
+        let user = st.store.user_by_name(&req.user).await?.ok_or_else(|| {
+            ApiError::field(
+                StatusCode::NOT_FOUND,
+                "user",
+                format!("user {} not found", req.user),
+            )
+        })?;
         let mut tx = st.store.begin().await?;
         let created = tx
             .set_membership(&user.id.to_string(), project.as_str(), role)
@@ -474,13 +461,10 @@ pub async fn add_member(
 }
 
 /// Removes a user's role in the project (owners and platform admins).
-#[utoipa::path(delete, path = "/v1/projects/{project}/members/{user}", tag = "identity", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/v1/projects/{project}/members/{user}", operation_id = "removeMember", tag = "identity", security(("bearer" = [])),
     params(("project" = String, Path), ("user" = String, Path)),
     responses(
         (status = 204, description = "Removed"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn remove_member(
     State(st): State<AppState>,

@@ -2,14 +2,12 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use strata_core::instance::parse_label_selector;
 use strata_core::{
-    Action, CreateInstance, Credentials, Instance, PageRequest, ProjectName, RuntimeError,
-    UpdateInstance,
+    Action, CreateInstance, Credentials, Instance, InstanceName, PageRequest, ProjectName,
+    RuntimeError, UpdateInstance,
 };
 use utoipa::ToSchema;
 
@@ -17,7 +15,7 @@ use super::{instance_name, project};
 use crate::AppState;
 use crate::audit::{self, Audit, RequestMeta};
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiResult, Problem};
+use crate::error::{ApiError, ApiResult};
 use crate::extract::{self, QueryParams};
 
 #[derive(Serialize, ToSchema)]
@@ -28,23 +26,19 @@ pub struct InstanceList {
     pub next_page_token: Option<String>,
 }
 
-/// Reads `page_size` and `page_token`.
+/// Reads `page_size` and `page_token` (the last name of the previous page).
 pub(crate) fn page(q: &QueryParams) -> ApiResult<PageRequest> {
     let size = q.page_size()?;
     let token = q
         .get("page_token")
         .map(|t| {
-            URL_SAFE_NO_PAD
-                .decode(t)
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .ok_or_else(|| {
-                    ApiError::field(
-                        StatusCode::BAD_REQUEST,
-                        "page_token",
-                        "is not a token this API issued",
-                    )
-                })
+            InstanceName::parse(t).map(|_| t.to_owned()).map_err(|_| {
+                ApiError::field(
+                    StatusCode::BAD_REQUEST,
+                    "page_token",
+                    "is not a token this API issued",
+                )
+            })
         })
         .transpose()?;
     Ok(PageRequest { size, token })
@@ -60,7 +54,7 @@ fn accepted(project: &ProjectName, instance: &Instance) -> Response {
 }
 
 /// Lists a project's instances, by name.
-#[utoipa::path(get, path = "/v1/projects/{project}/instances", tag = "instances",
+#[utoipa::path(get, path = "/v1/projects/{project}/instances", operation_id = "listInstances", tag = "instances",
     security(("bearer" = [])),
     params(
         ("project" = String, Path, description = "Project name"),
@@ -70,10 +64,6 @@ fn accepted(project: &ProjectName, instance: &Instance) -> Response {
     ),
     responses(
         (status = 200, body = InstanceList),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json", description = "The caller's role does not allow this"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list(
     State(st): State<AppState>,
@@ -90,7 +80,7 @@ pub async fn list(
     let page = st.runtime.list(&project, &labels, page(&q)?).await?;
     Ok(Json(InstanceList {
         items: page.items,
-        next_page_token: page.next_page_token.map(|t| URL_SAFE_NO_PAD.encode(t)),
+        next_page_token: page.next_page_token,
     }))
 }
 
@@ -112,7 +102,9 @@ fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
     Ok(Some(s.to_owned()))
 }
 
-/// The stored response to `key`, if this request repeats an earlier one.
+/// The stored response to `key`, if this request repeats an earlier one
+/// whose instance still exists. Once that instance is deleted the key is
+/// forgotten, and the request creates anew.
 async fn replay(
     st: &AppState,
     project: &ProjectName,
@@ -123,6 +115,24 @@ async fn replay(
     else {
         return Ok(None);
     };
+    let created = serde_json::from_str::<Instance>(&body).ok();
+    let live = match &created {
+        Some(instance) => match InstanceName::parse(&instance.name) {
+            Ok(name) => match st.runtime.get(project, &name).await {
+                Ok(now) => now.id == instance.id,
+                Err(RuntimeError::NotFound(_)) => false,
+                Err(e) => return Err(e.into()),
+            },
+            Err(_) => false,
+        },
+        None => true,
+    };
+    if !live {
+        let mut tx = st.store.begin().await?;
+        tx.forget_idempotent_response(project.as_str(), key).await?;
+        tx.commit().await?;
+        return Ok(None);
+    }
     if stored != fingerprint {
         return Err(ApiError::field(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -138,7 +148,7 @@ async fn replay(
         .into_response();
     res.headers_mut()
         .insert("idempotent-replayed", HeaderValue::from_static("true"));
-    if let Ok(instance) = serde_json::from_str::<Instance>(&body)
+    if let Some(instance) = created
         && let Ok(v) = HeaderValue::from_str(&format!(
             "/v1/projects/{project}/instances/{}",
             instance.name
@@ -151,7 +161,7 @@ async fn replay(
 
 /// Orders a new instance. Returns at once (202) with phase `Provisioning`;
 /// poll the instance or follow its events until it is `Ready`.
-#[utoipa::path(post, path = "/v1/projects/{project}/instances", tag = "instances",
+#[utoipa::path(post, path = "/v1/projects/{project}/instances", operation_id = "createInstance", tag = "instances",
     security(("bearer" = [])),
     params(
         ("project" = String, Path, description = "Project name"),
@@ -160,14 +170,8 @@ async fn replay(
     request_body = CreateInstance,
     responses(
         (status = 202, body = Instance, description = "Accepted; Location names the instance"),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json", description = "The caller's role does not allow this"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 409, body = Problem, content_type = "application/problem+json", description = "The name is taken"),
-        (status = 413, body = Problem, content_type = "application/problem+json"),
-        (status = 415, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json", description = "Idempotency-Key reused with another body"),
+        (status = 409, description = "The name is taken"),
+        (status = 422, description = "Idempotency-Key reused with another body"),
     ))]
 pub async fn create(
     State(st): State<AppState>,
@@ -283,14 +287,11 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// One instance.
-#[utoipa::path(get, path = "/v1/projects/{project}/instances/{name}", tag = "instances",
+#[utoipa::path(get, path = "/v1/projects/{project}/instances/{name}", operation_id = "getInstance", tag = "instances",
     security(("bearer" = [])),
     params(("project" = String, Path), ("name" = String, Path)),
     responses(
         (status = 200, body = Instance),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json", description = "The caller's role does not allow this"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn get(
     State(st): State<AppState>,
@@ -305,17 +306,13 @@ pub async fn get(
 
 /// Changes plan, storage (grow only), ACL or labels. Returns 202 with phase
 /// `Updating` while the change is applied.
-#[utoipa::path(patch, path = "/v1/projects/{project}/instances/{name}", tag = "instances",
+#[utoipa::path(patch, path = "/v1/projects/{project}/instances/{name}", operation_id = "updateInstance", tag = "instances",
     security(("bearer" = [])),
     params(("project" = String, Path), ("name" = String, Path)),
     request_body = UpdateInstance,
     responses(
         (status = 202, body = Instance),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json", description = "The caller's role does not allow this"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 409, body = Problem, content_type = "application/problem+json", description = "The instance is provisioning or being deleted"),
+        (status = 409, description = "The instance is provisioning or being deleted"),
     ))]
 pub async fn update(
     State(st): State<AppState>,
@@ -358,14 +355,11 @@ pub async fn update(
 
 /// Deletes an instance and its data. Returns 202 with phase `Deleting`; the
 /// instance is gone (404) once its server has stopped and its data is removed.
-#[utoipa::path(delete, path = "/v1/projects/{project}/instances/{name}", tag = "instances",
+#[utoipa::path(delete, path = "/v1/projects/{project}/instances/{name}", operation_id = "deleteInstance", tag = "instances",
     security(("bearer" = [])),
     params(("project" = String, Path), ("name" = String, Path)),
     responses(
         (status = 202, body = Instance),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json", description = "The caller's role does not allow this"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn delete(
     State(st): State<AppState>,
@@ -408,15 +402,12 @@ fn no_store(creds: Credentials) -> Response {
 }
 
 /// Connection data of the instance's application role.
-#[utoipa::path(get, path = "/v1/projects/{project}/instances/{name}/credentials", tag = "instances",
+#[utoipa::path(get, path = "/v1/projects/{project}/instances/{name}/credentials", operation_id = "getCredentials", tag = "instances",
     security(("bearer" = [])),
     params(("project" = String, Path), ("name" = String, Path)),
     responses(
         (status = 200, body = Credentials),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json", description = "The caller's role does not allow this"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 409, body = Problem, content_type = "application/problem+json", description = "Still provisioning"),
+        (status = 409, description = "Still provisioning"),
     ))]
 pub async fn credentials(
     State(st): State<AppState>,
@@ -451,16 +442,13 @@ pub async fn credentials(
 }
 
 /// Sets a new password; the old one stops working before this returns.
-#[utoipa::path(post, path = "/v1/projects/{project}/instances/{name}/credentials/rotate", tag = "instances",
+#[utoipa::path(post, path = "/v1/projects/{project}/instances/{name}/credentials/rotate", operation_id = "rotateCredentials", tag = "instances",
     security(("bearer" = [])),
     params(("project" = String, Path), ("name" = String, Path)),
     responses(
         (status = 200, body = Credentials),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json", description = "The caller's role does not allow this"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 409, body = Problem, content_type = "application/problem+json", description = "Not Ready"),
-        (status = 503, body = Problem, content_type = "application/problem+json", description = "The server is not reachable"),
+        (status = 409, description = "Not Ready"),
+        (status = 503, description = "The server is not reachable"),
     ))]
 pub async fn rotate(
     State(st): State<AppState>,

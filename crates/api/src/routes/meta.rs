@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiResult, Problem};
+use crate::error::{ApiError, ApiResult};
 
 #[derive(Serialize, ToSchema)]
 pub struct VersionList {
@@ -25,7 +25,7 @@ pub struct Health {
 }
 
 /// Liveness: the process serves requests.
-#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, body = Health)))]
+#[utoipa::path(get, path = "/healthz", operation_id = "healthz", tag = "health", responses((status = 200, body = Health)))]
 pub async fn healthz() -> Json<Health> {
     Json(Health {
         status: "ok".into(),
@@ -33,9 +33,9 @@ pub async fn healthz() -> Json<Health> {
 }
 
 /// Readiness: the store answers.
-#[utoipa::path(get, path = "/readyz", tag = "health", responses(
+#[utoipa::path(get, path = "/readyz", operation_id = "readyz", tag = "health", responses(
     (status = 200, body = Health),
-    (status = 503, body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Not ready: the store does not answer"),
 ))]
 pub async fn readyz(State(st): State<AppState>) -> ApiResult<Json<Health>> {
     st.store.ping().await.map_err(|e| {
@@ -51,9 +51,8 @@ pub async fn readyz(State(st): State<AppState>) -> ApiResult<Json<Health>> {
 }
 
 /// PostgreSQL versions on offer.
-#[utoipa::path(get, path = "/v1/versions", tag = "catalog", security(("bearer" = [])), responses(
+#[utoipa::path(get, path = "/v1/versions", operation_id = "listVersions", tag = "catalog", security(("bearer" = [])), responses(
     (status = 200, body = VersionList),
-    (status = 401, body = Problem, content_type = "application/problem+json"),
 ))]
 pub async fn versions(State(st): State<AppState>, _caller: Caller) -> Json<VersionList> {
     Json(VersionList {
@@ -62,9 +61,8 @@ pub async fn versions(State(st): State<AppState>, _caller: Caller) -> Json<Versi
 }
 
 /// Plans (flavors) on offer.
-#[utoipa::path(get, path = "/v1/plans", tag = "catalog", security(("bearer" = [])), responses(
+#[utoipa::path(get, path = "/v1/plans", operation_id = "listPlans", tag = "catalog", security(("bearer" = [])), responses(
     (status = 200, body = PlanList),
-    (status = 401, body = Problem, content_type = "application/problem+json"),
 ))]
 pub async fn plans(State(st): State<AppState>, _caller: Caller) -> Json<PlanList> {
     Json(PlanList {

@@ -16,7 +16,7 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::audit::{self, Audit, RequestMeta};
 use crate::auth::{Caller, PAT_PREFIX, new_opaque_token, token_hash};
-use crate::error::{ApiError, ApiResult, Problem};
+use crate::error::{ApiError, ApiResult};
 use crate::extract::{self, QueryParams};
 
 /// Active tokens a user may hold at once.
@@ -133,15 +133,13 @@ fn bad(field: &str, message: &str) -> ApiError {
 /// Creates a personal access token for the caller, scoped to one project
 /// and a role no larger than the caller's own there. The response is the
 /// only place the token appears.
-#[utoipa::path(post, path = "/v1/tokens", tag = "tokens", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/tokens", operation_id = "createAccessToken", tag = "tokens", security(("bearer" = [])),
     request_body = CreateToken,
     responses(
         (status = 201, body = CreatedToken),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json", description = "No such project (or no access to it)"),
-        (status = 409, body = Problem, content_type = "application/problem+json", description = "Too many active tokens"),
+        (status = 403, description = "Personal access tokens cannot manage tokens, and a token's role cannot exceed the caller's"),
+        (status = 404, description = "No such project (or no access to it)"),
+        (status = 409, description = "Too many active tokens"),
     ))]
 pub async fn create(
     State(st): State<AppState>,
@@ -232,13 +230,11 @@ pub async fn create(
 }
 
 /// The caller's personal access tokens (active, expired and revoked), oldest first.
-#[utoipa::path(get, path = "/v1/tokens", tag = "tokens", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/tokens", operation_id = "listAccessTokens", tag = "tokens", security(("bearer" = [])),
     params(TokenListQuery),
     responses(
         (status = 200, body = AccessTokenList),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Personal access tokens cannot manage tokens"),
     ))]
 pub async fn list(
     State(st): State<AppState>,
@@ -275,13 +271,12 @@ pub async fn list(
 
 /// Revokes a personal access token at once. Callers revoke their own
 /// tokens; platform admins any token.
-#[utoipa::path(delete, path = "/v1/tokens/{id}", tag = "tokens", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/v1/tokens/{id}", operation_id = "revokeAccessToken", tag = "tokens", security(("bearer" = [])),
     params(("id" = Uuid, Path)),
     responses(
         (status = 204, description = "Revoked"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json", description = "No such active token of yours"),
+        (status = 403, description = "Personal access tokens cannot manage tokens"),
+        (status = 404, description = "No such active token of yours"),
     ))]
 pub async fn revoke(
     State(st): State<AppState>,
