@@ -22,7 +22,13 @@ Checks deploy/helm/strata and the plain manifests under deploy/:
      failing with a message that names it;
   4. a fresh kube-apiserver + etcd from testenv/ (started and stopped by this
      script, on loopback): kubectl apply --dry-run=server of every rendering
-     and of deploy/crds and deploy/rbac.
+     and of deploy/crds and deploy/rbac;
+  5. the oldest Kubernetes the chart claims (its kubeVersion): a real
+     kube-apiserver of that minor (testenv/oldest/go.mod, built by
+     testenv/build.sh --oldest) accepts the CRD (server-side apply: its CEL
+     rules compile) and every rendering (server-side dry-run), stores a valid
+     PostgresInstance and refuses invalid ones with the CEL rules' messages;
+     helm refuses to render for the minor below the claim.
 
 helm is built from the Go module proxy on first use ($HELM_MODULE
 v$HELM_VERSION) and cached under ${XDG_CACHE_HOME:-~/.cache}/strata/tools.
@@ -75,12 +81,13 @@ check() {
 
 chart="$root/deploy/helm/strata"
 work="$(mktemp -d "${TMPDIR:-/tmp}/strata-deploy-test.XXXXXX")"
-testenv_dir=""
+testenv_dirs=()
 cleanup() {
     local status=$?
-    if [[ -n "$testenv_dir" ]]; then
-        "$root/testenv/stop.sh" --dir "$testenv_dir" || status=1
-    fi
+    local dir
+    for dir in "${testenv_dirs[@]}"; do
+        "$root/testenv/stop.sh" --dir "$dir" || status=1
+    done
     rm -rf "$work"
     exit "$status"
 }
@@ -269,7 +276,10 @@ fi
 
 # --- 4. against a real API server ------------------------------------------
 bin_dir="$("$root/testenv/build.sh" | tail -n 1)"
+# And the oldest claimed release's (section 5): built now, before any server runs.
+oldest_bin_dir="$("$root/testenv/build.sh" --oldest | tail -n 1)"
 testenv_dir="$work/testenv"
+testenv_dirs+=("$testenv_dir")
 "$root/testenv/start.sh" --dir "$testenv_dir" --bin-dir "$bin_dir" --owner-pid $$ >/dev/null
 kubectl=("$bin_dir/kubectl" --kubeconfig "$testenv_dir/kubeconfig")
 for ns in strata-system strata-prod; do
@@ -295,6 +305,114 @@ check "kubectl apply --dry-run=server: operator-only rendering" \
     quiet "${kubectl[@]}" apply --dry-run=server -f "$work/operator-only.yaml"
 check "kubectl apply --dry-run=server: deploy/crds and deploy/rbac" \
     quiet "${kubectl[@]}" apply --dry-run=server -f "$root/deploy/crds" -f "$root/deploy/rbac"
+
+# --- 5. against the oldest Kubernetes the chart claims -----------------------
+# kubeVersion is a claim: prove it on a real API server of that minor (the
+# newest patch of it), built from testenv/oldest/go.mod like testenv's own.
+# kubectl is testenv's (v1.35): what is proven is what the server accepts.
+# (Reading the CEL library's versions was not enough: v1.31.14 knows every
+# function the CRD uses and still refused it, on its cost estimate.)
+oldest_version="$("$root/testenv/build.sh" --oldest --versions | sed -n 's/^KUBERNETES_VERSION=//p')"
+check "testenv/oldest pins the chart's oldest claimed minor ${chart_kube:-?}: Kubernetes $oldest_version" \
+    test "${oldest_version%.*}" = "v${chart_kube:-none}"
+oldest_dir="$work/testenv-oldest"
+testenv_dirs+=("$oldest_dir")
+"$root/testenv/start.sh" --dir "$oldest_dir" --bin-dir "$oldest_bin_dir" --owner-pid $$ >/dev/null
+old=("$bin_dir/kubectl" --kubeconfig "$oldest_dir/kubeconfig")
+served="$("${old[@]}" get --raw /version | sed -n 's/^ *"gitVersion": "\(.*\)",$/\1/p')"
+check "the oldest API server reports $oldest_version (got ${served:-nothing})" test "$served" = "$oldest_version"
+
+# helm checks kubeVersion against the version it renders for.
+below="v${chart_kube%.*}.$((${chart_kube#*.} - 1)).0"
+if "$helm" template --kube-version "$below" strata "$chart" >"$work/below.out" 2>&1; then
+    fail "helm refuses to render for Kubernetes $below, below the claim"
+else
+    check "helm refuses to render for Kubernetes $below, below the claim" \
+        grep -q "incompatible with Kubernetes $below" "$work/below.out"
+fi
+for values in default custom operator-only; do
+    case "$values" in
+        default) args=(strata "$chart" --namespace strata-system --include-crds) ;;
+        custom) args=(prod "$chart" --namespace strata-prod -f "$work/custom-values.yaml") ;;
+        operator-only) args=(strata "$chart" --namespace strata-system --set api.enabled=false --set rbac.create=false) ;;
+    esac
+    "$helm" template --kube-version "$oldest_version" "${args[@]}" >"$work/oldest-$values.yaml"
+done
+for ns in strata-system strata-prod strata-shop; do
+    "${old[@]}" create namespace "$ns" >/dev/null
+done
+# Before the CRD exists: the dry-run of the default rendering creates it
+# (CEL rules compiled) without storing it.
+for values in default custom operator-only; do
+    check "$oldest_version: kubectl apply --dry-run=server: $values rendering" \
+        quiet "${old[@]}" apply --dry-run=server -f "$work/oldest-$values.yaml"
+done
+check "$oldest_version: kubectl apply --dry-run=server: deploy/crds and deploy/rbac" \
+    quiet "${old[@]}" apply --dry-run=server -f "$root/deploy/crds" -f "$root/deploy/rbac"
+# The real thing: a CRD whose rules do not compile is refused here.
+crd_established() {
+    "${old[@]}" apply --server-side --field-manager strata-deploy-test \
+        -f "$root/deploy/crds/postgresinstances.strata.dev.yaml" &&
+        "${old[@]}" wait --for condition=Established --timeout 60s crd/postgresinstances.strata.dev
+}
+check "$oldest_version: the CRD is created by server-side apply and becomes Established" quiet crd_established
+
+# instance NAME SPEC: a PostgresInstance in strata-shop, as YAML.
+instance() {
+    printf 'apiVersion: strata.dev/v1alpha1\nkind: PostgresInstance\nmetadata:\n  name: %s\n  namespace: strata-shop\nspec:\n%s\n' "$1" "$2"
+}
+# ssa NAME SPEC: server-side apply of that instance to the oldest API server;
+# the server's answer is in $work/ssa.out.
+ssa() {
+    instance "$1" "$2" >"$work/ssa.yaml"
+    "${old[@]}" apply --server-side --field-manager strata-deploy-test -f "$work/ssa.yaml" >"$work/ssa.out" 2>&1
+}
+# stored NAME SPEC: the apply succeeds.
+stored() { ssa "$@" || { cat "$work/ssa.out" >&2; return 1; }; }
+# refused WHAT NAME SPEC MESSAGE: the apply fails, with MESSAGE in the answer.
+refused() {
+    local what="$1" message="$4" answer
+    if ssa "$2" "$3"; then
+        fail "$oldest_version refuses $what (it was stored)"
+        return
+    fi
+    answer="$(grep -F -- "$message" "$work/ssa.out" | sed 's/^Error from server (Invalid): //' | head -n 1 || true)"
+    if [[ -n "$answer" ]]; then
+        ok "$oldest_version refuses $what: $answer"
+    else
+        cat "$work/ssa.out" >&2
+        fail "$oldest_version refuses $what, naming '$message'"
+    fi
+}
+valid="  version: \"16\"
+  plan: micro
+  storageGb: 5
+  storageClass: fast
+  externalAccess: true
+  acl: [10.0.0.0/8, 192.168.1.0/24, \"2001:db8::/32\"]"
+check "$oldest_version stores a valid PostgresInstance (IPv4 and IPv6 ACL, storageClass, externalAccess)" stored orders "$valid"
+cidr_message="must be a CIDR block without host bits, such as 10.0.0.0/8"
+# Both values pass the schema's pattern: only the CEL rule can refuse them.
+refused "an ACL entry with host bits (isCIDR, cidr, masked)" host-bits \
+    "${valid/10.0.0.0\/8/10.0.0.1/8}" "$cidr_message"
+refused "an ACL entry that is no CIDR but passes the pattern (isCIDR)" not-cidr \
+    "${valid/2001:db8::\/32/1:::2/64}" "$cidr_message"
+refused "a storageClass change (oldSelf, fieldPath, reason)" orders \
+    "${valid/storageClass: fast/storageClass: slow}" \
+    "spec.storageClass: Forbidden: storageClass cannot be changed after creation"
+check "$oldest_version kept storageClass fast after the refused change" \
+    test "$("${old[@]}" -n strata-shop get postgresinstance orders -o jsonpath='{.spec.storageClass}')" = fast
+refused "externalAccess without an ACL (has, size)" open-door \
+    "  version: \"16\"
+  plan: micro
+  storageGb: 5
+  externalAccess: true" "externalAccess needs at least one acl entry"
+refused "a name of 41 characters (size, matches)" "$(printf 'a%.0s' {1..41})" \
+    "  version: \"16\"
+  plan: micro
+  storageGb: 5" "metadata.name must be at most 40 characters"
+check "$oldest_version stored only the valid instance" \
+    test "$("${old[@]}" -n strata-shop get postgresinstances -o name)" = postgresinstance.strata.dev/orders
 
 echo "$passed passed, $failed failed"
 [[ $failed -eq 0 ]]

@@ -4,7 +4,7 @@ set -euo pipefail
 
 usage() {
 	cat <<'EOF'
-Usage: testenv/build.sh [--help] [--versions]
+Usage: testenv/build.sh [--help] [--oldest] [--versions]
 
 Builds kube-apiserver, kubectl, etcd and the node's binaries (kubelet,
 kube-scheduler, kube-controller-manager, kube-proxy, and testenv's own
@@ -22,7 +22,16 @@ builds; concurrent runs wait for each other (flock).
 The last line on stdout is the directory holding the binaries
 (<tools>/testenv-<k8s version>); progress goes to stderr.
 
+With --oldest, builds only kube-apiserver and etcd of the oldest Kubernetes
+release the Helm chart claims, pinned in testenv/oldest/go.mod (deploy/test.sh
+applies the CRD and the chart to it), into the same layout:
+
+  <tools>/kube-apiserver-<oldest version>/kube-apiserver
+  <tools>/etcd-<its etcd version>/etcd
+  <tools>/testenv-<oldest version>/{kube-apiserver,etcd}   (symlinks)
+
 Options:
+  --oldest     the oldest claimed release (see above) instead of testenv/go.mod's
   --versions   print "KUBERNETES_VERSION=..." and "ETCD_VERSION=..." and exit
 
 Environment:
@@ -32,6 +41,7 @@ EOF
 }
 
 print_versions=0
+oldest=0
 for arg in "$@"; do
 	case "$arg" in
 	-h | --help)
@@ -39,6 +49,7 @@ for arg in "$@"; do
 		exit 0
 		;;
 	--versions) print_versions=1 ;;
+	--oldest) oldest=1 ;;
 	*)
 		echo "build.sh: unknown argument '$arg'" >&2
 		usage >&2
@@ -50,10 +61,44 @@ done
 log() { echo "testenv/build.sh: $*" >&2; }
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-kube_version="$(awk '$1 == "k8s.io/kubernetes" && $2 ~ /^v1\./ { print $2; exit }' "$here/go.mod")"
-etcd_version="$(awk '$1 == "go.etcd.io/etcd/server/v3" && $2 ~ /^v3\./ { print $2; exit }' "$here/go.mod")"
-if [[ ! "$kube_version" =~ ^v([0-9]+)\.([0-9]+)\.[0-9]+$ || -z "$etcd_version" ]]; then
-	log "cannot read the pinned versions from testenv/go.mod"
+if [[ $oldest -eq 1 ]]; then
+	# The wrapper module of the oldest release the chart claims: no node, no
+	# kubectl (testenv/go.mod's kubectl talks to it), nothing of testenv/cmd.
+	module_dir="$here/oldest"
+	module_name=testenv/oldest/go.mod
+	kube_bins=(kube-apiserver)
+	packages=(k8s.io/kubernetes/cmd/kube-apiserver go.etcd.io/etcd/server/v3)
+	sources=()
+	what="kube-apiserver"
+else
+	module_dir="$here"
+	module_name=testenv/go.mod
+	# The control plane, kubectl, and the node's binaries (docs/testenv.md).
+	# testenv's own two: the node's volume provisioner and pause (sandbox) binary.
+	kube_bins=(kube-apiserver kubectl kubelet kube-scheduler kube-controller-manager kube-proxy local-provisioner pause)
+	packages=(
+		k8s.io/kubernetes/cmd/kube-apiserver
+		k8s.io/kubernetes/cmd/kubectl
+		k8s.io/kubernetes/cmd/kubelet
+		k8s.io/kubernetes/cmd/kube-scheduler
+		k8s.io/kubernetes/cmd/kube-controller-manager
+		k8s.io/kubernetes/cmd/kube-proxy
+		./cmd/local-provisioner
+		./cmd/pause
+		go.etcd.io/etcd/server/v3
+	)
+	sources=("$here"/cmd/*/*.go)
+	what="control plane, kubectl, node"
+fi
+kube_version="$(awk '$1 == "k8s.io/kubernetes" && $2 ~ /^v1\./ { print $2; exit }' "$module_dir/go.mod")"
+etcd_version="$(awk '$1 == "go.etcd.io/etcd/server/v3" && $2 ~ /^v3\./ { print $2; exit }' "$module_dir/go.mod")"
+# etcd reports the version of go.etcd.io/etcd/api/v3, where its version
+# string lives. The two can differ: Kubernetes v1.31.14, for one, pins the
+# server at v3.5.13 but the api and client modules at v3.5.14 (that etcd
+# says 3.5.14).
+etcd_api_version="$(awk '$1 == "go.etcd.io/etcd/api/v3" && $2 ~ /^v3\./ { print $2; exit }' "$module_dir/go.mod")"
+if [[ ! "$kube_version" =~ ^v([0-9]+)\.([0-9]+)\.[0-9]+$ || -z "$etcd_version" || -z "$etcd_api_version" ]]; then
+	log "cannot read the pinned versions from $module_name"
 	exit 1
 fi
 kube_major="${BASH_REMATCH[1]}"
@@ -66,7 +111,7 @@ if [[ $print_versions -eq 1 ]]; then
 fi
 
 command -v go >/dev/null || {
-	log "go is not installed; install Go >= $(awk '$1 == "go" { print $2; exit }' "$here/go.mod") (Debian: apt-get install golang-go, or the official tarball)"
+	log "go is not installed; install Go >= $(awk '$1 == "go" { print $2; exit }' "$module_dir/go.mod") (Debian: apt-get install golang-go, or the official tarball)"
 	exit 1
 }
 
@@ -88,11 +133,7 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
 done
 ldflags="-s -w ${version_flags[*]}"
 build_env=(GOTOOLCHAIN=local GOFLAGS=-mod=readonly CGO_ENABLED=0)
-stamp="$(cat "$here/go.mod" "$here/go.sum" "$here"/cmd/*/*.go <(echo "$ldflags ${build_env[*]} -trimpath") | sha256sum | cut -d' ' -f1)"
-
-# The control plane, kubectl, and the node's binaries (docs/testenv.md).
-# testenv's own two: the node's volume provisioner and pause (sandbox) binary.
-kube_bins=(kube-apiserver kubectl kubelet kube-scheduler kube-controller-manager kube-proxy local-provisioner pause)
+stamp="$(cat "$module_dir/go.mod" "$module_dir/go.sum" "${sources[@]}" <(echo "$ldflags ${build_env[*]} -trimpath") | sha256sum | cut -d' ' -f1)"
 
 cached() {
 	local b
@@ -138,20 +179,11 @@ fi
 work="$(mktemp -d "$tools/.build.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 
-log "building Kubernetes $kube_version (control plane, kubectl, node) and etcd $etcd_version (cold builds take minutes; see docs/testenv.md)"
+log "building Kubernetes $kube_version ($what) and etcd $etcd_version (cold builds take minutes; see docs/testenv.md)"
 started=$SECONDS
 (
-	cd "$here"
-	env "${build_env[@]}" go build -trimpath -ldflags "$ldflags" -o "$work/" \
-		k8s.io/kubernetes/cmd/kube-apiserver \
-		k8s.io/kubernetes/cmd/kubectl \
-		k8s.io/kubernetes/cmd/kubelet \
-		k8s.io/kubernetes/cmd/kube-scheduler \
-		k8s.io/kubernetes/cmd/kube-controller-manager \
-		k8s.io/kubernetes/cmd/kube-proxy \
-		./cmd/local-provisioner \
-		./cmd/pause \
-		go.etcd.io/etcd/server/v3
+	cd "$module_dir"
+	env "${build_env[@]}" go build -trimpath -ldflags "$ldflags" -o "$work/" "${packages[@]}"
 )
 # The etcd main package is its module root, go.etcd.io/etcd/server/v3, so go
 # names the binary after the element before the major-version suffix.
@@ -165,8 +197,8 @@ if [[ "$got" != "Kubernetes $kube_version" ]]; then
 	exit 1
 fi
 got="$("$work/etcd" --version | awk -F': ' '/^etcd Version/ { print $2 }')"
-if [[ "v$got" != "$etcd_version" ]]; then
-	log "etcd reports version '$got', expected '$etcd_version'"
+if [[ "v$got" != "$etcd_api_version" ]]; then
+	log "etcd reports version '$got', expected '$etcd_api_version' (go.etcd.io/etcd/api/v3)"
 	exit 1
 fi
 
