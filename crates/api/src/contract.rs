@@ -406,18 +406,7 @@ fn storage_by_plan(plans: &PlanCatalog, create: bool) -> Vec<Value> {
 
 fn schemas(doc: &mut Value, plans: &PlanCatalog) {
     let plan_ids: Vec<Value> = plans.all().iter().map(|p| json!(p.id)).collect();
-    let min = plans
-        .all()
-        .iter()
-        .map(|p| p.storage_gb_min)
-        .min()
-        .unwrap_or(1);
-    let max = plans
-        .all()
-        .iter()
-        .map(|p| p.storage_gb_max)
-        .max()
-        .unwrap_or(1);
+    let (min, max) = plans.storage_gb_bounds();
     for (component, create) in [("CreateInstance", true), ("UpdateInstance", false)] {
         if create {
             set(doc, component, "name", instance_name());

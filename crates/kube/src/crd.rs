@@ -138,18 +138,7 @@ fn plan_schema(_: &mut SchemaGenerator) -> Schema {
 
 fn storage_schema(_: &mut SchemaGenerator) -> Schema {
     let catalog = PlanCatalog::default();
-    let min = catalog
-        .all()
-        .iter()
-        .map(|p| p.storage_gb_min)
-        .min()
-        .unwrap_or(1);
-    let max = catalog
-        .all()
-        .iter()
-        .map(|p| p.storage_gb_max)
-        .max()
-        .unwrap_or(1);
+    let (min, max) = catalog.storage_gb_bounds();
     json_schema!({ "type": "integer", "format": "int32", "minimum": min, "maximum": max })
 }
 
