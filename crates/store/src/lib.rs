@@ -257,7 +257,7 @@ impl Store {
             Some(cache) => {
                 let key = (project.to_owned(), name.to_owned());
                 cache
-                    .get_or_load(|m| &mut m.instances, key, self.read_instance(project, name))
+                    .get_or_load(|m| &m.instances, key, self.read_instance(project, name))
                     .await
             }
             None => self.read_instance(project, name).await,
