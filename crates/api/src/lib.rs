@@ -10,6 +10,7 @@ mod extract;
 pub mod metrics;
 pub mod oidc;
 mod openapi;
+pub mod proxy;
 pub mod ratelimit;
 mod routes;
 
@@ -36,6 +37,8 @@ pub struct AppState {
     pub sse_keepalive: Duration,
     /// Cancelled when the server shuts down: long-lived streams end with it.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// Reverse proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Arc<proxy::TrustedProxies>,
 }
 
 /// A random URL-safe token of `bytes` random bytes, from the OS CSPRNG.

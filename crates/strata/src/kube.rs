@@ -324,6 +324,7 @@ pub async fn api(args: ApiArgs) -> anyhow::Result<()> {
         metrics: Arc::new(HttpMetrics::register(&mut registry)),
         sse_keepalive: Duration::from_secs(15),
         shutdown: shutdown.clone(),
+        trusted_proxies: Arc::new(args.auth.trusted_proxies()),
     };
     let (listener, admin_listener) = bind(args.listen, args.admin_listen).await?;
     tracing::info!(

@@ -193,6 +193,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         metrics: Arc::new(metrics),
         sse_keepalive: Duration::from_secs(15),
         shutdown: shutdown.clone(),
+        trusted_proxies: Arc::new(args.auth.trusted_proxies()),
     };
     let (listener, admin_listener) = bind(args.listen, args.admin_listen).await?;
     tracing::info!(
