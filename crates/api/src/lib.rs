@@ -7,6 +7,7 @@ pub mod bootstrap;
 pub mod error;
 mod external;
 mod extract;
+mod headers;
 pub mod metrics;
 pub mod oidc;
 mod openapi;
@@ -76,6 +77,7 @@ pub fn router(state: AppState) -> Router {
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(headers::nosniff())
         .with_state(state)
 }
 
@@ -87,5 +89,6 @@ pub fn admin_router(
     Router::new()
         .route("/metrics", axum::routing::get(metrics::scrape))
         .route("/healthz", axum::routing::get(routes::meta::healthz))
+        .layer(headers::nosniff())
         .with_state((state, registry))
 }

@@ -19,6 +19,7 @@ use crate::audit::{self, Audit, RequestMeta};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{self, QueryParams};
+use crate::headers::no_store;
 
 #[derive(Serialize, ToSchema)]
 pub struct InstanceList {
@@ -400,13 +401,6 @@ pub async fn delete(
     audit.finish(&st, result).await
 }
 
-fn no_store(creds: Credentials) -> Response {
-    let mut res = Json(creds).into_response();
-    res.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    res
-}
-
 /// Connection data of the instance's application role.
 #[utoipa::path(get, path = "/v1/projects/{project}/instances/{name}/credentials", tag = "instances",
     security(("bearer" = [])),
@@ -444,7 +438,7 @@ pub async fn credentials(
             .map(|i| i.id.to_string());
         // No record, no credentials.
         st.store.append_audit(event).await?;
-        Ok(no_store(creds))
+        Ok(no_store(Json(creds)))
     }
     .await;
     audit.finish(&st, result).await
@@ -482,7 +476,7 @@ pub async fn rotate(
             .rotate_credentials_audited(&project, &instance_name(&name)?, audit.event(200))
             .await?;
         Audit::write_pending(&st, pending).await?;
-        Ok(no_store(creds))
+        Ok(no_store(Json(creds)))
     }
     .await;
     audit.finish(&st, result).await
