@@ -351,6 +351,10 @@ pub async fn api(args: ApiArgs) -> anyhow::Result<()> {
         trusted_proxies: Arc::new(args.auth.trusted_proxies()),
     };
     let (listener, admin_listener) = bind(args.listen, args.admin_listen).await?;
+    let pruning = store.spawn_pruning(
+        strata_store::prune::PRUNE_INTERVAL,
+        shutdown.clone().cancelled_owned(),
+    );
     tracing::info!(
         listen = %listener.local_addr()?,
         admin = %admin_listener.local_addr()?,
@@ -370,6 +374,7 @@ pub async fn api(args: ApiArgs) -> anyhow::Result<()> {
     {
         tracing::warn!("the event watch did not stop in time");
     }
+    let _ = pruning.await;
     served?;
     store.close().await;
     Ok(())
