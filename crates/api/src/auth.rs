@@ -46,13 +46,7 @@ pub fn new_opaque_token(prefix: &str) -> Secret {
 
 /// What the store keeps of an opaque token: its SHA-256, hex.
 pub fn token_hash(token: &str) -> String {
-    use std::fmt::Write;
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .fold(String::with_capacity(64), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+    hex::encode(Sha256::digest(token.as_bytes()))
 }
 
 /// Compares two secrets (or their hashes) in time independent of where they differ.

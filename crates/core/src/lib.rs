@@ -5,6 +5,7 @@
 pub mod access;
 pub mod acl;
 pub mod audit;
+pub mod backoff;
 pub mod error;
 pub mod events;
 pub mod instance;
@@ -18,6 +19,7 @@ pub mod versions;
 pub use access::{Action, Decision, Role, Scope};
 pub use acl::Acl;
 pub use audit::{Actor, AuditEvent, NewAuditEvent, Outcome, OutcomeResult, Target};
+pub use backoff::backoff;
 pub use error::{FieldError, ValidationError};
 pub use events::{EventKind, ServiceEvent, Severity};
 pub use instance::{

@@ -205,7 +205,7 @@ async fn create_inner(
     let project = project(st, caller, project_name, Action::InstanceCreate).await?;
     let body = body?;
     let key = idempotency_key(headers)?;
-    let fingerprint = hex(&Sha256::digest(&body.raw));
+    let fingerprint = hex::encode(Sha256::digest(&body.raw));
     if let Some(key) = &key
         && let Some(res) = replay(st, &project, key, &fingerprint).await?
     {
@@ -271,16 +271,6 @@ fn replayed(audit: &Audit, status: u16) -> strata_core::NewAuditEvent {
     let mut e = audit.event(status);
     e.details = serde_json::json!({ "idempotent_replay": true });
     e
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
 }
 
 /// One instance.
