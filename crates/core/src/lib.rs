@@ -20,7 +20,7 @@ pub use access::{Action, Decision, Role, Scope};
 pub use acl::Acl;
 pub use audit::{Actor, AuditEvent, NewAuditEvent, Outcome, OutcomeResult, Target};
 pub use backoff::backoff;
-pub use error::{FieldError, ValidationError};
+pub use error::{FieldError, ValidationError, chain};
 pub use events::{EventKind, ServiceEvent, Severity};
 pub use instance::{
     Condition, ConditionStatus, CreateInstance, Endpoint, Instance, InstanceSpec, InstanceStatus,
@@ -28,6 +28,8 @@ pub use instance::{
 };
 pub use names::{InstanceName, ProjectName, Username};
 pub use plans::{Plan, PlanCatalog};
-pub use runtime::{Credentials, InstanceRuntime, Page, PageRequest, RuntimeError, RuntimeResult};
+pub use runtime::{
+    BoxError, Credentials, InstanceRuntime, Page, PageRequest, RuntimeError, RuntimeResult,
+};
 pub use secret::Secret;
 pub use versions::{Version, VersionCatalog};

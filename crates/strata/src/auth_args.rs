@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::Args;
 use strata_api::auth::Auth;
 use strata_api::oidc::{OidcConfig, OidcVerifier, RoleMapping};
@@ -91,7 +92,7 @@ impl AuthArgs {
                     .clone_from(&self.oidc_username_prefix);
                 config.mappings.clone_from(&self.oidc_role_mappings);
                 tracing::info!(issuer = %config.issuer, audience = %config.audience, mappings = config.mappings.len(), "accepting tokens of an external OpenID Connect issuer");
-                Some(OidcVerifier::new(config).map_err(|e| anyhow::anyhow!("--oidc-issuer: {e}"))?)
+                Some(OidcVerifier::new(config).context("--oidc-issuer")?)
             }
             _ => None,
         };
