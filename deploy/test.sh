@@ -249,6 +249,13 @@ check "the store key Secret is mounted as a file only when named" \
     bash -c "grep -A1 'name: STRATA_STORE_KEY_FILE' '$work/custom.yaml' | grep -q 'value: /etc/strata-store-key/key' &&
         grep -A1 'secretName: strata-store-key' '$work/custom.yaml' | grep -q 'defaultMode: 0440' &&
         ! grep -q 'store-key' '$work/default.yaml'"
+template strata "$chart" --namespace strata-system --set api.storeKey.allowUnsealed=true \
+    --set 'api.trustedProxies={10.0.0.0/8,192.0.2.10}' >"$work/unsealed.yaml"
+check "keys in clear only when asked, never beside a store key; trusted proxies only when named" \
+    bash -c "grep -A1 'name: STRATA_ALLOW_UNSEALED_KEYS' '$work/unsealed.yaml' | grep -q 'value: \"true\"' &&
+        ! grep -q 'STRATA_ALLOW_UNSEALED_KEYS' '$work/default.yaml' && ! grep -q 'STRATA_ALLOW_UNSEALED_KEYS' '$work/custom.yaml' &&
+        grep -A1 'name: STRATA_TRUSTED_PROXIES' '$work/unsealed.yaml' | grep -q 'value: \"10.0.0.0/8,192.0.2.10\"' &&
+        ! grep -q 'STRATA_TRUSTED_PROXIES' '$work/default.yaml'"
 check "components off: only the operator's Deployment and Service, no RBAC, no CRD without --include-crds" \
     diff -u <(printf 'Deployment/strata-operator\nService/strata-operator-metrics\n') <(kinds "$work/operator-only.yaml")
 # env_values FILE NAME: the value of every env var NAME in FILE, one a line.

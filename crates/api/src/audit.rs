@@ -17,7 +17,9 @@ use crate::error::ApiResult;
 /// Where a request came from. Never rejects: missing parts stay empty.
 #[derive(Debug, Clone, Default)]
 pub struct RequestMeta {
-    /// The peer address when the server was started with connect info.
+    /// The client's address: the peer's, or behind a trusted proxy the one
+    /// it forwarded (`proxy::TrustedProxies::client`). Empty when the
+    /// server runs without connect info.
     pub source_ip: Option<String>,
     pub user_agent: Option<String>,
     pub request_id: Option<String>,
@@ -31,16 +33,21 @@ fn header(parts: &Parts, name: &str) -> Option<String> {
         .map(|s| s.chars().take(512).collect())
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for RequestMeta {
+impl FromRequestParts<AppState> for RequestMeta {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         // Absent when the router runs without connect info (in-process tests).
         let peer = ConnectInfo::<SocketAddr>::from_request_parts(parts, state)
             .await
             .ok();
+        let client =
+            peer.map(|ConnectInfo(a)| state.trusted_proxies.client(a.ip(), &parts.headers));
         Ok(Self {
-            source_ip: peer.map(|ConnectInfo(a)| a.ip().to_string()),
+            source_ip: client.map(|ip| ip.to_string()),
             user_agent: header(parts, USER_AGENT.as_str()),
             request_id: header(parts, "x-request-id"),
         })

@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -32,6 +31,8 @@ pub const AUDIENCE: &str = "strata";
 pub const ACCESS_TOKEN_SECONDS: i64 = 15 * 60;
 /// Lifetime of a refresh token (each use replaces it with a new one).
 pub const REFRESH_TOKEN_SECONDS: i64 = 30 * 24 * 60 * 60;
+/// Verified tokens kept in memory at most.
+const VERIFIED_CACHE_ENTRIES: u64 = 10_000;
 /// Every personal access token starts with this, so that secret scanners
 /// can recognise one.
 pub const PAT_PREFIX: &str = "strata_pat_";
@@ -45,13 +46,7 @@ pub fn new_opaque_token(prefix: &str) -> Secret {
 
 /// What the store keeps of an opaque token: its SHA-256, hex.
 pub fn token_hash(token: &str) -> String {
-    use std::fmt::Write;
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .fold(String::with_capacity(64), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+    hex::encode(Sha256::digest(token.as_bytes()))
 }
 
 /// Compares two secrets (or their hashes) in time independent of where they differ.
@@ -201,7 +196,8 @@ pub struct Auth {
     /// Tokens verified before: token → (subject, exp). Verifying an Ed25519
     /// signature is the most expensive step of a request; a token's
     /// verdict does not change until it expires (keys are only added).
-    verified: std::sync::Mutex<HashMap<String, (String, i64)>>,
+    /// Bounded; the least useful entries make room for new ones.
+    verified: moka::sync::Cache<String, (String, i64)>,
     oidc: Option<OidcVerifier>,
     per_address: Limiter<String>,
     per_user: Limiter<String>,
@@ -276,7 +272,12 @@ impl Auth {
             jwks: serde_json::json!({ "keys": keys }),
             validation,
             dummy_hash,
-            verified: std::sync::Mutex::new(HashMap::new()),
+            verified: moka::sync::Cache::builder()
+                .max_capacity(VERIFIED_CACHE_ENTRIES)
+                .time_to_live(std::time::Duration::from_secs(
+                    ACCESS_TOKEN_SECONDS.unsigned_abs(),
+                ))
+                .build(),
             oidc: None,
             per_address: Limiter::new(LoginLimits::default().per_address),
             per_user: Limiter::new(LoginLimits::default().per_user),
@@ -304,17 +305,17 @@ impl Auth {
 
     /// Uses one attempt of the source address; `Err(retry after)` when none is left.
     pub fn take_address_attempt(&self, address: &str) -> Result<(), std::time::Duration> {
-        self.per_address.take(&address.to_owned(), Instant::now())
+        self.per_address.take(&address.to_owned())
     }
 
     /// Whether a user name may try a password now.
     pub fn check_user_attempt(&self, username: &str) -> Result<(), std::time::Duration> {
-        self.per_user.check(&username.to_owned(), Instant::now())
+        self.per_user.check(&username.to_owned())
     }
 
     /// Counts a failed sign-in of a user name.
     pub fn count_user_failure(&self, username: &str) {
-        let _ = self.per_user.take(&username.to_owned(), Instant::now());
+        let _ = self.per_user.take(&username.to_owned());
     }
 
     pub fn issuer(&self) -> &str {
@@ -367,32 +368,16 @@ impl Auth {
     /// The subject of a valid token of this issuer: from the cache of
     /// tokens verified before while they last, else by [`Auth::verify`].
     pub fn verified_subject(&self, token: &str) -> Result<String, ApiError> {
-        const MAX_CACHED: usize = 10_000;
         let now = OffsetDateTime::now_utc().unix_timestamp();
         let leeway = i64::try_from(self.validation.leeway).unwrap_or(0);
+        if let Some((sub, exp)) = self.verified.get(token)
+            && now <= exp + leeway
         {
-            let cache = self
-                .verified
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some((sub, exp)) = cache.get(token)
-                && now <= exp + leeway
-            {
-                return Ok(sub.clone());
-            }
+            return Ok(sub);
         }
         let claims = self.verify(token)?;
-        let mut cache = self
-            .verified
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if cache.len() >= MAX_CACHED {
-            cache.retain(|_, (_, exp)| now <= *exp + leeway);
-            if cache.len() >= MAX_CACHED {
-                cache.clear();
-            }
-        }
-        cache.insert(token.to_owned(), (claims.sub.clone(), claims.exp));
+        self.verified
+            .insert(token.to_owned(), (claims.sub.clone(), claims.exp));
         Ok(claims.sub)
     }
 

@@ -95,6 +95,17 @@ impl ApiError {
 
     pub fn internal(e: impl std::fmt::Display) -> Self {
         tracing::error!(error = %e, "internal error");
+        Self::hidden_internal()
+    }
+
+    /// The 500 for `e`, logged here once with its whole cause chain.
+    pub fn internal_error(e: &(dyn std::error::Error + 'static)) -> Self {
+        tracing::error!(error = %strata_core::chain(e), "internal error");
+        Self::hidden_internal()
+    }
+
+    /// What a caller learns of an internal error: that there was one.
+    fn hidden_internal() -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
@@ -142,7 +153,7 @@ impl From<RuntimeError> for ApiError {
             RuntimeError::Unavailable(m) => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m)
             }
-            RuntimeError::Internal(m) => Self::internal(m),
+            internal @ RuntimeError::Internal { .. } => Self::internal_error(&internal),
         }
     }
 }
@@ -155,7 +166,7 @@ impl From<strata_store::StoreError> for ApiError {
                 "conflict",
                 format!("{m} already exists"),
             ),
-            other => Self::internal(other),
+            other => Self::internal_error(&other),
         }
     }
 }
@@ -186,5 +197,25 @@ impl IntoResponse for ApiError {
             );
         }
         res
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_internal_error_tells_the_caller_nothing_of_its_cause() {
+        let cause = std::io::Error::other("connection to /run/strata/1234/.s.PGSQL.15433 refused");
+        let e = ApiError::from(RuntimeError::internal("changing the password", cause));
+        assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(e.detail(), "an internal error occurred; it has been logged");
+        // What is logged: the context and its cause.
+        let again =
+            RuntimeError::internal("changing the password", std::io::Error::other("refused"));
+        assert_eq!(
+            strata_core::chain(&again),
+            "internal error: changing the password: refused"
+        );
     }
 }

@@ -8,9 +8,11 @@ mod contract;
 pub mod error;
 mod external;
 mod extract;
+mod headers;
 pub mod metrics;
 pub mod oidc;
 mod openapi;
+pub mod proxy;
 pub mod ratelimit;
 mod routes;
 
@@ -38,6 +40,8 @@ pub struct AppState {
     pub sse_keepalive: Duration,
     /// Cancelled when the server shuts down: long-lived streams end with it.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// Reverse proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Arc<proxy::TrustedProxies>,
 }
 
 /// A random URL-safe token of `bytes` random bytes, from the OS CSPRNG.
@@ -81,6 +85,7 @@ pub fn router(state: AppState) -> Router {
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(headers::nosniff())
         .with_state(state)
 }
 
@@ -92,5 +97,6 @@ pub fn admin_router(
     Router::new()
         .route("/metrics", axum::routing::get(metrics::scrape))
         .route("/healthz", axum::routing::get(routes::meta::healthz))
+        .layer(headers::nosniff())
         .with_state((state, registry))
 }

@@ -198,9 +198,44 @@ fn key_algorithm(jwk: &Jwk) -> Option<Algorithm> {
     (!matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)).then_some(alg)
 }
 
+/// Why the external issuer cannot be used, or its keys not fetched.
+#[derive(Debug, thiserror::Error)]
+pub enum OidcError {
+    #[error("{what} {url:?} is not a URL")]
+    NotAUrl {
+        what: &'static str,
+        url: String,
+        #[source]
+        source: url::ParseError,
+    },
+    #[error("{what} {url:?} must be https")]
+    NotHttps { what: &'static str, url: String },
+    #[error("the OIDC audience is empty")]
+    NoAudience,
+    #[error("cannot make an HTTP client")]
+    Client(#[source] reqwest::Error),
+    #[error("GET {url}")]
+    Fetch {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("GET {url}: HTTP {status}")]
+    Status {
+        url: String,
+        status: reqwest::StatusCode,
+    },
+    #[error("the discovery document names issuer {found:?}, not {expected:?}")]
+    WrongIssuer { found: String, expected: String },
+}
+
 /// Plain http is allowed only for an issuer on a loopback address.
-fn check_url(url: &str, what: &str) -> Result<(), String> {
-    let parsed = reqwest::Url::parse(url).map_err(|e| format!("{what} {url:?}: {e}"))?;
+fn check_url(url: &str, what: &'static str) -> Result<(), OidcError> {
+    let parsed = reqwest::Url::parse(url).map_err(|source| OidcError::NotAUrl {
+        what,
+        url: url.to_owned(),
+        source,
+    })?;
     let host = parsed.host_str().unwrap_or_default();
     let loopback = host == "localhost"
         || host
@@ -211,7 +246,10 @@ fn check_url(url: &str, what: &str) -> Result<(), String> {
     match parsed.scheme() {
         "https" => Ok(()),
         "http" if loopback => Ok(()),
-        _ => Err(format!("{what} {url:?} must be https")),
+        _ => Err(OidcError::NotHttps {
+            what,
+            url: url.to_owned(),
+        }),
     }
 }
 
@@ -220,10 +258,10 @@ fn invalid(detail: &str) -> ApiError {
 }
 
 impl OidcVerifier {
-    pub fn new(config: OidcConfig) -> Result<Self, String> {
+    pub fn new(config: OidcConfig) -> Result<Self, OidcError> {
         check_url(&config.issuer, "the OIDC issuer")?;
         if config.audience.is_empty() {
-            return Err("the OIDC audience is empty".into());
+            return Err(OidcError::NoAudience);
         }
         // One TLS crypto provider for the whole process; fine if one is installed already.
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -231,7 +269,7 @@ impl OidcVerifier {
             .timeout(Duration::from_secs(10))
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|e| format!("HTTP client: {e}"))?;
+            .map_err(OidcError::Client)?;
         Ok(Self {
             config,
             http,
@@ -249,23 +287,25 @@ impl OidcVerifier {
         iss.trim_end_matches('/') == self.config.issuer
     }
 
-    async fn get_json<T: serde::de::DeserializeOwned>(&self, url: &str) -> Result<T, String> {
-        let resp = self
-            .http
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| format!("{url}: {e}"))?;
+    async fn get_json<T: serde::de::DeserializeOwned>(&self, url: &str) -> Result<T, OidcError> {
+        let fetch = |source| OidcError::Fetch {
+            url: url.to_owned(),
+            source,
+        };
+        let resp = self.http.get(url).send().await.map_err(fetch)?;
         if !resp.status().is_success() {
-            return Err(format!("{url}: HTTP {}", resp.status()));
+            return Err(OidcError::Status {
+                url: url.to_owned(),
+                status: resp.status(),
+            });
         }
-        resp.json().await.map_err(|e| format!("{url}: {e}"))
+        resp.json().await.map_err(fetch)
     }
 
     /// Fetches the discovery document (once) and the JWKS, unless another
     /// request fetched them while this one waited or the last fetch is
     /// more recent than `jwks_min_refresh`.
-    async fn refresh(&self, seen: Option<Instant>) -> Result<(), String> {
+    async fn refresh(&self, seen: Option<Instant>) -> Result<(), OidcError> {
         let _one_at_a_time = self.fetching.lock().await;
         let (jwks_uri, fetched) = {
             let keys = self.keys.read().await;
@@ -280,10 +320,10 @@ impl OidcVerifier {
             let url = format!("{}/.well-known/openid-configuration", self.config.issuer);
             let doc: Discovery = self.get_json(&url).await?;
             if doc.issuer.trim_end_matches('/') != self.config.issuer {
-                return Err(format!(
-                    "the discovery document names issuer {:?}, not {:?}",
-                    doc.issuer, self.config.issuer
-                ));
+                return Err(OidcError::WrongIssuer {
+                    found: doc.issuer,
+                    expected: self.config.issuer.clone(),
+                });
             }
             check_url(&doc.jwks_uri, "jwks_uri")?;
             doc.jwks_uri
@@ -316,7 +356,7 @@ impl OidcVerifier {
             keys.fetched
         };
         if let Err(e) = self.refresh(seen).await {
-            tracing::warn!(issuer = %self.config.issuer, error = %e, "cannot fetch the OIDC issuer's keys");
+            tracing::warn!(issuer = %self.config.issuer, error = %strata_core::chain(&e), "cannot fetch the OIDC issuer's keys");
             return Err(ApiError::new(
                 axum::http::StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",

@@ -8,8 +8,9 @@ mod common;
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use common::{App, PASSWORD, app, assert_problem};
+use common::{App, PASSWORD, app, app_behind, assert_problem};
 use serde_json::{Value, json};
+use strata_api::proxy::{TrustedProxies, parse_cidr};
 use strata_api::ratelimit::{LoginLimits, Quota};
 use strata_testpg::each_backend;
 
@@ -255,6 +256,49 @@ each_backend! {
         assert!(events.iter().all(|e| e.outcome.status != 429));
         let everything = serde_json::to_string(&events).unwrap();
         assert!(!everything.contains("wrong password!") && !everything.contains(PASSWORD));
+        app.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_forwarded_address_is_believed_only_from_a_trusted_proxy(backend) {
+        let limits = LoginLimits {
+            per_address: Quota::new(2, Duration::from_mins(10)),
+            per_user: Quota::new(100, Duration::from_mins(15)),
+        };
+        let proxies = TrustedProxies::new([parse_cidr("10.0.0.0/8").unwrap()]);
+        let app = app_behind(backend, proxies, |a| a.with_login_limits(limits)).await;
+        let app = &app;
+        let sign_in = |peer: &'static str, forwarded: &'static str| {
+            let body = json!({"username": "admin", "password": PASSWORD});
+            async move {
+                app.call_forwarded(peer, Some(forwarded), "POST", "/v1/auth/token", None, Some(&body))
+                    .await
+                    .status
+            }
+        };
+        // Behind the trusted proxy 10.0.0.1 each client has its own bucket:
+        // the right-most address the proxy did not add itself.
+        assert_eq!(sign_in("10.0.0.1", "203.0.113.1, 198.51.100.1").await, StatusCode::OK);
+        assert_eq!(sign_in("10.0.0.1", "203.0.113.2, 198.51.100.1").await, StatusCode::OK);
+        assert_eq!(sign_in("10.0.0.1", "198.51.100.1").await, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(sign_in("10.0.0.1", "198.51.100.2, 10.0.0.7").await, StatusCode::OK);
+        // From anyone else the header is ignored: changing it does not
+        // give an attacker a new bucket.
+        assert_eq!(sign_in("192.0.2.1", "198.51.100.3").await, StatusCode::OK);
+        assert_eq!(sign_in("192.0.2.1", "198.51.100.4").await, StatusCode::OK);
+        assert_eq!(sign_in("192.0.2.1", "198.51.100.5").await, StatusCode::TOO_MANY_REQUESTS);
+
+        // The audit log names the same client.
+        let sources: Vec<String> = chain(app)
+            .await
+            .iter()
+            .filter(|e| e.action == "auth.login")
+            .filter_map(|e| e.source_ip.clone())
+            .collect();
+        assert_eq!(
+            sources,
+            ["198.51.100.1", "198.51.100.1", "198.51.100.2", "192.0.2.1", "192.0.2.1"]
+        );
         app.stop().await;
     }
 }

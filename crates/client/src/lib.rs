@@ -301,7 +301,7 @@ impl Client {
         timeout: Duration,
     ) -> Result<Instance> {
         let start = Instant::now();
-        let mut delay = Duration::from_millis(20);
+        let mut polls = 0;
         loop {
             let i = self.get_instance(project, name).await?;
             if i.status.phase == phase {
@@ -319,8 +319,10 @@ impl Client {
                     i.status.phase, timeout
                 )));
             }
+            let delay =
+                strata_core::backoff(polls, Duration::from_millis(20), Duration::from_millis(500));
             tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_millis(500));
+            polls += 1;
         }
     }
 

@@ -165,12 +165,7 @@ impl AuditEvent {
     /// SHA-256 of [`AuditEvent::canonical`], lowercase hex.
     pub fn compute_hash(&self) -> String {
         use sha2::Digest;
-        let digest = sha2::Sha256::digest(self.canonical().as_bytes());
-        digest.iter().fold(String::with_capacity(64), |mut s, b| {
-            use std::fmt::Write;
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+        hex::encode(sha2::Sha256::digest(self.canonical().as_bytes()))
     }
 }
 

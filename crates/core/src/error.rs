@@ -1,6 +1,22 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+/// An error and every cause behind it, on one line: `what: why: why…`
+/// (a cause whose text is already there is not repeated), for a log.
+pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        let t = c.to_string();
+        if !text.contains(&t) {
+            text.push_str(": ");
+            text.push_str(&t);
+        }
+        cause = c.source();
+    }
+    text
+}
+
 /// One problem with one field of a request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct FieldError {
@@ -70,5 +86,25 @@ impl Errors {
         } else {
             Err(ValidationError { errors: self.0 })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("starting the server")]
+    struct Outer(#[source] std::io::Error);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("reading the store: {0}")]
+    struct Quoting(#[source] std::io::Error);
+
+    #[test]
+    fn a_chain_names_every_cause_once() {
+        let io = || std::io::Error::other("disk full");
+        assert_eq!(chain(&Outer(io())), "starting the server: disk full");
+        assert_eq!(chain(&Quoting(io())), "reading the store: disk full");
     }
 }

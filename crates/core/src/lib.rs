@@ -5,6 +5,7 @@
 pub mod access;
 pub mod acl;
 pub mod audit;
+pub mod backoff;
 pub mod error;
 pub mod events;
 pub mod instance;
@@ -18,7 +19,8 @@ pub mod versions;
 pub use access::{Action, Decision, Role, Scope};
 pub use acl::Acl;
 pub use audit::{Actor, AuditEvent, NewAuditEvent, Outcome, OutcomeResult, Target};
-pub use error::{FieldError, ValidationError};
+pub use backoff::backoff;
+pub use error::{FieldError, ValidationError, chain};
 pub use events::{EventKind, ServiceEvent, Severity};
 pub use instance::{
     ChangeRefused, Condition, ConditionStatus, CreateInstance, Endpoint, Instance, InstanceSpec,
@@ -26,6 +28,8 @@ pub use instance::{
 };
 pub use names::{InstanceName, ProjectName, Username};
 pub use plans::{Plan, PlanCatalog};
-pub use runtime::{Credentials, InstanceRuntime, Page, PageRequest, RuntimeError, RuntimeResult};
+pub use runtime::{
+    BoxError, Credentials, InstanceRuntime, Page, PageRequest, RuntimeError, RuntimeResult,
+};
 pub use secret::Secret;
 pub use versions::{Version, VersionCatalog};

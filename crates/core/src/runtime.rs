@@ -27,8 +27,28 @@ pub enum RuntimeError {
     ConflictingChange(ValidationError),
     #[error("{0}")]
     Unavailable(String),
-    #[error("internal error: {0}")]
-    Internal(String),
+    /// A fault of Strata's own or of what it runs on: what it was doing,
+    /// and the error that stopped it (logged with its whole chain where it
+    /// is handled; callers see only that an internal error occurred).
+    #[error("internal error: {context}")]
+    Internal {
+        context: String,
+        #[source]
+        source: BoxError,
+    },
+}
+
+/// Any error, as the cause of another.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+impl RuntimeError {
+    /// An internal error: what was being done, and why it failed.
+    pub fn internal(context: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Self::Internal {
+            context: context.into(),
+            source: source.into(),
+        }
+    }
 }
 
 impl From<ChangeRefused> for RuntimeError {

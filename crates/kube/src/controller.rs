@@ -594,9 +594,9 @@ fn error_policy(instance: Arc<PostgresInstance>, error: &Error, ctx: Arc<Context
         *n = n.saturating_add(1);
         *n
     });
-    let delay = Duration::from_millis(500)
-        .saturating_mul(2u32.saturating_pow(attempts.min(16)))
-        .min(ctx.max_backoff);
+    // With jitter: instances that failed together (an API server outage)
+    // do not all come back at the same instant.
+    let delay = strata_core::backoff(attempts, Duration::from_millis(500), ctx.max_backoff);
     warn!(instance = %key(&instance), %error, attempts, ?delay, "reconcile failed; retrying");
     Action::requeue(delay)
 }

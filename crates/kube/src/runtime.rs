@@ -120,7 +120,7 @@ impl KubeRuntime {
                 },
             },
         }))
-        .map_err(|e| RuntimeError::Internal(e.to_string()))?;
+        .map_err(|e| RuntimeError::internal("building the project's namespace", e))?;
         match api.create(&PostParams::default(), &ns).await {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(e)) if e.code == 409 => {
@@ -300,7 +300,7 @@ fn credentials_from(secret: &KubeSecret, ca_certificate: String) -> RuntimeResul
     };
     let port = get("port")?
         .parse()
-        .map_err(|_| RuntimeError::Internal("credentials carry a bad port".into()))?;
+        .map_err(|e| RuntimeError::internal("credentials carry a bad port", e))?;
     Ok(Credentials::new(
         &get("username")?,
         Secret::new(get("password")?),

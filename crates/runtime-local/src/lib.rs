@@ -152,7 +152,7 @@ pub(crate) fn port_free(host: &str, port: u16) -> bool {
 fn store_err(e: StoreError) -> RuntimeError {
     match e {
         StoreError::Conflict(m) => RuntimeError::Conflict(m),
-        other => RuntimeError::Internal(other.to_string()),
+        other => RuntimeError::internal("the store", other),
     }
 }
 
@@ -822,7 +822,7 @@ impl LocalRuntime {
         let password = supervisor::generate_password();
         sql::set_password(&client, &rec.instance.name, &password)
             .await
-            .map_err(|e| RuntimeError::Internal(format!("changing the password: {e}")))?;
+            .map_err(|e| RuntimeError::internal("changing the password", e))?;
         let recorded = async {
             let mut tx = self.inner.store.begin().await?;
             tx.set_password(rec.instance.id, &password).await?;

@@ -32,9 +32,10 @@ const START_DEADLINE: Duration = Duration::from_mins(1);
 /// Failed restarts in a row before the phase turns `Failed`.
 const FAILED_AFTER: u32 = 3;
 
+/// 200 ms doubling up to 30 s, with jitter: servers that died together
+/// (a host restart) do not all restart at the same instant.
 fn backoff(attempt: u32) -> Duration {
-    let ms = 200u64.saturating_mul(1 << attempt.min(8));
-    Duration::from_millis(ms.min(30_000))
+    strata_core::backoff(attempt, Duration::from_millis(200), Duration::from_secs(30))
 }
 
 pub(crate) struct Paths {

@@ -3,80 +3,94 @@
 //! instance — the three reads of every `GET` of an instance. Any committed
 //! write transaction empties the cache, so a read never sees less than what
 //! was committed before it started. Not used on PostgreSQL, where other API
-//! replicas write too.
+//! replicas write too. Each map is a bounded `moka` cache: when one is
+//! full, the entries least worth keeping make room (a miss costs one read).
 
-use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::{Mutex, PoisonError};
 
+use moka::sync::Cache;
 use strata_core::Role;
 
 use crate::rows::{InstanceRecord, UserRow};
 
-/// Entries per map before it is emptied (a bound, not an eviction policy).
-const MAX_ENTRIES: usize = 10_000;
+/// Entries per map at most.
+const MAX_ENTRIES: u64 = 10_000;
 
-#[derive(Default)]
-pub(crate) struct Maps {
-    pub users: HashMap<String, Option<UserRow>>,
-    /// As `Store::project_access` answers: no project, or the role (if any).
-    #[allow(clippy::option_option)]
-    pub access: HashMap<(String, String), Option<Option<Role>>>,
-    pub instances: HashMap<(String, String), Option<InstanceRecord>>,
+fn bounded<K, V>() -> Cache<K, V>
+where
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    Cache::builder().max_capacity(MAX_ENTRIES).build()
 }
 
-#[derive(Default)]
-struct Inner {
-    /// Bumped by every invalidation: a value read from the database under
-    /// an older generation is not kept.
-    generation: u64,
-    maps: Maps,
+pub(crate) struct Maps {
+    pub users: Cache<String, Option<UserRow>>,
+    /// As `Store::project_access` answers: no project, or the role (if any).
+    #[allow(clippy::option_option)]
+    pub access: Cache<(String, String), Option<Option<Role>>>,
+    pub instances: Cache<(String, String), Option<InstanceRecord>>,
+}
+
+impl Default for Maps {
+    fn default() -> Self {
+        Self {
+            users: bounded(),
+            access: bounded(),
+            instances: bounded(),
+        }
+    }
 }
 
 #[derive(Default)]
 pub(crate) struct ReadCache {
-    inner: Mutex<Inner>,
+    /// Bumped by every invalidation: a value read from the database under
+    /// an older generation is not kept. Held while a value is stored and
+    /// while the maps are emptied, so that the two never interleave.
+    generation: Mutex<u64>,
+    maps: Maps,
 }
 
 impl ReadCache {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    fn generation(&self) -> std::sync::MutexGuard<'_, u64> {
+        self.generation
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Forgets everything; called after each write transaction.
     pub fn invalidate(&self) {
-        let mut inner = self.lock();
-        inner.generation += 1;
-        inner.maps = Maps::default();
+        let mut generation = self.generation();
+        *generation += 1;
+        self.maps.users.invalidate_all();
+        self.maps.access.invalidate_all();
+        self.maps.instances.invalidate_all();
     }
 
     /// The cached value of `key` in `map`, or the one `load` reads (kept
     /// unless a write committed meanwhile).
     pub async fn get_or_load<K, V, E>(
         &self,
-        map: fn(&mut Maps) -> &mut HashMap<K, V>,
+        map: fn(&Maps) -> &Cache<K, V>,
         key: K,
         load: impl Future<Output = Result<V, E>>,
     ) -> Result<V, E>
     where
-        K: Hash + Eq,
-        V: Clone,
+        K: Hash + Eq + Send + Sync + 'static,
+        V: Clone + Send + Sync + 'static,
     {
         let generation = {
-            let mut inner = self.lock();
-            if let Some(v) = map(&mut inner.maps).get(&key) {
-                return Ok(v.clone());
+            let generation = self.generation();
+            if let Some(v) = map(&self.maps).get(&key) {
+                return Ok(v);
             }
-            inner.generation
+            *generation
         };
         let value = load.await?;
-        let mut inner = self.lock();
-        if inner.generation == generation {
-            let m = map(&mut inner.maps);
-            if m.len() >= MAX_ENTRIES {
-                m.clear();
-            }
-            m.insert(key, value.clone());
+        let current = self.generation();
+        if *current == generation {
+            map(&self.maps).insert(key, value.clone());
         }
         Ok(value)
     }
@@ -86,8 +100,8 @@ impl ReadCache {
 mod tests {
     use super::*;
 
-    fn users(m: &mut Maps) -> &mut HashMap<String, Option<UserRow>> {
-        &mut m.users
+    fn users(m: &Maps) -> &Cache<String, Option<UserRow>> {
+        &m.users
     }
 
     #[tokio::test]
@@ -110,6 +124,22 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_full_map_stays_bounded() {
+        let cache = ReadCache::default();
+        let load = |_| async { Ok::<_, ()>(None) };
+        let n = u32::try_from(MAX_ENTRIES).unwrap() * 3;
+        for i in 0..n {
+            let _ = cache.get_or_load(users, format!("user-{i}"), load(i)).await;
+        }
+        cache.maps.users.run_pending_tasks();
+        assert!(
+            cache.maps.users.entry_count() <= MAX_ENTRIES,
+            "{}",
+            cache.maps.users.entry_count()
+        );
+    }
+
+    #[tokio::test]
     async fn a_value_read_across_a_write_is_not_kept() {
         let cache = ReadCache::default();
         let stale = async {
@@ -118,6 +148,8 @@ mod tests {
             Ok::<_, ()>(None)
         };
         let _ = cache.get_or_load(users, "u".into(), stale).await;
-        assert!(cache.lock().maps.users.is_empty());
+        cache.maps.users.run_pending_tasks();
+        assert_eq!(cache.maps.users.entry_count(), 0);
+        assert!(cache.maps.users.get("u").is_none());
     }
 }

@@ -33,7 +33,7 @@ impl Store {
         match &self.cache {
             Some(cache) => {
                 cache
-                    .get_or_load(|m| &mut m.users, id.to_owned(), self.read_user(id))
+                    .get_or_load(|m| &m.users, id.to_owned(), self.read_user(id))
                     .await
             }
             None => self.read_user(id).await,
@@ -118,7 +118,7 @@ impl Store {
             Some(cache) => {
                 let key = (project.to_owned(), user_id.to_owned());
                 cache
-                    .get_or_load(|m| &mut m.access, key, self.read_access(project, user_id))
+                    .get_or_load(|m| &m.access, key, self.read_access(project, user_id))
                     .await
             }
             None => self.read_access(project, user_id).await,

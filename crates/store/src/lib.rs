@@ -8,6 +8,7 @@
 mod audit;
 mod cache;
 mod identity;
+pub mod prune;
 mod rows;
 pub mod seal;
 mod tokens;
@@ -24,6 +25,7 @@ use uuid::Uuid;
 
 pub use audit::AuditFilter;
 pub use identity::{MemberRow, ProjectRow};
+pub use prune::Pruned;
 pub use rows::{InstanceRecord, SigningKeyRow, UserRow};
 pub use seal::SealingKey;
 pub use tokens::{AccessTokenRow, RefreshTokenRow};
@@ -257,7 +259,7 @@ impl Store {
             Some(cache) => {
                 let key = (project.to_owned(), name.to_owned());
                 cache
-                    .get_or_load(|m| &mut m.instances, key, self.read_instance(project, name))
+                    .get_or_load(|m| &m.instances, key, self.read_instance(project, name))
                     .await
             }
             None => self.read_instance(project, name).await,
@@ -357,17 +359,19 @@ impl Store {
 
     // ---- idempotency --------------------------------------------------------
 
-    /// The stored response for `key` in `project`: fingerprint, status, body.
+    /// The stored response for `key` in `project`: fingerprint, status,
+    /// body — unless it is older than [`prune::IDEMPOTENCY_RETENTION`].
     pub async fn idempotent_response(
         &self,
         project: &str,
         key: &str,
     ) -> Result<Option<(String, u16, String)>> {
         let row = sqlx::query(
-            "SELECT fingerprint, status, body FROM idempotency_keys WHERE project = $1 AND key = $2",
+            "SELECT fingerprint, status, body FROM idempotency_keys WHERE project = $1 AND key = $2 AND created_at >= $3",
         )
         .bind(project)
         .bind(key)
+        .bind(prune::idempotency_cutoff(OffsetDateTime::now_utc()))
         .fetch_optional(&self.pool)
         .await?;
         row.map(|r| -> Result<_> {
@@ -647,8 +651,9 @@ impl Tx {
         Ok(e)
     }
 
-    /// Records the response to an idempotent request. A key recorded
-    /// meanwhile by a concurrent request is a `Conflict`.
+    /// Records the response to an idempotent request, in place of an
+    /// expired record of the same key. A live key recorded meanwhile by a
+    /// concurrent request is a `Conflict`.
     pub async fn insert_idempotent_response(
         &mut self,
         project: &str,
@@ -657,16 +662,25 @@ impl Tx {
         status: u16,
         body: &str,
     ) -> Result<()> {
-        sqlx::query("INSERT INTO idempotency_keys (project, key, fingerprint, status, body, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
-            .bind(project)
-            .bind(key)
-            .bind(fingerprint)
-            .bind(i64::from(status))
-            .bind(body)
-            .bind(now_text(OffsetDateTime::now_utc()))
-            .execute(&mut *self.inner)
-            .await
-            .map_err(|e| conflict(e, "idempotency key"))?;
+        let now = OffsetDateTime::now_utc();
+        let written = sqlx::query(
+            "INSERT INTO idempotency_keys (project, key, fingerprint, status, body, created_at) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (project, key) DO UPDATE SET fingerprint = excluded.fingerprint, status = excluded.status, \
+             body = excluded.body, created_at = excluded.created_at WHERE idempotency_keys.created_at < $7",
+        )
+        .bind(project)
+        .bind(key)
+        .bind(fingerprint)
+        .bind(i64::from(status))
+        .bind(body)
+        .bind(now_text(now))
+        .bind(prune::idempotency_cutoff(now))
+        .execute(&mut *self.inner)
+        .await
+        .map_err(|e| conflict(e, "idempotency key"))?;
+        if written.rows_affected() == 0 {
+            return Err(StoreError::Conflict("idempotency key".into()));
+        }
         Ok(())
     }
 

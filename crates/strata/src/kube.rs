@@ -187,10 +187,18 @@ pub struct ApiArgs {
     #[arg(long, env = "STRATA_LOG_FORMAT", default_value = "json")]
     log_format: String,
     /// File holding the key that seals the store's signing keys (base64url of
-    /// 32 bytes, e.g. a mounted Secret); every replica needs the same one
-    /// [default: none, the store keeps them in clear].
+    /// 32 bytes, e.g. a mounted Secret); every replica needs the same one.
+    /// Required unless --allow-unsealed-keys.
     #[arg(long, env = "STRATA_STORE_KEY_FILE")]
     store_key_file: Option<std::path::PathBuf>,
+    /// Start without --store-key-file: the signing keys stay in clear in
+    /// the store, and anyone with a copy of it can sign tokens.
+    #[arg(
+        long,
+        env = "STRATA_ALLOW_UNSEALED_KEYS",
+        conflicts_with = "store_key_file"
+    )]
+    allow_unsealed_keys: bool,
     /// PostgreSQL major versions offered, comma-separated: those the
     /// operator's PostgreSQL image has (`--postgres-image`); the newest that
     /// is not deprecated is the default [default: every supported one].
@@ -280,8 +288,24 @@ pub async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
     m
 }
 
+/// Why `strata api` will not start without a store key, and what to do.
+const NO_STORE_KEY: &str = "no store key: without --store-key-file (STRATA_STORE_KEY_FILE) the \
+private halves of the token signing keys stay in clear in the store, so anyone with a copy of \
+the database (a backup, a dump) can sign tokens as any user, admins included. Create a key once \
+(32 random bytes, base64url: openssl rand 32 | basenc --base64url), give every replica the same \
+file (e.g. a mounted Secret) and pass --store-key-file FILE; or pass --allow-unsealed-keys \
+(STRATA_ALLOW_UNSEALED_KEYS=true) to keep the keys in clear";
+
 pub async fn api(args: ApiArgs) -> anyhow::Result<()> {
     init_logging(&args.log_format);
+    if args.store_key_file.is_none() && !args.allow_unsealed_keys {
+        anyhow::bail!(NO_STORE_KEY);
+    }
+    if args.allow_unsealed_keys {
+        tracing::warn!(
+            "--allow-unsealed-keys: the signing keys stay in clear in the store; pass --store-key-file to seal them"
+        );
+    }
     let mut store = Store::open(&args.database_url)
         .await
         .context("opening the store")?;
@@ -324,8 +348,13 @@ pub async fn api(args: ApiArgs) -> anyhow::Result<()> {
         metrics: Arc::new(HttpMetrics::register(&mut registry)),
         sse_keepalive: Duration::from_secs(15),
         shutdown: shutdown.clone(),
+        trusted_proxies: Arc::new(args.auth.trusted_proxies()),
     };
     let (listener, admin_listener) = bind(args.listen, args.admin_listen).await?;
+    let pruning = store.spawn_pruning(
+        strata_store::prune::PRUNE_INTERVAL,
+        shutdown.clone().cancelled_owned(),
+    );
     tracing::info!(
         listen = %listener.local_addr()?,
         admin = %admin_listener.local_addr()?,
@@ -345,6 +374,7 @@ pub async fn api(args: ApiArgs) -> anyhow::Result<()> {
     {
         tracing::warn!("the event watch did not stop in time");
     }
+    let _ = pruning.await;
     served?;
     store.close().await;
     Ok(())

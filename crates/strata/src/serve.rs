@@ -193,8 +193,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         metrics: Arc::new(metrics),
         sse_keepalive: Duration::from_secs(15),
         shutdown: shutdown.clone(),
+        trusted_proxies: Arc::new(args.auth.trusted_proxies()),
     };
     let (listener, admin_listener) = bind(args.listen, args.admin_listen).await?;
+    let pruning = store.spawn_pruning(
+        strata_store::prune::PRUNE_INTERVAL,
+        shutdown.clone().cancelled_owned(),
+    );
     tracing::info!(
         listen = %listener.local_addr()?,
         admin = %admin_listener.local_addr()?,
@@ -209,6 +214,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     );
     serve_until_signal(state, registry, listener, admin_listener).await?;
     tracing::info!("shutting down: stopping PostgreSQL servers");
+    let _ = pruning.await;
     runtime.shutdown().await;
     store.close().await;
     tracing::info!("stopped");

@@ -66,6 +66,8 @@ impl Platform {
             &[("KUBECONFIG", &kubeconfig)],
         );
         let store = format!("sqlite://{}", dir.path().join("strata.db").display());
+        let key_file = dir.path().join("store.key");
+        strata_store::seal::load_or_create_key_file(&key_file).unwrap();
         let (api, lines) = Process::start(
             "api",
             dir.path(),
@@ -81,6 +83,8 @@ impl Platform {
                 &store,
                 "--issuer",
                 "http://127.0.0.1",
+                "--store-key-file",
+                key_file.to_str().unwrap(),
                 "--log-format",
                 "text",
             ],

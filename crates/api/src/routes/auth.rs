@@ -17,6 +17,7 @@ use crate::auth::{
 };
 use crate::error::{ApiError, ApiResult};
 use crate::extract;
+use crate::headers::no_store;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -104,7 +105,7 @@ pub async fn token(
     State(st): State<AppState>,
     meta: RequestMeta,
     body: Result<extract::Json<TokenRequest>, ApiError>,
-) -> ApiResult<Json<TokenResponse>> {
+) -> ApiResult<Response> {
     limit_address(&st, &meta)?;
     let req = body?.value;
     if req.username.is_empty() || req.username.chars().count() > 256 {
@@ -150,7 +151,7 @@ pub async fn token(
         issue_pair(&st, &user, Uuid::now_v7(), tx, event).await
     }
     .await;
-    audit.finish(&st, result).await.map(Json)
+    audit.finish(&st, result).await.map(|t| no_store(Json(t)))
 }
 
 /// Exchanges a refresh token for a new access token and a new refresh
@@ -165,7 +166,7 @@ pub async fn refresh(
     State(st): State<AppState>,
     meta: RequestMeta,
     body: Result<extract::Json<RefreshRequest>, ApiError>,
-) -> ApiResult<Json<TokenResponse>> {
+) -> ApiResult<Response> {
     limit_address(&st, &meta)?;
     let presented = body?.value.refresh_token;
     let invalid = || ApiError::unauthorized("the refresh token is invalid or expired");
@@ -208,7 +209,7 @@ pub async fn refresh(
     let event = audit.event(200);
     issue_pair(&st, &user, row.family, tx, event)
         .await
-        .map(Json)
+        .map(|t| no_store(Json(t)))
 }
 
 /// Signs out: revokes the refresh token and every token of its sign-in.

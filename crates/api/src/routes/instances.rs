@@ -17,6 +17,7 @@ use crate::audit::{self, Audit, RequestMeta};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{self, QueryParams};
+use crate::headers::no_store;
 
 #[derive(Serialize, ToSchema)]
 pub struct InstanceList {
@@ -208,7 +209,7 @@ async fn create_inner(
     let project = project(st, caller, project_name, Action::InstanceCreate).await?;
     let body = body?;
     let key = idempotency_key(headers)?;
-    let fingerprint = hex(&Sha256::digest(&body.raw));
+    let fingerprint = hex::encode(Sha256::digest(&body.raw));
     if let Some(key) = &key
         && let Some(res) = replay(st, &project, key, &fingerprint).await?
     {
@@ -274,16 +275,6 @@ fn replayed(audit: &Audit, status: u16) -> strata_core::NewAuditEvent {
     let mut e = audit.event(status);
     e.details = serde_json::json!({ "idempotent_replay": true });
     e
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
 }
 
 /// One instance.
@@ -394,13 +385,6 @@ pub async fn delete(
     audit.finish(&st, result).await
 }
 
-fn no_store(creds: Credentials) -> Response {
-    let mut res = Json(creds).into_response();
-    res.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    res
-}
-
 /// Connection data of the instance's application role.
 #[utoipa::path(get, path = "/v1/projects/{project}/instances/{name}/credentials", operation_id = "getCredentials", tag = "instances",
     security(("bearer" = [])),
@@ -435,7 +419,7 @@ pub async fn credentials(
             .map(|i| i.id.to_string());
         // No record, no credentials.
         st.store.append_audit(event).await?;
-        Ok(no_store(creds))
+        Ok(no_store(Json(creds)))
     }
     .await;
     audit.finish(&st, result).await
@@ -470,7 +454,7 @@ pub async fn rotate(
             .rotate_credentials_audited(&project, &instance_name(&name)?, audit.event(200))
             .await?;
         Audit::write_pending(&st, pending).await?;
-        Ok(no_store(creds))
+        Ok(no_store(Json(creds)))
     }
     .await;
     audit.finish(&st, result).await

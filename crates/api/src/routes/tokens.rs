@@ -18,6 +18,7 @@ use crate::audit::{self, Audit, RequestMeta};
 use crate::auth::{Caller, PAT_PREFIX, new_opaque_token, token_hash};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{self, QueryParams};
+use crate::headers::no_store;
 
 /// Active tokens a user may hold at once.
 pub const MAX_ACTIVE_TOKENS: usize = 50;
@@ -223,7 +224,7 @@ pub async fn create(
             info: AccessToken::from_row(row, now),
             token: token.expose().to_owned(),
         };
-        Ok((StatusCode::CREATED, Json(created)).into_response())
+        Ok(no_store((StatusCode::CREATED, Json(created))))
     }
     .await;
     audit.finish(&st, result).await

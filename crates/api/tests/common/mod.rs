@@ -17,6 +17,7 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use strata_api::auth::Auth;
 use strata_api::metrics::HttpMetrics;
+use strata_api::proxy::TrustedProxies;
 use strata_api::{AppState, bootstrap};
 use strata_core::Secret;
 use strata_runtime_local::{LocalConfig, LocalRuntime};
@@ -46,6 +47,15 @@ pub struct Res {
 /// Strata with the bootstrap admin; `configure` may add to its `Auth`
 /// (an external issuer, other sign-in limits).
 pub async fn app(backend: Backend, configure: impl FnOnce(Auth) -> Auth) -> App {
+    app_behind(backend, TrustedProxies::default(), configure).await
+}
+
+/// [`app`] behind reverse proxies it trusts to name the client.
+pub async fn app_behind(
+    backend: Backend,
+    proxies: TrustedProxies,
+    configure: impl FnOnce(Auth) -> Auth,
+) -> App {
     let dir = tempfile::tempdir().unwrap();
     {
         use std::os::unix::fs::PermissionsExt;
@@ -79,6 +89,7 @@ pub async fn app(backend: Backend, configure: impl FnOnce(Auth) -> Auth) -> App 
         metrics: Arc::new(HttpMetrics::register(&mut registry)),
         sse_keepalive: Duration::from_secs(1),
         shutdown: tokio_util::sync::CancellationToken::new(),
+        trusted_proxies: Arc::new(proxies),
     };
     App {
         router: strata_api::router(state),
@@ -100,7 +111,24 @@ impl App {
         token: Option<&str>,
         body: Option<&Value>,
     ) -> Res {
+        self.call_forwarded(peer, None, method, uri, token, body)
+            .await
+    }
+
+    /// [`App::call_from`], with an `X-Forwarded-For` header when given.
+    pub async fn call_forwarded(
+        &self,
+        peer: &str,
+        forwarded_for: Option<&str>,
+        method: &str,
+        uri: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Res {
         let mut req = Request::builder().method(method).uri(uri);
+        if let Some(f) = forwarded_for {
+            req = req.header("x-forwarded-for", f);
+        }
         if let Some(t) = token {
             req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
         }
