@@ -7,6 +7,7 @@
 //! figures and writes them as Markdown.
 
 mod bare;
+mod burst;
 mod goals;
 mod load;
 mod node;
@@ -70,6 +71,9 @@ struct Args {
     /// Sequential creates to time.
     #[arg(long, default_value_t = 20)]
     creates: usize,
+    /// Creates sent at once after the sequential ones; 0 skips the burst.
+    #[arg(long, default_value_t = 50)]
+    burst: usize,
     /// Concurrent keep-alive connections of the GET load.
     #[arg(long, default_value_t = 64)]
     connections: usize,
@@ -137,7 +141,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             eprintln!("deleting {name}: {e}");
         }
     }
-    let (creates, deletes, steps, rss_after_creates, get) = measured?;
+    let (creates, deletes, steps, burst, rss_after_creates, get) = measured?;
 
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_after_load = procfs::rss_bytes(args.server_pid)?;
@@ -153,6 +157,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         creates,
         deletes,
         slowest_create_steps: steps,
+        burst,
         get,
         rss_start,
         rss_after_creates,
@@ -173,6 +178,7 @@ type Measured = (
     Vec<Duration>,
     Vec<Duration>,
     Vec<CreateStep>,
+    burst::BurstFigures,
     u64,
     report::GetFigures,
 );
@@ -206,6 +212,9 @@ async fn measure(
         sorted(&creates).last().map_or(0, Duration::as_millis),
     );
 
+    // 2. A burst of creates sent at once.
+    let burst = burst::measure(client, &args.prefix, args.burst, live).await?;
+
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_after_creates = procfs::rss_bytes(args.server_pid)?;
     println!(
@@ -213,7 +222,7 @@ async fn measure(
         report::mib(rss_after_creates)
     );
 
-    // 2. GET load: Strata and the bare handler, alternating.
+    // 3. GET load: Strata and the bare handler, alternating.
     let name = format!("{}-get", args.prefix);
     create(client, &name, live).await?;
     let path = format!("/v1/projects/{PROJECT}/instances/{name}");
@@ -287,7 +296,7 @@ async fn measure(
         rounds,
         breakdown,
     };
-    Ok((creates, deletes, steps, rss_after_creates, get))
+    Ok((creates, deletes, steps, burst, rss_after_creates, get))
 }
 
 /// Creates `name` and waits for Ready; returns the time from POST to Ready.
@@ -328,7 +337,7 @@ pub async fn create_and_wait(
     }
 }
 
-async fn delete(client: &Client, name: &str) -> anyhow::Result<()> {
+pub async fn delete(client: &Client, name: &str) -> anyhow::Result<()> {
     delete_and_wait(client, PROJECT, name, DELETE_TIMEOUT).await
 }
 

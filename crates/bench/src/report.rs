@@ -4,6 +4,7 @@
 use std::fmt::Write;
 use std::time::Duration;
 
+use crate::burst::{self, BurstFigures};
 use crate::goals::{self, Row};
 use crate::load::Outcome;
 use crate::procfs::Machine;
@@ -135,6 +136,7 @@ pub struct Figures {
     pub creates: Vec<Duration>,
     pub deletes: Vec<Duration>,
     pub slowest_create_steps: Vec<CreateStep>,
+    pub burst: BurstFigures,
     pub get: GetFigures,
     pub rss_start: u64,
     pub rss_after_creates: u64,
@@ -154,7 +156,7 @@ fn rows(f: &Figures) -> Vec<Row> {
     } else {
         0.0
     };
-    vec![
+    let mut rows = vec![
         Row {
             figure: "Create → Ready p50".into(),
             goal: "≤ 1 s".into(),
@@ -173,6 +175,9 @@ fn rows(f: &Figures) -> Vec<Row> {
             measured: ms(max),
             met: None,
         },
+    ];
+    rows.extend(burst_rows(&f.burst));
+    rows.extend([
         Row {
             figure: "GET instance, throughput vs bare axum handler".into(),
             goal: "≥ 0.5".into(),
@@ -212,6 +217,34 @@ fn rows(f: &Figures) -> Vec<Row> {
             goal: "≤ 50 MiB".into(),
             measured: mib(f.rss_after_load),
             met: Some(f.rss_after_load <= RSS_GOAL),
+        },
+    ]);
+    rows
+}
+
+/// The burst's goal (every create accepted and Ready) and its time to the
+/// last Ready; nothing when no burst was sent.
+fn burst_rows(b: &BurstFigures) -> Vec<Row> {
+    if b.size() == 0 {
+        return Vec::new();
+    }
+    vec![
+        Row {
+            figure: format!("Burst of {} concurrent creates", b.size()),
+            goal: "all Ready, no error answer".into(),
+            measured: format!(
+                "{} of {} Ready, {} non-2xx",
+                b.ready().len(),
+                b.size(),
+                b.refused().len()
+            ),
+            met: Some(b.all_ready()),
+        },
+        Row {
+            figure: "Burst: time to the last Ready".into(),
+            goal: "—".into(),
+            measured: ms(b.last_ready()),
+            met: None,
         },
     ]
 }
@@ -342,6 +375,7 @@ fn create_details(s: &mut String, f: &Figures) -> anyhow::Result<()> {
         ms(percentile(&deletes, 50.0)),
         ms(deletes.last().copied().unwrap_or_default())
     )?;
+    burst_details(s, &f.burst)?;
     if let Some(first) = f.slowest_create_steps.first() {
         writeln!(s)?;
         writeln!(
@@ -365,6 +399,29 @@ fn create_details(s: &mut String, f: &Figures) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn burst_details(s: &mut String, b: &BurstFigures) -> anyhow::Result<()> {
+    if b.size() == 0 {
+        return Ok(());
+    }
+    let ready = b.ready();
+    writeln!(s)?;
+    writeln!(
+        s,
+        "Burst: {} creates sent at once, {} Ready (time to Ready from the burst's start: p50 {}, last {}), \
+         {} refused, {} accepted but not Ready.",
+        b.size(),
+        ready.len(),
+        ms(percentile(&ready, 50.0)),
+        ms(b.last_ready()),
+        b.refused().len(),
+        b.not_ready().len()
+    )?;
+    for m in b.refused().iter().chain(b.not_ready().iter()) {
+        writeln!(s, "* {m}")?;
+    }
+    Ok(())
+}
+
 fn method(s: &mut String, f: &Figures) -> anyhow::Result<()> {
     writeln!(s, "## Method")?;
     writeln!(s)?;
@@ -381,6 +438,16 @@ fn method(s: &mut String, f: &Figures) -> anyhow::Result<()> {
          (polled every 10 ms) that shows phase `Ready`; then all are deleted.",
         f.creates.len()
     )?;
+    if f.burst.size() > 0 {
+        writeln!(
+            s,
+            "* Burst: then {} creates (default plan) sent at once, each on its own task; each instance \
+             is polled every {} ms until `Ready`, and the time is counted from the start of the burst; \
+             a POST answered with anything but 2xx counts as refused; then all are deleted.",
+            f.burst.size(),
+            burst::POLL.as_millis()
+        )?;
+    }
     writeln!(
         s,
         "* GET: a closed-loop load generator written for this benchmark (raw HTTP/1.1 over tokio TCP, \
@@ -475,6 +542,11 @@ fn in_the_way(s: &mut String, f: &Figures) -> anyhow::Result<()> {
                 }
                 writeln!(s)?;
             }
+            figure if figure.starts_with("Burst of") => writeln!(
+                s,
+                "* {figure}: {}; the answers and failures are listed under Create → Ready above.",
+                r.measured
+            )?,
             _ => writeln!(
                 s,
                 "* {}: {} measured; see the notes below.",
@@ -527,6 +599,12 @@ mod tests {
                 .collect(),
             deletes: vec![Duration::from_millis(200)],
             slowest_create_steps: Vec::new(),
+            burst: BurstFigures {
+                outcomes: vec![
+                    crate::burst::Outcome::Ready(Duration::from_millis(900)),
+                    crate::burst::Outcome::Refused("503 Service Unavailable: no port".into()),
+                ],
+            },
             get: GetFigures {
                 connections: 64,
                 warmup: Duration::from_secs(2),
@@ -554,6 +632,11 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("| 60.0 MiB | **not met**"), "{md}");
+        assert!(
+            md.contains("| Burst of 2 concurrent creates | all Ready, no error answer | 1 of 2 Ready, 1 non-2xx | **not met** |"),
+            "{md}"
+        );
+        assert!(md.contains("* 503 Service Unavailable: no port\n"), "{md}");
         assert!(md.ends_with("## Findings\n\nkept text\n"), "{md}");
         assert!(!md.contains("# old figures"));
     }

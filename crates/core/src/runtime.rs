@@ -24,6 +24,13 @@ pub enum RuntimeError {
     Invalid(#[from] ValidationError),
     #[error("{0}")]
     Unavailable(String),
+    /// A capacity limit of the platform is reached; `message` names it. The
+    /// same request may succeed after `retry_after`.
+    #[error("{message}")]
+    AtCapacity {
+        message: String,
+        retry_after: std::time::Duration,
+    },
     #[error("internal error: {0}")]
     Internal(String),
 }

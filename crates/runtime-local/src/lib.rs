@@ -9,6 +9,7 @@ mod binaries;
 mod config;
 mod os;
 pub mod pod;
+mod ports;
 mod server;
 pub mod sql;
 mod supervisor;
@@ -134,6 +135,8 @@ pub(crate) struct Inner {
     ca: tls::CertificateAuthority,
     template_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     supervisors: Mutex<HashMap<Uuid, SupervisorHandle>>,
+    /// Ports held by instances or reserved by creates in flight.
+    ports: Mutex<ports::PortBook>,
     tracker: TaskTracker,
     shutdown: CancellationToken,
     metrics: Metrics,
@@ -147,6 +150,33 @@ pub struct LocalRuntime {
 
 pub(crate) fn port_free(host: &str, port: u16) -> bool {
     std::net::TcpListener::bind((host, port)).is_ok()
+}
+
+/// How long a client is asked to wait when every port is held: ports come
+/// free only as instances are deleted.
+const PORT_RETRY_AFTER: Duration = Duration::from_mins(1);
+
+/// A port reserved in the runtime's book: given back when dropped, unless
+/// kept (an instance now holds it in the store).
+struct PortLease<'a> {
+    inner: &'a Inner,
+    port: u16,
+    kept: bool,
+}
+
+impl PortLease<'_> {
+    fn keep(mut self) -> u16 {
+        self.kept = true;
+        self.port
+    }
+}
+
+impl Drop for PortLease<'_> {
+    fn drop(&mut self) {
+        if !self.kept {
+            self.inner.release_port(self.port);
+        }
+    }
 }
 
 fn store_err(e: StoreError) -> RuntimeError {
@@ -240,44 +270,60 @@ impl Inner {
         Ok(())
     }
 
-    /// A free port: in range, held by no instance, bindable now.
-    async fn free_port(&self) -> Result<u16, RuntimeError> {
-        let used: std::collections::HashSet<u16> = self
-            .store
-            .used_ports()
-            .await
-            .map_err(store_err)?
-            .into_iter()
-            .collect();
-        self.cfg
-            .ports
-            .clone()
-            .find(|p| !used.contains(p) && port_free(&self.cfg.listen, *p))
-            .ok_or_else(|| {
-                RuntimeError::Unavailable(format!(
-                    "no free port left in {}-{}",
-                    self.cfg.ports.start(),
-                    self.cfg.ports.end()
-                ))
-            })
+    fn port_book(&self) -> std::sync::MutexGuard<'_, ports::PortBook> {
+        self.ports.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    async fn move_port(&self, id: Uuid) -> Result<u16, String> {
-        for _ in 0..10 {
-            let port = self.free_port().await.map_err(|e| e.to_string())?;
+    /// Reserves a port: in range, held by no instance and no create in
+    /// flight, bindable now. Every port held is a capacity limit, answered
+    /// with the range and a time to retry after.
+    fn reserve_port(&self) -> Result<PortLease<'_>, RuntimeError> {
+        let mut book = self.port_book();
+        match book.reserve(|p| port_free(&self.cfg.listen, p)) {
+            Some(port) => Ok(PortLease {
+                inner: self,
+                port,
+                kept: false,
+            }),
+            None => Err(RuntimeError::AtCapacity {
+                message: format!(
+                    "every port of the local runtime's range {} ({} ports) is held by an instance \
+                     or another process; delete an instance, or start Strata with a wider --port-range",
+                    book.describe(),
+                    book.capacity()
+                ),
+                retry_after: PORT_RETRY_AFTER,
+            }),
+        }
+    }
+
+    pub(crate) fn release_port(&self, port: u16) {
+        self.port_book().release(port);
+    }
+
+    /// Moves an instance to a newly reserved port and gives its old one back.
+    async fn move_port(&self, id: Uuid, old: u16) -> Result<u16, String> {
+        loop {
+            let lease = self.reserve_port().map_err(|e| e.to_string())?;
             let result = async {
                 let mut tx = self.store.begin().await?;
-                tx.set_port(id, port).await?;
+                tx.set_port(id, lease.port).await?;
                 tx.commit().await
             }
             .await;
             match result {
-                Ok(()) => return Ok(port),
-                Err(StoreError::Conflict(_)) => {}
+                Ok(()) => {
+                    let port = lease.keep();
+                    self.release_port(old);
+                    return Ok(port);
+                }
+                // The store knows a holder the book did not: it stays held.
+                Err(StoreError::Conflict(_)) => {
+                    lease.keep();
+                }
                 Err(e) => return Err(e.to_string()),
             }
         }
-        Err("could not find a free port".into())
     }
 }
 
@@ -306,6 +352,7 @@ impl LocalRuntime {
         run_as.check_traversable(&root.join("instances"))?;
         let ca = tls::CertificateAuthority::load_or_create(&cfg.data_dir.join("tls"))?;
         let versions = VersionCatalog::from_majors(installs.majors());
+        let cfg_ports = cfg.ports.clone();
         let inner = Arc::new(Inner {
             cfg,
             root,
@@ -317,12 +364,17 @@ impl LocalRuntime {
             ca,
             template_locks: Mutex::default(),
             supervisors: Mutex::default(),
+            ports: Mutex::new(ports::PortBook::new(cfg_ports)),
             tracker: TaskTracker::new(),
             shutdown: CancellationToken::new(),
             metrics: Metrics::register(registry),
         });
         let rt = Self { inner };
-        for rec in rt.inner.store.all_instances().await? {
+        let recorded = rt.inner.store.all_instances().await?;
+        for rec in &recorded {
+            rt.inner.port_book().hold(rec.port);
+        }
+        for rec in recorded {
             rt.supervise(rec.instance.id);
         }
         // Make the first create fast too.
@@ -597,11 +649,14 @@ impl LocalRuntime {
             created_at: now,
             updated_at: now,
         };
-        let mut last = None;
-        for _ in 0..10 {
+        // The book hands each port to one create at a time; the store's
+        // unique port is the final guard, and a port it reports taken stays
+        // held, so this ends: with the instance written, or at capacity.
+        loop {
+            let lease = self.inner.reserve_port()?;
             let rec = InstanceRecord {
                 instance: instance.clone(),
-                port: self.inner.free_port().await?,
+                port: lease.port,
                 password: supervisor::generate_password(),
                 generation: 1,
             };
@@ -621,11 +676,13 @@ impl LocalRuntime {
             .await;
             match result {
                 Ok(()) => {
+                    lease.keep();
                     self.supervise(rec.instance.id);
                     return Ok((self.view(rec), None));
                 }
-                // Another create took the port first: pick again.
-                Err(StoreError::Conflict(what)) if what == "port" => last = Some(what),
+                Err(StoreError::Conflict(what)) if what == "port" => {
+                    lease.keep();
+                }
                 Err(StoreError::Conflict(_)) => {
                     return Err(RuntimeError::Conflict(format!(
                         "instance {} already exists in project {project}",
@@ -635,10 +692,6 @@ impl LocalRuntime {
                 Err(e) => return Err(store_err(e)),
             }
         }
-        Err(RuntimeError::Unavailable(format!(
-            "could not allocate a port ({})",
-            last.unwrap_or_default()
-        )))
     }
 
     async fn list_page(

@@ -380,7 +380,7 @@ impl Supervisor {
 
         if !crate::port_free(&self.rt.cfg.listen, rec.port) {
             let old = rec.port;
-            rec.port = self.rt.move_port(self.id).await?;
+            rec.port = self.rt.move_port(self.id, old).await?;
             self.step(&format!(
                 "port {old} is taken by another process; moved to port {}",
                 rec.port
@@ -652,6 +652,7 @@ impl Supervisor {
     }
 
     async fn teardown(&mut self) {
+        let port = self.load().await.map(|r| r.port);
         self.stop_server().await;
         if let Err(e) = std::fs::remove_dir_all(&self.paths.dir)
             && e.kind() != std::io::ErrorKind::NotFound
@@ -664,8 +665,12 @@ impl Supervisor {
             tx.commit().await
         }
         .await;
-        if let Err(e) = result {
-            tracing::error!(instance_id = %self.id, error = %e, "cannot remove the instance record");
+        match (result, port) {
+            (Ok(()), Some(port)) => self.rt.release_port(port),
+            (Ok(()), None) => {}
+            (Err(e), _) => {
+                tracing::error!(instance_id = %self.id, error = %e, "cannot remove the instance record");
+            }
         }
     }
 }

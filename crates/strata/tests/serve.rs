@@ -433,3 +433,45 @@ async fn a_port_held_by_another_process_is_skipped() {
     api.wait_deleted("default", "skipper", READY).await.unwrap();
     server.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_port_range_is_answered_503_naming_the_limit_with_retry_after() {
+    use common::http::Http;
+    use reqwest::{Method, StatusCode, header};
+    let dir = data_dir();
+    let server = Server::start(dir.path(), (26060, 26060));
+    let api = server.client().await;
+    api.create_instance("default", &create("holder"), None)
+        .await
+        .unwrap();
+    let http = Http::login(&server.url, "admin", PASSWORD).await;
+    let (status, headers, body) = http
+        .send(
+            Method::POST,
+            "/v1/projects/default/instances",
+            Some(serde_json::json!({ "name": "one-too-many" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["type"], "urn:strata:problem:capacity", "{body}");
+    let detail = body["detail"].as_str().unwrap();
+    assert!(detail.contains("26060-26060"), "{detail}");
+    assert!(detail.contains("--port-range"), "{detail}");
+    let retry: u64 = headers[header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry >= 1);
+    // Nothing was written for the refused create.
+    assert_eq!(
+        api.get_instance("default", "one-too-many")
+            .await
+            .unwrap_err()
+            .status(),
+        Some(404)
+    );
+    api.delete_instance("default", "holder").await.unwrap();
+    api.wait_deleted("default", "holder", READY).await.unwrap();
+    server.stop();
+}
