@@ -156,7 +156,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         commit: args.commit.clone(),
         creates,
         deletes,
-        slowest_create_steps: steps,
+        create_events: steps,
         burst,
         get,
         rss_start,
@@ -177,7 +177,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
 type Measured = (
     Vec<Duration>,
     Vec<Duration>,
-    Vec<CreateStep>,
+    Vec<Vec<CreateStep>>,
     burst::BurstFigures,
     u64,
     report::GetFigures,
@@ -198,7 +198,7 @@ async fn measure(
         println!("create {name}: {} ms to Ready", took.as_millis());
         creates.push(took);
     }
-    let steps = slowest_steps(client, &creates, &args.prefix).await;
+    let steps = create_events(client, &args.prefix, creates.len()).await;
     let mut deletes = Vec::new();
     while let Some(name) = live.pop() {
         let t0 = Instant::now();
@@ -359,12 +359,13 @@ pub async fn delete_and_wait(
     Ok(())
 }
 
-/// The service events of the slowest create, as offsets from its first event.
-async fn slowest_steps(client: &Client, creates: &[Duration], prefix: &str) -> Vec<CreateStep> {
-    let Some((i, _)) = creates.iter().enumerate().max_by_key(|(_, d)| **d) else {
-        return Vec::new();
-    };
-    service_events(client, PROJECT, &format!("{prefix}-{:02}", i + 1)).await
+/// The service events of each of the `n` sequential creates.
+async fn create_events(client: &Client, prefix: &str, n: usize) -> Vec<Vec<CreateStep>> {
+    let mut all = Vec::new();
+    for i in 1..=n {
+        all.push(service_events(client, PROJECT, &format!("{prefix}-{i:02}")).await);
+    }
+    all
 }
 
 /// The service events of an instance, as offsets from its first event;

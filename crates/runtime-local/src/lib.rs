@@ -2,13 +2,17 @@
 //! instance, each under a supervisor task. State lives in the store.
 //!
 //! Layout under the data directory:
-//! `pg/templates/<major>/` (an initialised cluster, copied for each create),
+//! `pg/templates/<major>/` (an initialised cluster, copied for the pool),
+//! `pg/pool/<major>/<uuid>/` (prepared clusters, each claimed by one create),
 //! `pg/instances/<id>/{data,run,postgres.log}`, `tls/ca.{crt,key}`.
 
 mod binaries;
+mod cluster;
 mod config;
+mod control;
 mod os;
 pub mod pod;
+mod pool;
 mod ports;
 mod server;
 pub mod sql;
@@ -17,7 +21,7 @@ mod tls;
 
 use std::collections::HashMap;
 use std::ops::RangeInclusive;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -57,6 +61,9 @@ pub struct LocalConfig {
     pub extra_bindirs: Vec<PathBuf>,
     /// How often each instance's disk usage is measured.
     pub quota_interval: Duration,
+    /// Prepared data directories kept per installed major (0: none, every
+    /// create prepares its own).
+    pub pool_size: usize,
 }
 
 impl LocalConfig {
@@ -68,6 +75,7 @@ impl LocalConfig {
             postgres_user: "postgres".into(),
             extra_bindirs: Vec::new(),
             quota_interval: Duration::from_secs(30),
+            pool_size: 3,
         }
     }
 }
@@ -137,6 +145,7 @@ pub(crate) struct Inner {
     supervisors: Mutex<HashMap<Uuid, SupervisorHandle>>,
     /// Ports held by instances or reserved by creates in flight.
     ports: Mutex<ports::PortBook>,
+    pool: pool::Pool,
     tracker: TaskTracker,
     shutdown: CancellationToken,
     metrics: Metrics,
@@ -192,82 +201,6 @@ impl Inner {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&id);
-    }
-
-    /// An initialised cluster for `version`, made once (`initdb`) and copied for each instance.
-    async fn ensure_template(&self, version: &str) -> Result<PathBuf, String> {
-        let lock = self
-            .template_locks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(version.to_owned())
-            .or_default()
-            .clone();
-        let _guard = lock.lock().await;
-        let dir = self.root.join("templates").join(version);
-        if dir.join("PG_VERSION").is_file() {
-            return Ok(dir);
-        }
-        let bindir = self
-            .installs
-            .bindir(version)
-            .ok_or_else(|| format!("PostgreSQL {version} is not installed"))?;
-        let tmp = self.root.join("templates").join(format!("{version}.tmp"));
-        if tmp.exists() {
-            std::fs::remove_dir_all(&tmp).map_err(|e| e.to_string())?;
-        }
-        self.run_as
-            .own_dir(&tmp, 0o700)
-            .map_err(|e| e.to_string())?;
-        let mut cmd = tokio::process::Command::new(bindir.join("initdb"));
-        cmd.arg("-D")
-            .arg(&tmp)
-            .args(["-U", "postgres", "--auth-local=trust", "--auth-host=reject"])
-            .args(["-E", "UTF8", "--no-locale", "--no-sync"])
-            .env_clear()
-            .env("PATH", "/usr/bin:/bin")
-            .env("LC_ALL", "C.UTF-8")
-            .kill_on_drop(true);
-        if self.run_as.drop_privileges {
-            cmd.uid(self.run_as.uid).gid(self.run_as.gid);
-        }
-        let out = cmd
-            .output()
-            .await
-            .map_err(|e| format!("running initdb: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "initdb failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        let conf = tmp.join("postgresql.conf");
-        let mut text = std::fs::read_to_string(&conf).map_err(|e| e.to_string())?;
-        text.push_str(
-            "\n# Strata's settings for this instance.\ninclude_if_exists = 'strata.conf'\n",
-        );
-        std::fs::write(&conf, text).map_err(|e| e.to_string())?;
-        std::fs::rename(&tmp, &dir).map_err(|e| e.to_string())?;
-        Ok(dir)
-    }
-
-    /// Copies a cluster, keeping owners and modes.
-    async fn copy_cluster(&self, from: &Path, to: &Path) -> Result<(), String> {
-        let out = tokio::process::Command::new("cp")
-            .arg("-a")
-            .arg(from)
-            .arg(to)
-            .kill_on_drop(true)
-            .output()
-            .await
-            .map_err(|e| format!("copying the template: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "copying the template: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        Ok(())
     }
 
     fn port_book(&self) -> std::sync::MutexGuard<'_, ports::PortBook> {
@@ -342,7 +275,12 @@ impl LocalRuntime {
         }
         let run_as = RunAs::detect(&cfg.postgres_user)?;
         let root = cfg.data_dir.join("pg");
-        for dir in [&root, &root.join("templates"), &root.join("instances")] {
+        for dir in [
+            &root,
+            &root.join("templates"),
+            &root.join("pool"),
+            &root.join("instances"),
+        ] {
             std::fs::create_dir_all(dir)?;
             if run_as.drop_privileges {
                 use std::os::unix::fs::PermissionsExt;
@@ -353,6 +291,7 @@ impl LocalRuntime {
         let ca = tls::CertificateAuthority::load_or_create(&cfg.data_dir.join("tls"))?;
         let versions = VersionCatalog::from_majors(installs.majors());
         let cfg_ports = cfg.ports.clone();
+        let pool_size = cfg.pool_size;
         let inner = Arc::new(Inner {
             cfg,
             root,
@@ -365,6 +304,7 @@ impl LocalRuntime {
             template_locks: Mutex::default(),
             supervisors: Mutex::default(),
             ports: Mutex::new(ports::PortBook::new(cfg_ports)),
+            pool: pool::Pool::new(pool_size),
             tracker: TaskTracker::new(),
             shutdown: CancellationToken::new(),
             metrics: Metrics::register(registry),
@@ -377,20 +317,9 @@ impl LocalRuntime {
         for rec in recorded {
             rt.supervise(rec.instance.id);
         }
-        // Make the first create fast too.
-        if let Some(v) = rt
-            .inner
-            .versions
-            .default_version()
-            .map(|v| v.version.clone())
-        {
-            let inner = rt.inner.clone();
-            rt.inner.tracker.spawn(async move {
-                if let Err(e) = inner.ensure_template(&v).await {
-                    tracing::warn!(error = %e, "cannot prepare the PostgreSQL template");
-                }
-            });
-        }
+        // Make the first create fast too: the templates and the pool are
+        // prepared in the background, never on the way to serving.
+        rt.inner.tracker.spawn(rt.inner.clone().refill_pools());
         Ok(rt)
     }
 

@@ -135,21 +135,22 @@ pub fn log_tail(log: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join(" | ")
 }
 
-/// Polls until the server accepts connections on its socket, it exits, or the deadline passes.
+/// Polls until the server accepts connections on its socket, it exits, or
+/// the deadline passes; returns the first connection (as the superuser).
 pub async fn wait_accepting(
     server: &mut Server,
     socket_dir: &Path,
     port: u16,
     log: &Path,
     deadline: Duration,
-) -> Result<(), String> {
+) -> Result<tokio_postgres::Client, String> {
     let start = Instant::now();
     loop {
         if let Some(reason) = server.has_exited() {
             return Err(format!("PostgreSQL {}: {}", reason.0, log_tail(log, 3)));
         }
-        if crate::sql::connect(socket_dir, port).await.is_ok() {
-            return Ok(());
+        if let Ok(client) = crate::sql::connect(socket_dir, port).await {
+            return Ok(client);
         }
         if start.elapsed() > deadline {
             return Err(format!(
@@ -158,6 +159,7 @@ pub async fn wait_accepting(
                 log_tail(log, 3)
             ));
         }
-        tokio::time::sleep(Duration::from_millis(15)).await;
+        // A failed attempt (no socket yet, or "starting up") costs little.
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }

@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::cluster::Urgency;
 use crate::config::{QuotaState, ServerConfig, quota_state, render_hba};
 use crate::server::{ExitReason, Server, stop_any, wait_accepting};
 use crate::{Inner, sql};
@@ -302,8 +303,12 @@ impl Supervisor {
         Ok(cfg)
     }
 
-    /// Starts the server and waits until it accepts connections.
-    async fn start_server(&mut self, rec: &InstanceRecord) -> Result<(), String> {
+    /// Starts the server and waits until it accepts connections; returns
+    /// the first one (as the superuser, over the private socket).
+    async fn start_server(
+        &mut self,
+        rec: &InstanceRecord,
+    ) -> Result<tokio_postgres::Client, String> {
         let bindir = self
             .rt
             .installs
@@ -335,6 +340,31 @@ impl Supervisor {
         stop_any(&self.paths.data, STOP_GRACE).await;
     }
 
+    /// The instance's data directory: a prepared one from the pool when
+    /// there is one, else one prepared now the same way. Says which.
+    async fn claim_data_directory(&self, version: &str) -> Result<String, String> {
+        if let Some(entry) = self.rt.pool.claim(version) {
+            match std::fs::rename(&entry, &self.paths.data) {
+                Ok(()) => {
+                    return Ok(format!(
+                        "data directory taken from the pool of prepared PostgreSQL {version} clusters \
+                         (its own system identifier)"
+                    ));
+                }
+                Err(e) => {
+                    tracing::warn!(instance_id = %self.id, error = %e, "cannot take a prepared cluster; preparing one");
+                }
+            }
+        }
+        self.rt
+            .prepare_cluster(version, &self.paths.data, Urgency::Now)
+            .await?;
+        Ok(format!(
+            "data directory prepared from the PostgreSQL {version} template \
+             (its own system identifier; the pool was empty)"
+        ))
+    }
+
     async fn provision(&mut self) -> Result<(), String> {
         let Some(mut rec) = self.load().await else {
             return Err("instance vanished".into());
@@ -345,21 +375,13 @@ impl Supervisor {
         if self.paths.dir.exists() {
             std::fs::remove_dir_all(&self.paths.dir).map_err(|e| format!("cleaning up: {e}"))?;
         }
-        let template = self.rt.ensure_template(&version).await?;
         self.rt
             .run_as
             .own_dir(&self.paths.dir, 0o700)
             .map_err(|e| e.to_string())?;
-        self.rt.copy_cluster(&template, &self.paths.data).await?;
-        if !self
-            .step(&format!(
-                "data directory created from the PostgreSQL {version} template"
-            ))
-            .await
-        {
-            return Err("deleted".into());
-        }
+        let claimed = self.claim_data_directory(&version).await?;
 
+        // A key and certificate of its own, made now.
         let cert = self
             .rt
             .ca
@@ -378,38 +400,42 @@ impl Supervisor {
             .write_private(&self.paths.data.join("server.key"), cert.key_pem.as_bytes())
             .map_err(io)?;
 
+        let mut events = vec![NewServiceEvent::info(EventKind::ProvisioningStep, claimed)];
         if !crate::port_free(&self.rt.cfg.listen, rec.port) {
             let old = rec.port;
             rec.port = self.rt.move_port(self.id, old).await?;
-            self.step(&format!(
-                "port {old} is taken by another process; moved to port {}",
-                rec.port
-            ))
-            .await;
+            events.push(NewServiceEvent::info(
+                EventKind::ProvisioningStep,
+                format!(
+                    "port {old} is taken by another process; moved to port {}",
+                    rec.port
+                ),
+            ));
         }
         let cfg = self.write_config(&rec)?;
-        self.step("TLS certificate issued and configuration written")
-            .await;
-
-        self.start_server(&rec).await?;
-        self.applied = Some(cfg);
-        self.step(&format!(
-            "PostgreSQL accepting connections on port {}",
-            rec.port
-        ))
-        .await;
-
-        let client = sql::connect(&self.paths.run, rec.port)
+        let written = "TLS certificate issued and configuration written";
+        events.push(NewServiceEvent::info(EventKind::ProvisioningStep, written));
+        if !self
+            .set_status(move |s, _| written.clone_into(&mut s.message), events)
             .await
-            .map_err(|e| e.to_string())?;
-        sql::ensure_role_and_database(
-            &client,
-            &rec.instance.name,
-            &rec.instance.name,
-            &rec.password,
-        )
-        .await
-        .map_err(|e| format!("creating role and database: {e}"))?;
+        {
+            return Err("deleted".into());
+        }
+
+        let client = self.start_server(&rec).await?;
+        self.applied = Some(cfg);
+        // The event is written while the role and database are renamed.
+        let accepting = format!("PostgreSQL accepting connections on port {}", rec.port);
+        let (_, claimed) = tokio::join!(
+            self.step(&accepting),
+            sql::claim_role_and_database(
+                &client,
+                &rec.instance.name,
+                &rec.instance.name,
+                &rec.password,
+            )
+        );
+        claimed.map_err(|e| format!("creating role and database: {e}"))?;
         drop(client);
         if !self
             .set_phase(
@@ -486,7 +512,7 @@ impl Supervisor {
             }
             let Some(rec) = self.load().await else { return };
             let result = match self.write_config(&rec) {
-                Ok(cfg) => self.start_server(&rec).await.map(|()| cfg),
+                Ok(cfg) => self.start_server(&rec).await.map(|_| cfg),
                 Err(e) => Err(e),
             };
             match result {

@@ -28,11 +28,16 @@ each_backend! {
         }
         assert_eq!(names.len(), usize::from(N));
         let mut endpoints = BTreeSet::new();
+        let mut identifiers = BTreeSet::new();
         for i in 0..N {
             let ready = f.wait_ready(&format!("burst-{i:02}")).await;
             endpoints.insert(ready.status.endpoint.unwrap().port);
+            let data = f.runtime.instance_dir(ready.id).join("data");
+            identifiers.insert(common::control_data(&data).0);
         }
         assert_eq!(endpoints.len(), usize::from(N), "each instance has a port of its own");
+        // Whether from the pool or prepared on the spot, no cluster was handed out twice.
+        assert_eq!(identifiers.len(), usize::from(N), "and a cluster of its own");
         for i in 0..N {
             f.delete(&format!("burst-{i:02}")).await;
         }

@@ -20,8 +20,6 @@ use common::Process;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
 use strata_client::{Client, CreateInstance, Credentials, Phase, UpdateInstance};
 
 const PASSWORD: &str = "integration-admin-password";
@@ -108,28 +106,15 @@ impl Server {
 }
 
 async fn connect(c: &Credentials) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_slice(c.ca_certificate.as_bytes()).unwrap())
-        .unwrap();
-    let tls = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let (client, conn) = tokio_postgres::connect(
-        &format!(
-            "host={} port={} user={} password={} dbname={} sslmode=require connect_timeout=5",
-            c.host,
-            c.port,
-            c.username,
-            c.password.expose(),
-            c.database
-        ),
-        tokio_postgres_rustls::MakeRustlsConnect::new(tls),
-    )
-    .await?;
-    tokio::spawn(conn);
-    Ok(client)
+    strata_testpg::connect_tls(strata_testpg::Target {
+        host: &c.host,
+        port: c.port,
+        user: &c.username,
+        password: c.password.expose(),
+        database: &c.database,
+        ca_pem: &c.ca_certificate,
+    })
+    .await
 }
 
 fn db_message(e: &tokio_postgres::Error) -> String {

@@ -118,3 +118,77 @@ impl Fixture {
         }
     }
 }
+
+/// What `pg_controldata` reports of the cluster in `data`: its system
+/// identifier and its mock-authentication nonce.
+pub fn control_data(data: &std::path::Path) -> (String, String) {
+    let installs = strata_runtime_local::Installations::discover(&[]);
+    let bindir = installs
+        .bindir(&installs.majors()[0].to_string())
+        .unwrap()
+        .to_path_buf();
+    let out = std::process::Command::new(bindir.join("pg_controldata"))
+        .arg("-D")
+        .arg(data)
+        .env("LC_ALL", "C")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "pg_controldata: {out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let field = |name: &str| {
+        text.lines().find_map(|l| l.strip_prefix(name)).map_or_else(
+            || panic!("pg_controldata shows no {name:?}: {text}"),
+            |v| v.trim().to_owned(),
+        )
+    };
+    (
+        field("Database system identifier:"),
+        field("Mock authentication nonce:"),
+    )
+}
+
+/// The prepared clusters in the pool of `major`, by directory name.
+pub fn pool_entries(f: &Fixture, major: &str) -> std::collections::BTreeSet<String> {
+    let dir = f.dir.path().join("pg/pool").join(major);
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.path())
+                // Entries still being prepared are `<uuid>.tmp`.
+                .filter(|p| p.extension().is_none())
+                .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Polls until the pool of `major` holds `n` prepared clusters.
+pub async fn wait_pool(f: &Fixture, major: &str, n: usize) -> std::collections::BTreeSet<String> {
+    let start = Instant::now();
+    loop {
+        let entries = pool_entries(f, major);
+        if entries.len() == n {
+            return entries;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "the pool holds {entries:?} after {DEADLINE:?}, not {n} entries"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Connects as the instance's role, over TLS checked against its CA.
+pub async fn connect(c: &strata_core::Credentials) -> tokio_postgres::Client {
+    strata_testpg::connect_tls(strata_testpg::Target {
+        host: &c.host,
+        port: c.port,
+        user: &c.username,
+        password: c.password.expose(),
+        database: &c.database,
+        ca_pem: &c.ca_certificate,
+    })
+    .await
+    .unwrap()
+}
