@@ -178,9 +178,10 @@ mkdir -p "$(dirname "$out")"
 
 # start_serve NAME: starts `strata serve` on a fresh data dir $work/NAME with
 # loopback listeners on free ports and a random admin password; sets
-# server_pid, server_url and server_password.
+# server_pid, server_url, server_metrics and server_password.
 server_data=""
 server_url=""
+server_metrics=""
 server_password=""
 start_serve() {
     local name="$1" url=""
@@ -206,13 +207,15 @@ start_serve() {
         exit 1
     fi
     server_url="$url"
-    echo "==> strata serve is listening on $server_url (pid $server_pid)"
+    server_metrics="$(sed -n 's/^Strata is serving on .*metrics: \(http:\/\/[0-9.:]*\)\/metrics.*/\1/p' "$work/strata.err" | head -n1)"
+    echo "==> strata serve is listening on $server_url (pid $server_pid, metrics $server_metrics)"
 }
 
 run_serve_bench() {
     start_serve serve
     STRATA_ADMIN_PASSWORD="$server_password" "$bench" serve --url "$server_url" \
-        --server-pid "$server_pid" --commit "$commit" --out "$out" \
+        --server-pid "$server_pid" --metrics-url "$server_metrics" \
+        --commit "$commit" --out "$out" \
         ${bench_args[@]+"${bench_args[@]}"}
     stop_server
 }

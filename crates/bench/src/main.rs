@@ -64,6 +64,13 @@ struct Args {
     /// Process id of that `strata serve`, to read its RSS and CPU time from /proc.
     #[arg(long)]
     server_pid: u32,
+    /// Base URL of its /metrics listener (loopback): the benchmark waits until
+    /// it reports `--pool-size` prepared clusters before it measures.
+    #[arg(long)]
+    metrics_url: Option<String>,
+    /// The server's `--pool-size`.
+    #[arg(long, default_value_t = 3)]
+    pool_size: u64,
     #[arg(long, default_value = "admin")]
     username: String,
     #[arg(long, env = "STRATA_ADMIN_PASSWORD", hide_env_values = true)]
@@ -121,7 +128,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let machine = procfs::machine();
     let date = time::OffsetDateTime::now_utc();
 
-    // Let start-up work (migrations, template cluster) settle before calling it idle.
+    // Let start-up work (migrations, template cluster, the pool of prepared
+    // clusters) settle before calling it idle and timing creates.
+    if let Some(url) = &args.metrics_url {
+        let took = wait_pool_full(loopback_addr(url)?, args.pool_size).await?;
+        println!(
+            "pool of prepared clusters full {} ms after the benchmark began",
+            took.as_millis()
+        );
+    }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_start = procfs::rss_bytes(args.server_pid)?;
     println!("idle RSS after start-up: {}", report::mib(rss_start));
@@ -422,6 +437,30 @@ async fn run_load(
     let outcome = outcome?;
     let (server_cpu, client_cpu) = cpu?;
     Ok(LoadFigures::new(&outcome, server_cpu, client_cpu))
+}
+
+/// Polls the server's /metrics until its pool holds `size` prepared clusters.
+async fn wait_pool_full(metrics: SocketAddr, size: u64) -> anyhow::Result<Duration> {
+    let t0 = Instant::now();
+    let request = load::get_request(metrics, "/metrics", None);
+    loop {
+        let (status, body) = load::once(metrics, &request)
+            .await
+            .context("reading the server's /metrics")?;
+        if status != 200 {
+            bail!("the server's /metrics answered {status}");
+        }
+        let prepared = operator::counter_sum(&String::from_utf8_lossy(&body), "prepared_clusters");
+        if prepared >= size {
+            return Ok(t0.elapsed());
+        }
+        if t0.elapsed() > READY_TIMEOUT {
+            bail!(
+                "the pool holds {prepared} prepared clusters after {READY_TIMEOUT:?}, not {size}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// The socket address of a loopback `http://` URL; anything else is refused.

@@ -492,7 +492,10 @@ fn method(s: &mut String, f: &Figures) -> anyhow::Result<()> {
     writeln!(
         s,
         "* Create → Ready: {} creates one after another, each timed from the POST to the first GET \
-         (polled every 10 ms) that shows phase `Ready`; then all are deleted.",
+         (polled every 10 ms) that shows phase `Ready`; then all are deleted. They begin once \
+         `strata serve` reports its pool of prepared clusters full (`prepared_clusters` on its \
+         `/metrics`): the template and the pool are made in the background after start-up, and a \
+         create sent before the template exists waits for it (about a second).",
         f.creates.len()
     )?;
     if f.burst.size() > 0 {

@@ -67,7 +67,7 @@ impl Inner {
         Ok(())
     }
 
-    fn bindir(&self, version: &str) -> Result<PathBuf, String> {
+    pub(crate) fn bindir(&self, version: &str) -> Result<PathBuf, String> {
         self.installs
             .bindir(version)
             .map(Path::to_path_buf)

@@ -27,6 +27,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use strata_core::NewAuditEvent;
@@ -99,6 +100,7 @@ pub(crate) struct Metrics {
     pub restarts: Counter,
     pub provision_failures: Counter,
     pub provision_seconds: Histogram,
+    pub prepared_clusters: Gauge,
 }
 
 impl Metrics {
@@ -107,6 +109,7 @@ impl Metrics {
             restarts: Counter::default(),
             provision_failures: Counter::default(),
             provision_seconds: Histogram::new(exponential_buckets(0.05, 2.0, 10)),
+            prepared_clusters: Gauge::default(),
         };
         registry.register(
             "server_restarts",
@@ -122,6 +125,11 @@ impl Metrics {
             "provision_duration_seconds",
             "Time from the start of provisioning to Ready",
             m.provision_seconds.clone(),
+        );
+        registry.register(
+            "prepared_clusters",
+            "Prepared PostgreSQL data directories in the pool, ready to be claimed by a create",
+            m.prepared_clusters.clone(),
         );
         m
     }
@@ -292,6 +300,7 @@ impl LocalRuntime {
         let versions = VersionCatalog::from_majors(installs.majors());
         let cfg_ports = cfg.ports.clone();
         let pool_size = cfg.pool_size;
+        let metrics = Metrics::register(registry);
         let inner = Arc::new(Inner {
             cfg,
             root,
@@ -304,10 +313,10 @@ impl LocalRuntime {
             template_locks: Mutex::default(),
             supervisors: Mutex::default(),
             ports: Mutex::new(ports::PortBook::new(cfg_ports)),
-            pool: pool::Pool::new(pool_size),
+            pool: pool::Pool::new(pool_size, metrics.prepared_clusters.clone()),
             tracker: TaskTracker::new(),
             shutdown: CancellationToken::new(),
-            metrics: Metrics::register(registry),
+            metrics,
         });
         let rt = Self { inner };
         let recorded = rt.inner.store.all_instances().await?;

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
@@ -28,14 +29,17 @@ pub(crate) struct Pool {
     queues: Mutex<HashMap<String, VecDeque<PathBuf>>>,
     /// Woken by every claim: the refill has work.
     wake: Notify,
+    /// Entries ready, all majors together.
+    prepared: Gauge,
 }
 
 impl Pool {
-    pub fn new(size: usize) -> Self {
+    pub fn new(size: usize, prepared: Gauge) -> Self {
         Self {
             size,
             queues: Mutex::default(),
             wake: Notify::new(),
+            prepared,
         }
     }
 
@@ -48,6 +52,9 @@ impl Pool {
     pub fn claim(&self, version: &str) -> Option<PathBuf> {
         let entry = self.queues().get_mut(version)?.pop_front();
         self.wake.notify_one();
+        if entry.is_some() {
+            self.prepared.dec();
+        }
         entry
     }
 
@@ -57,6 +64,7 @@ impl Pool {
             .entry(version.to_owned())
             .or_default()
             .push_back(entry);
+        self.prepared.inc();
     }
 
     /// Entries of `version` ready to be claimed.
@@ -158,7 +166,7 @@ mod tests {
 
     #[test]
     fn each_entry_is_claimed_once_even_by_concurrent_claimers() {
-        let pool = Arc::new(Pool::new(1000));
+        let pool = Arc::new(Pool::new(1000, Gauge::default()));
         for i in 0..1000 {
             pool.add("15", PathBuf::from(format!("/pool/15/{i}")));
         }
@@ -186,14 +194,17 @@ mod tests {
 
     #[test]
     fn the_pool_wants_entries_up_to_its_size_per_version() {
-        let pool = Pool::new(2);
+        let prepared = Gauge::default();
+        let pool = Pool::new(2, prepared.clone());
         assert!(pool.wants("15"));
         pool.add("15", PathBuf::from("/pool/15/a"));
         pool.add("15", PathBuf::from("/pool/15/b"));
         assert!(!pool.wants("15"));
+        assert_eq!(prepared.get(), 2);
         assert!(pool.wants("16"), "each major has its own pool");
         assert_eq!(pool.claim("15"), Some(PathBuf::from("/pool/15/a")));
         assert!(pool.wants("15"));
         assert_eq!(pool.claim("16"), None);
+        assert_eq!(prepared.get(), 1);
     }
 }

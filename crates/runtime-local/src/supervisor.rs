@@ -309,12 +309,13 @@ impl Supervisor {
         &mut self,
         rec: &InstanceRecord,
     ) -> Result<tokio_postgres::Client, String> {
-        let bindir = self
-            .rt
-            .installs
-            .bindir(&rec.instance.version)
-            .ok_or_else(|| format!("PostgreSQL {} is not installed", rec.instance.version))?
-            .to_path_buf();
+        self.spawn_server(rec)?;
+        self.wait_server(rec).await
+    }
+
+    /// Starts the server process; it becomes ready on its own.
+    fn spawn_server(&mut self, rec: &InstanceRecord) -> Result<(), String> {
+        let bindir = self.rt.bindir(&rec.instance.version)?;
         self.rt
             .run_as
             .own_dir(&self.paths.run, 0o700)
@@ -322,7 +323,18 @@ impl Supervisor {
         // A stale pid file from a killed server is PostgreSQL's to handle.
         let server = Server::start(&bindir, &self.paths.data, &self.paths.log, self.rt.run_as)
             .map_err(|e| format!("starting PostgreSQL: {e}"))?;
-        let server = self.server.insert(server);
+        self.server = Some(server);
+        Ok(())
+    }
+
+    /// Waits until the started server accepts connections; returns the first.
+    async fn wait_server(
+        &mut self,
+        rec: &InstanceRecord,
+    ) -> Result<tokio_postgres::Client, String> {
+        let Some(server) = self.server.as_mut() else {
+            return Err("PostgreSQL was not started".into());
+        };
         wait_accepting(
             server,
             &self.paths.run,
@@ -415,14 +427,15 @@ impl Supervisor {
         let cfg = self.write_config(&rec)?;
         let written = "TLS certificate issued and configuration written";
         events.push(NewServiceEvent::info(EventKind::ProvisioningStep, written));
+        // PostgreSQL starts while the steps so far are recorded.
+        self.spawn_server(&rec)?;
         if !self
             .set_status(move |s, _| written.clone_into(&mut s.message), events)
             .await
         {
             return Err("deleted".into());
         }
-
-        let client = self.start_server(&rec).await?;
+        let client = self.wait_server(&rec).await?;
         self.applied = Some(cfg);
         // The event is written while the role and database are renamed.
         let accepting = format!("PostgreSQL accepting connections on port {}", rec.port);
