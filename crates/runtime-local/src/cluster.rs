@@ -132,7 +132,8 @@ impl Inner {
         let mut server = Server::start(&bindir, &tmp, &log, self.run_as)
             .map_err(|e| format!("starting the template: {e}"))?;
         let made = async {
-            let client = wait_accepting(&mut server, &run, 5432, &log, TEMPLATE_START).await?;
+            let client =
+                wait_accepting(&mut server, &tmp, &run, 5432, &log, TEMPLATE_START).await?;
             sql::prepare_role_and_database(&client)
                 .await
                 .map_err(|e| format!("preparing the role and database of the template: {e}"))

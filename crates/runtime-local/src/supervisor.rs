@@ -337,6 +337,7 @@ impl Supervisor {
         };
         wait_accepting(
             server,
+            &self.paths.data,
             &self.paths.run,
             rec.port,
             &self.paths.log,
