@@ -68,8 +68,8 @@ struct Args {
     /// it reports `--pool-size` prepared clusters before it measures.
     #[arg(long)]
     metrics_url: Option<String>,
-    /// The server's `--pool-size`.
-    #[arg(long, default_value_t = 3)]
+    /// The server's `--pool-size` (its default is 4).
+    #[arg(long, default_value_t = 4)]
     pool_size: u64,
     #[arg(long, default_value = "admin")]
     username: String,

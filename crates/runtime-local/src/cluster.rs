@@ -168,7 +168,8 @@ impl Inner {
         let bindir = self.bindir(version)?;
         // Owners and modes are kept: the copy belongs to the PostgreSQL user.
         let mut copy = self.command(Path::new("cp"), urgency, false);
-        copy.arg("-a").arg(&template).arg(dest);
+        // Instant on a filesystem that shares extents (btrfs, XFS).
+        copy.args(["-a", "--reflink=auto"]).arg(&template).arg(dest);
         Self::run("copying the template", copy).await?;
         rekey(&dest.join("global").join("pg_control"))?;
         let mut reset = self.command(&bindir.join("pg_resetwal"), urgency, true);

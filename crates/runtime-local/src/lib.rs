@@ -48,6 +48,11 @@ pub use binaries::Installations;
 pub use os::RunAs;
 use supervisor::Command;
 
+/// Prepared data directories kept per installed major unless configured
+/// otherwise: enough that back-to-back creates rarely find the pool empty
+/// while it refills (each entry is about 50 MiB on disk).
+pub const DEFAULT_POOL_SIZE: usize = 4;
+
 /// How the local runtime places its servers.
 #[derive(Debug, Clone)]
 pub struct LocalConfig {
@@ -76,7 +81,7 @@ impl LocalConfig {
             postgres_user: "postgres".into(),
             extra_bindirs: Vec::new(),
             quota_interval: Duration::from_secs(30),
-            pool_size: 3,
+            pool_size: DEFAULT_POOL_SIZE,
         }
     }
 }

@@ -74,7 +74,12 @@ impl Pool {
 
     /// Whether `version` has fewer entries than the pool keeps.
     pub fn wants(&self, version: &str) -> bool {
-        self.len(version) < self.size
+        self.missing(version) > 0
+    }
+
+    /// How many entries `version` lacks to be full.
+    pub fn missing(&self, version: &str) -> usize {
+        self.size.saturating_sub(self.len(version))
     }
 }
 
@@ -116,20 +121,37 @@ impl Inner {
             let woken = self.pool.wake.notified();
             for version in &versions {
                 while self.pool.wants(version) && !self.shutdown.is_cancelled() {
-                    let prepared = tokio::select! {
+                    // Two at a time when two are missing: most of the work is
+                    // copying and writing files, which two CPUs overlap.
+                    let two = self.pool.missing(version) >= 2;
+                    let (first, second) = tokio::select! {
                         () = self.shutdown.cancelled() => return,
-                        r = self.prepare_entry(version) => r,
-                    };
-                    match prepared {
-                        Ok(entry) => self.pool.add(version, entry),
-                        Err(e) => {
-                            tracing::warn!(error = %e, version, "cannot prepare a cluster for the pool");
-                            tokio::select! {
-                                () = self.shutdown.cancelled() => return,
-                                () = tokio::time::sleep(RETRY_AFTER_FAILURE) => {}
+                        r = async {
+                            if two {
+                                let (a, b) = tokio::join!(
+                                    self.prepare_entry(version),
+                                    self.prepare_entry(version)
+                                );
+                                (a, Some(b))
+                            } else {
+                                (self.prepare_entry(version).await, None)
                             }
-                            break;
+                        } => r,
+                    };
+                    let mut failed = None;
+                    for prepared in std::iter::once(first).chain(second) {
+                        match prepared {
+                            Ok(entry) => self.pool.add(version, entry),
+                            Err(e) => failed = Some(e),
                         }
+                    }
+                    if let Some(e) = failed {
+                        tracing::warn!(error = %e, version, "cannot prepare a cluster for the pool");
+                        tokio::select! {
+                            () = self.shutdown.cancelled() => return,
+                            () = tokio::time::sleep(RETRY_AFTER_FAILURE) => {}
+                        }
+                        break;
                     }
                 }
             }
@@ -200,6 +222,8 @@ mod tests {
         pool.add("15", PathBuf::from("/pool/15/a"));
         pool.add("15", PathBuf::from("/pool/15/b"));
         assert!(!pool.wants("15"));
+        assert_eq!(pool.missing("15"), 0);
+        assert_eq!(pool.missing("16"), 2);
         assert_eq!(prepared.get(), 2);
         assert!(pool.wants("16"), "each major has its own pool");
         assert_eq!(pool.claim("15"), Some(PathBuf::from("/pool/15/a")));

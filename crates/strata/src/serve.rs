@@ -47,7 +47,7 @@ pub struct ServeArgs {
     quota_interval: u64,
     /// Prepared PostgreSQL data directories kept ready per installed major,
     /// so that a create only claims one (0: every create prepares its own).
-    #[arg(long, env = "STRATA_POOL_SIZE", default_value_t = 3)]
+    #[arg(long, env = "STRATA_POOL_SIZE", default_value_t = strata_runtime_local::DEFAULT_POOL_SIZE)]
     pool_size: usize,
     /// Log format: json (one object a line) or text.
     #[arg(long, env = "STRATA_LOG_FORMAT", default_value = "json")]
