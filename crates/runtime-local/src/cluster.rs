@@ -1,7 +1,8 @@
 //! Data directories for instances: one template cluster per installed major
 //! (`initdb` once, with the prepared role and database made in it), and
 //! copies of it that are clusters of their own — each with a fresh system
-//! identifier, a fresh mock-authentication nonce and new WAL.
+//! identifier and mock-authentication nonce, in its control file and in its
+//! WAL.
 
 use std::path::{Path, PathBuf};
 use std::sync::PoisonError;
@@ -15,8 +16,8 @@ use crate::{Inner, config, control, sql};
 /// A file in a finished template naming its format; a template without it,
 /// or of another format, is made again.
 const TEMPLATE_MARKER: &str = "strata-template";
-/// 2: with the prepared role and database.
-const TEMPLATE_FORMAT: &str = "2";
+/// 3: with the prepared role and database, and one WAL segment.
+const TEMPLATE_FORMAT: &str = "3";
 /// How long the template's one start may take.
 const TEMPLATE_START: Duration = Duration::from_mins(1);
 const TEMPLATE_STOP_GRACE: Duration = Duration::from_secs(30);
@@ -141,6 +142,8 @@ impl Inner {
         .await;
         server.stop(TEMPLATE_STOP_GRACE).await;
         made?;
+        // One WAL segment, whose first page each copy re-keys in place.
+        self.reset_wal(&bindir, &tmp, Urgency::Now).await?;
         std::fs::remove_file(&settings_file).map_err(io)?;
         std::fs::remove_dir_all(&run).map_err(io)?;
         let _ = std::fs::remove_file(&log);
@@ -157,7 +160,7 @@ impl Inner {
 
     /// A cluster of its own at `dest` (which must not exist): a copy of the
     /// template, re-keyed (fresh system identifier and mock-authentication
-    /// nonce), with new WAL that carries the new identifier.
+    /// nonce) in its control file and WAL.
     pub(crate) async fn prepare_cluster(
         &self,
         version: &str,
@@ -171,25 +174,69 @@ impl Inner {
         // Instant on a filesystem that shares extents (btrfs, XFS).
         copy.args(["-a", "--reflink=auto"]).arg(&template).arg(dest);
         Self::run("copying the template", copy).await?;
-        rekey(&dest.join("global").join("pg_control"))?;
+        if rekey(dest)? {
+            return Ok(());
+        }
+        self.reset_wal(&bindir, dest, urgency).await
+    }
+
+    /// `pg_resetwal -f`: the WAL of `data` replaced by one new segment that
+    /// carries the identifier of its control file.
+    async fn reset_wal(&self, bindir: &Path, data: &Path, urgency: Urgency) -> Result<(), String> {
         let mut reset = self.command(&bindir.join("pg_resetwal"), urgency, true);
-        reset.arg("-f").arg("-D").arg(dest);
+        reset.arg("-f").arg("-D").arg(data);
         Self::run("pg_resetwal", reset).await
     }
 }
 
-/// Gives the control file at `path` a fresh system identifier and nonce
-/// from the operating system's CSPRNG; owner and mode stay.
-fn rekey(path: &Path) -> Result<(), String> {
+/// Gives the cluster in `data` a fresh system identifier and nonce from
+/// the operating system's CSPRNG (owners and modes stay): in its control
+/// file, and in the first page of each WAL segment. `false` when a segment
+/// does not record the old identifier where expected: then the caller
+/// replaces the WAL (`pg_resetwal`).
+fn rekey(data: &Path) -> Result<bool, String> {
     use rand::RngCore;
-    let io = |e: std::io::Error| format!("re-keying {}: {e}", path.display());
-    let mut bytes = std::fs::read(path).map_err(io)?;
+    use std::io::{Read, Seek, Write};
+    let io = |e: std::io::Error| format!("re-keying {}: {e}", data.display());
+    let control_file = data.join("global").join("pg_control");
+    let mut bytes = std::fs::read(&control_file).map_err(io)?;
+    let old = control::system_identifier(&bytes).ok_or("pg_control is too short")?;
     let mut nonce = [0u8; control::NONCE_LEN];
     rand::rngs::OsRng.fill_bytes(&mut nonce);
     let now = time::OffsetDateTime::now_utc()
         .unix_timestamp()
         .unsigned_abs();
-    let identifier = control::new_system_identifier(now, rand::rngs::OsRng.next_u32());
-    control::rekey(&mut bytes, identifier, &nonce).map_err(|e| e.to_string())?;
-    std::fs::write(path, bytes).map_err(io)
+    let new = control::new_system_identifier(now, rand::rngs::OsRng.next_u32());
+    control::rekey(&mut bytes, new, &nonce).map_err(|e| e.to_string())?;
+    let mut every_segment = true;
+    let mut segments = 0;
+    for entry in std::fs::read_dir(data.join("pg_wal")).map_err(io)? {
+        let entry = entry.map_err(io)?;
+        let name = entry.file_name();
+        let is_segment = name.len() == 24
+            && name
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit())
+            && entry.file_type().map_err(io)?.is_file();
+        if !is_segment {
+            continue;
+        }
+        segments += 1;
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(entry.path())
+            .map_err(io)?;
+        let mut header = [0u8; control::WAL_SYSID_AT + 8];
+        file.read_exact(&mut header).map_err(io)?;
+        if control::rekey_wal_header(&mut header, old, new) {
+            file.seek(std::io::SeekFrom::Start(0)).map_err(io)?;
+            file.write_all(&header).map_err(io)?;
+        } else {
+            every_segment = false;
+        }
+    }
+    std::fs::write(&control_file, bytes).map_err(io)?;
+    Ok(every_segment && segments > 0)
 }

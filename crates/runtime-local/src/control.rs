@@ -1,8 +1,9 @@
 //! Re-keying a copied cluster's control file (`global/pg_control`): a fresh
 //! system identifier and a fresh mock-authentication nonce, so that no two
-//! instances copied from one template share either. Pure: bytes in, bytes
-//! out; the caller reads and writes the file and then runs `pg_resetwal`,
-//! whose new WAL carries the new identifier (WAL page headers repeat it).
+//! instances copied from one template share either; and the identifier
+//! that the first page of each WAL segment repeats. Pure: bytes in, bytes
+//! out; the caller reads and writes the files (and runs `pg_resetwal` when
+//! a WAL header is not where it is expected).
 //!
 //! PostgreSQL 15 cannot set a system identifier itself (`pg_resetwal` has no
 //! option for it); PostgreSQL 17's `pg_createsubscriber` changes it the same
@@ -57,6 +58,30 @@ pub fn rekey(
     Ok(())
 }
 
+/// The system identifier recorded in a control file.
+pub fn system_identifier(control: &[u8]) -> Option<u64> {
+    Some(u64::from_le_bytes(control.get(..8)?.try_into().ok()?))
+}
+
+/// Where a WAL segment's first page (a long page header) records the
+/// system identifier: after `xlp_magic`, `xlp_info`, `xlp_tli`,
+/// `xlp_pageaddr`, `xlp_rem_len` and padding.
+pub const WAL_SYSID_AT: usize = 24;
+
+/// Writes `new` over the system identifier of a WAL segment's first page,
+/// if that page records `old` there (page headers carry no checksum);
+/// `false`, with nothing changed, when it does not.
+pub fn rekey_wal_header(page: &mut [u8], old: u64, new: u64) -> bool {
+    let Some(field) = page.get_mut(WAL_SYSID_AT..WAL_SYSID_AT + 8) else {
+        return false;
+    };
+    if *field != old.to_le_bytes() {
+        return false;
+    }
+    field.copy_from_slice(&new.to_le_bytes());
+    true
+}
+
 /// A fresh system identifier in PostgreSQL's own form: the seconds of
 /// `unix_seconds` in the upper half (so it still reads as a creation time),
 /// random bits from the caller in the lower half.
@@ -67,10 +92,6 @@ pub fn new_system_identifier(unix_seconds: u64, random: u32) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn system_identifier(control: &[u8]) -> Option<u64> {
-        Some(u64::from_le_bytes(control.get(..8)?.try_into().ok()?))
-    }
 
     /// A control file shaped like PostgreSQL's: identifier first, then other
     /// fields, the nonce, the CRC, zero padding to 8 KiB.
@@ -108,6 +129,20 @@ mod tests {
             rekey(&mut c, 42, &[0; NONCE_LEN]),
             Err(ControlError::NoChecksum)
         );
+    }
+
+    #[test]
+    fn a_wal_header_is_rekeyed_only_where_it_records_the_old_identifier() {
+        let mut page = vec![0u8; 40];
+        page[WAL_SYSID_AT..WAL_SYSID_AT + 8].copy_from_slice(&7u64.to_le_bytes());
+        assert!(
+            !rekey_wal_header(&mut page, 8, 42),
+            "another identifier: untouched"
+        );
+        assert_eq!(page[WAL_SYSID_AT], 7);
+        assert!(rekey_wal_header(&mut page, 7, 42));
+        assert_eq!(page[WAL_SYSID_AT..WAL_SYSID_AT + 8], 42u64.to_le_bytes());
+        assert!(!rekey_wal_header(&mut [0u8; 10], 0, 42), "too short");
     }
 
     #[test]
