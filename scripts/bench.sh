@@ -151,7 +151,8 @@ mkdir -p "$(dirname "$out")"
 run_serve_bench() {
     start_serve serve
     STRATA_ADMIN_PASSWORD="$server_password" "$bench" serve --url "$server_url" \
-        --server-pid "$server_pid" --commit "$commit" --out "$out" \
+        --server-pid "$server_pid" --metrics-url "$server_metrics" \
+        --commit "$commit" --out "$out" \
         ${bench_args[@]+"${bench_args[@]}"}
     stop_server
 }

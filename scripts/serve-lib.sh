@@ -5,12 +5,13 @@
 #   work    a directory for the server's data dir and logs (mode 711: the
 #           PostgreSQL user must be able to traverse it)
 #   strata  the strata binary
-# It sets server_pid, server_data, server_url and server_password.
+# It sets server_pid, server_data, server_url, server_metrics and server_password.
 # (SC2154 is off: prog, work and strata come from the sourcing script.)
 
 server_pid=""
 server_data=""
 server_url=""
+server_metrics=""
 server_password=""
 
 # stop_process PID NAME: SIGTERM, up to 30 s, then SIGKILL.
@@ -47,7 +48,7 @@ stop_server() {
 
 # start_serve NAME [SERVE-OPTIONS...]: starts `strata serve` on a fresh data
 # dir $work/NAME with loopback listeners on free ports and a random admin
-# password; sets server_pid, server_url and server_password.
+# password; sets server_pid, server_url, server_metrics and server_password.
 start_serve() {
     local name="$1" url=""
     shift
@@ -73,7 +74,8 @@ start_serve() {
         exit 1
     fi
     server_url="$url"
-    echo "==> strata serve is listening on $server_url (pid $server_pid)"
+    server_metrics="$(sed -n 's/^Strata is serving on .*metrics: \(http:\/\/[0-9.:]*\)\/metrics.*/\1/p' "$work/strata.err" | head -n1)"
+    echo "==> strata serve is listening on $server_url (pid $server_pid, metrics $server_metrics)"
 }
 
 # free_port: a port in 20000-32767 (below Linux's ephemeral range) that

@@ -46,9 +46,13 @@ impl ApiError {
 
     /// 429 with a `Retry-After` of at least one second.
     pub fn too_many_requests(detail: impl Into<String>, wait: std::time::Duration) -> Self {
-        let mut e = Self::new(StatusCode::TOO_MANY_REQUESTS, "rate-limited", detail);
-        e.retry_after = Some((wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1));
-        e
+        Self::new(StatusCode::TOO_MANY_REQUESTS, "rate-limited", detail).retry_after(wait)
+    }
+
+    /// The same error with a `Retry-After` of `wait`, at least one second.
+    fn retry_after(mut self, wait: std::time::Duration) -> Self {
+        self.retry_after = Some((wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1));
+        self
     }
 
     /// Bad input in one field: 400 for a broken rule, 404 for a reference to
@@ -153,6 +157,11 @@ impl From<RuntimeError> for ApiError {
             RuntimeError::Unavailable(m) => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m)
             }
+            RuntimeError::AtCapacity {
+                message,
+                retry_after,
+            } => Self::new(StatusCode::SERVICE_UNAVAILABLE, "capacity", message)
+                .retry_after(retry_after),
             internal @ RuntimeError::Internal { .. } => Self::internal_error(&internal),
         }
     }

@@ -7,6 +7,7 @@
 //! figures and writes them as Markdown.
 
 mod bare;
+mod burst;
 mod goals;
 mod load;
 mod node;
@@ -63,6 +64,13 @@ struct Args {
     /// Process id of that `strata serve`, to read its RSS and CPU time from /proc.
     #[arg(long)]
     server_pid: u32,
+    /// Base URL of its /metrics listener (loopback): the benchmark waits until
+    /// it reports `--pool-size` prepared clusters before it measures.
+    #[arg(long)]
+    metrics_url: Option<String>,
+    /// The server's `--pool-size` (its default is 4).
+    #[arg(long, default_value_t = 4)]
+    pool_size: u64,
     #[arg(long, default_value = "admin")]
     username: String,
     #[arg(long, env = "STRATA_ADMIN_PASSWORD", hide_env_values = true)]
@@ -70,6 +78,9 @@ struct Args {
     /// Sequential creates to time.
     #[arg(long, default_value_t = 20)]
     creates: usize,
+    /// Creates sent at once after the sequential ones; 0 skips the burst.
+    #[arg(long, default_value_t = 50)]
+    burst: usize,
     /// Concurrent keep-alive connections of the GET load.
     #[arg(long, default_value_t = 64)]
     connections: usize,
@@ -117,7 +128,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let machine = procfs::machine();
     let date = time::OffsetDateTime::now_utc();
 
-    // Let start-up work (migrations, template cluster) settle before calling it idle.
+    // Let start-up work (migrations, template cluster, the pool of prepared
+    // clusters) settle before calling it idle and timing creates.
+    if let Some(url) = &args.metrics_url {
+        let took = wait_pool_full(loopback_addr(url)?, args.pool_size).await?;
+        println!(
+            "pool of prepared clusters full {} ms after the benchmark began",
+            took.as_millis()
+        );
+    }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_start = procfs::rss_bytes(args.server_pid)?;
     println!("idle RSS after start-up: {}", report::mib(rss_start));
@@ -137,7 +156,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             eprintln!("deleting {name}: {e}");
         }
     }
-    let (creates, deletes, steps, rss_after_creates, get) = measured?;
+    let (creates, deletes, steps, burst, rss_after_creates, get) = measured?;
 
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_after_load = procfs::rss_bytes(args.server_pid)?;
@@ -152,7 +171,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         commit: args.commit.clone(),
         creates,
         deletes,
-        slowest_create_steps: steps,
+        create_events: steps,
+        burst,
         get,
         rss_start,
         rss_after_creates,
@@ -172,7 +192,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
 type Measured = (
     Vec<Duration>,
     Vec<Duration>,
-    Vec<CreateStep>,
+    Vec<Vec<CreateStep>>,
+    burst::BurstFigures,
     u64,
     report::GetFigures,
 );
@@ -192,7 +213,7 @@ async fn measure(
         println!("create {name}: {} ms to Ready", took.as_millis());
         creates.push(took);
     }
-    let steps = slowest_steps(client, &creates, &args.prefix).await;
+    let steps = create_events(client, &args.prefix, creates.len()).await;
     let mut deletes = Vec::new();
     while let Some(name) = live.pop() {
         let t0 = Instant::now();
@@ -206,6 +227,9 @@ async fn measure(
         sorted(&creates).last().map_or(0, Duration::as_millis),
     );
 
+    // 2. A burst of creates sent at once.
+    let burst = burst::measure(client, &args.prefix, args.burst, live).await?;
+
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_after_creates = procfs::rss_bytes(args.server_pid)?;
     println!(
@@ -213,7 +237,7 @@ async fn measure(
         report::mib(rss_after_creates)
     );
 
-    // 2. GET load: Strata and the bare handler, alternating.
+    // 3. GET load: Strata and the bare handler, alternating.
     let name = format!("{}-get", args.prefix);
     create(client, &name, live).await?;
     let path = format!("/v1/projects/{PROJECT}/instances/{name}");
@@ -287,7 +311,7 @@ async fn measure(
         rounds,
         breakdown,
     };
-    Ok((creates, deletes, steps, rss_after_creates, get))
+    Ok((creates, deletes, steps, burst, rss_after_creates, get))
 }
 
 /// Creates `name` and waits for Ready; returns the time from POST to Ready.
@@ -328,7 +352,7 @@ pub async fn create_and_wait(
     }
 }
 
-async fn delete(client: &Client, name: &str) -> anyhow::Result<()> {
+pub async fn delete(client: &Client, name: &str) -> anyhow::Result<()> {
     delete_and_wait(client, PROJECT, name, DELETE_TIMEOUT).await
 }
 
@@ -350,12 +374,13 @@ pub async fn delete_and_wait(
     Ok(())
 }
 
-/// The service events of the slowest create, as offsets from its first event.
-async fn slowest_steps(client: &Client, creates: &[Duration], prefix: &str) -> Vec<CreateStep> {
-    let Some((i, _)) = creates.iter().enumerate().max_by_key(|(_, d)| **d) else {
-        return Vec::new();
-    };
-    service_events(client, PROJECT, &format!("{prefix}-{:02}", i + 1)).await
+/// The service events of each of the `n` sequential creates.
+async fn create_events(client: &Client, prefix: &str, n: usize) -> Vec<Vec<CreateStep>> {
+    let mut all = Vec::new();
+    for i in 1..=n {
+        all.push(service_events(client, PROJECT, &format!("{prefix}-{i:02}")).await);
+    }
+    all
 }
 
 /// The service events of an instance, as offsets from its first event;
@@ -412,6 +437,30 @@ async fn run_load(
     let outcome = outcome?;
     let (server_cpu, client_cpu) = cpu?;
     Ok(LoadFigures::new(&outcome, server_cpu, client_cpu))
+}
+
+/// Polls the server's /metrics until its pool holds `size` prepared clusters.
+async fn wait_pool_full(metrics: SocketAddr, size: u64) -> anyhow::Result<Duration> {
+    let t0 = Instant::now();
+    let request = load::get_request(metrics, "/metrics", None);
+    loop {
+        let (status, body) = load::once(metrics, &request)
+            .await
+            .context("reading the server's /metrics")?;
+        if status != 200 {
+            bail!("the server's /metrics answered {status}");
+        }
+        let prepared = operator::counter_sum(&String::from_utf8_lossy(&body), "prepared_clusters");
+        if prepared >= size {
+            return Ok(t0.elapsed());
+        }
+        if t0.elapsed() > READY_TIMEOUT {
+            bail!(
+                "the pool holds {prepared} prepared clusters after {READY_TIMEOUT:?}, not {size}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// The socket address of a loopback `http://` URL; anything else is refused.

@@ -507,7 +507,7 @@ impl Snapshot {
 
 /// The sum of every sample of the counters whose name ends with `suffix`
 /// (the binary's registry prefixes the operator's metric names).
-fn counter_sum(text: &str, suffix: &str) -> u64 {
+pub fn counter_sum(text: &str, suffix: &str) -> u64 {
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| {

@@ -27,6 +27,13 @@ pub enum RuntimeError {
     ConflictingChange(ValidationError),
     #[error("{0}")]
     Unavailable(String),
+    /// A capacity limit of the platform is reached; `message` names it. The
+    /// same request may succeed after `retry_after`.
+    #[error("{message}")]
+    AtCapacity {
+        message: String,
+        retry_after: std::time::Duration,
+    },
     /// A fault of Strata's own or of what it runs on: what it was doing,
     /// and the error that stopped it (logged with its whole chain where it
     /// is handled; callers see only that an internal error occurred).

@@ -69,7 +69,7 @@ impl ServerConfig {
     }
 }
 
-fn quote(v: &str) -> String {
+pub(crate) fn quote(v: &str) -> String {
     format!("'{}'", v.replace('\'', "''"))
 }
 

@@ -2,13 +2,18 @@
 //! instance, each under a supervisor task. State lives in the store.
 //!
 //! Layout under the data directory:
-//! `pg/templates/<major>/` (an initialised cluster, copied for each create),
+//! `pg/templates/<major>/` (an initialised cluster, copied for the pool),
+//! `pg/pool/<major>/<uuid>/` (prepared clusters, each claimed by one create),
 //! `pg/instances/<id>/{data,run,postgres.log}`, `tls/ca.{crt,key}`.
 
 mod binaries;
+mod cluster;
 mod config;
+mod control;
 mod os;
 pub mod pod;
+mod pool;
+mod ports;
 mod server;
 pub mod sql;
 mod supervisor;
@@ -16,12 +21,13 @@ mod tls;
 
 use std::collections::HashMap;
 use std::ops::RangeInclusive;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use strata_core::NewAuditEvent;
@@ -42,6 +48,11 @@ pub use binaries::Installations;
 pub use os::RunAs;
 use supervisor::Command;
 
+/// Prepared data directories kept per installed major unless configured
+/// otherwise: enough that back-to-back creates rarely find the pool empty
+/// while it refills (each entry is about 50 MiB on disk).
+pub const DEFAULT_POOL_SIZE: usize = 4;
+
 /// How the local runtime places its servers.
 #[derive(Debug, Clone)]
 pub struct LocalConfig {
@@ -56,6 +67,9 @@ pub struct LocalConfig {
     pub extra_bindirs: Vec<PathBuf>,
     /// How often each instance's disk usage is measured.
     pub quota_interval: Duration,
+    /// Prepared data directories kept per installed major (0: none, every
+    /// create prepares its own).
+    pub pool_size: usize,
 }
 
 impl LocalConfig {
@@ -67,6 +81,7 @@ impl LocalConfig {
             postgres_user: "postgres".into(),
             extra_bindirs: Vec::new(),
             quota_interval: Duration::from_secs(30),
+            pool_size: DEFAULT_POOL_SIZE,
         }
     }
 }
@@ -90,6 +105,7 @@ pub(crate) struct Metrics {
     pub restarts: Counter,
     pub provision_failures: Counter,
     pub provision_seconds: Histogram,
+    pub prepared_clusters: Gauge,
 }
 
 impl Metrics {
@@ -98,6 +114,7 @@ impl Metrics {
             restarts: Counter::default(),
             provision_failures: Counter::default(),
             provision_seconds: Histogram::new(exponential_buckets(0.05, 2.0, 10)),
+            prepared_clusters: Gauge::default(),
         };
         registry.register(
             "server_restarts",
@@ -113,6 +130,11 @@ impl Metrics {
             "provision_duration_seconds",
             "Time from the start of provisioning to Ready",
             m.provision_seconds.clone(),
+        );
+        registry.register(
+            "prepared_clusters",
+            "Prepared PostgreSQL data directories in the pool, ready to be claimed by a create",
+            m.prepared_clusters.clone(),
         );
         m
     }
@@ -134,6 +156,9 @@ pub(crate) struct Inner {
     ca: tls::CertificateAuthority,
     template_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     supervisors: Mutex<HashMap<Uuid, SupervisorHandle>>,
+    /// Ports held by instances or reserved by creates in flight.
+    ports: Mutex<ports::PortBook>,
+    pool: pool::Pool,
     tracker: TaskTracker,
     shutdown: CancellationToken,
     metrics: Metrics,
@@ -147,6 +172,33 @@ pub struct LocalRuntime {
 
 pub(crate) fn port_free(host: &str, port: u16) -> bool {
     std::net::TcpListener::bind((host, port)).is_ok()
+}
+
+/// How long a client is asked to wait when every port is held: ports come
+/// free only as instances are deleted.
+const PORT_RETRY_AFTER: Duration = Duration::from_mins(1);
+
+/// A port reserved in the runtime's book: given back when dropped, unless
+/// kept (an instance now holds it in the store).
+struct PortLease<'a> {
+    inner: &'a Inner,
+    port: u16,
+    kept: bool,
+}
+
+impl PortLease<'_> {
+    fn keep(mut self) -> u16 {
+        self.kept = true;
+        self.port
+    }
+}
+
+impl Drop for PortLease<'_> {
+    fn drop(&mut self) {
+        if !self.kept {
+            self.inner.release_port(self.port);
+        }
+    }
 }
 
 fn store_err(e: StoreError) -> RuntimeError {
@@ -164,120 +216,60 @@ impl Inner {
             .remove(&id);
     }
 
-    /// An initialised cluster for `version`, made once (`initdb`) and copied for each instance.
-    async fn ensure_template(&self, version: &str) -> Result<PathBuf, String> {
-        let lock = self
-            .template_locks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(version.to_owned())
-            .or_default()
-            .clone();
-        let _guard = lock.lock().await;
-        let dir = self.root.join("templates").join(version);
-        if dir.join("PG_VERSION").is_file() {
-            return Ok(dir);
-        }
-        let bindir = self
-            .installs
-            .bindir(version)
-            .ok_or_else(|| format!("PostgreSQL {version} is not installed"))?;
-        let tmp = self.root.join("templates").join(format!("{version}.tmp"));
-        if tmp.exists() {
-            std::fs::remove_dir_all(&tmp).map_err(|e| e.to_string())?;
-        }
-        self.run_as
-            .own_dir(&tmp, 0o700)
-            .map_err(|e| e.to_string())?;
-        let mut cmd = tokio::process::Command::new(bindir.join("initdb"));
-        cmd.arg("-D")
-            .arg(&tmp)
-            .args(["-U", "postgres", "--auth-local=trust", "--auth-host=reject"])
-            .args(["-E", "UTF8", "--no-locale", "--no-sync"])
-            .env_clear()
-            .env("PATH", "/usr/bin:/bin")
-            .env("LC_ALL", "C.UTF-8")
-            .kill_on_drop(true);
-        if self.run_as.drop_privileges {
-            cmd.uid(self.run_as.uid).gid(self.run_as.gid);
-        }
-        let out = cmd
-            .output()
-            .await
-            .map_err(|e| format!("running initdb: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "initdb failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        let conf = tmp.join("postgresql.conf");
-        let mut text = std::fs::read_to_string(&conf).map_err(|e| e.to_string())?;
-        text.push_str(
-            "\n# Strata's settings for this instance.\ninclude_if_exists = 'strata.conf'\n",
-        );
-        std::fs::write(&conf, text).map_err(|e| e.to_string())?;
-        std::fs::rename(&tmp, &dir).map_err(|e| e.to_string())?;
-        Ok(dir)
+    fn port_book(&self) -> std::sync::MutexGuard<'_, ports::PortBook> {
+        self.ports.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Copies a cluster, keeping owners and modes.
-    async fn copy_cluster(&self, from: &Path, to: &Path) -> Result<(), String> {
-        let out = tokio::process::Command::new("cp")
-            .arg("-a")
-            .arg(from)
-            .arg(to)
-            .kill_on_drop(true)
-            .output()
-            .await
-            .map_err(|e| format!("copying the template: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "copying the template: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
+    /// Reserves a port: in range, held by no instance and no create in
+    /// flight, bindable now. Every port held is a capacity limit, answered
+    /// with the range and a time to retry after.
+    fn reserve_port(&self) -> Result<PortLease<'_>, RuntimeError> {
+        let mut book = self.port_book();
+        match book.reserve(|p| port_free(&self.cfg.listen, p)) {
+            Some(port) => Ok(PortLease {
+                inner: self,
+                port,
+                kept: false,
+            }),
+            None => Err(RuntimeError::AtCapacity {
+                message: format!(
+                    "every port of the local runtime's range {} ({} ports) is held by an instance \
+                     or another process; delete an instance, or start Strata with a wider --port-range",
+                    book.describe(),
+                    book.capacity()
+                ),
+                retry_after: PORT_RETRY_AFTER,
+            }),
         }
-        Ok(())
     }
 
-    /// A free port: in range, held by no instance, bindable now.
-    async fn free_port(&self) -> Result<u16, RuntimeError> {
-        let used: std::collections::HashSet<u16> = self
-            .store
-            .used_ports()
-            .await
-            .map_err(store_err)?
-            .into_iter()
-            .collect();
-        self.cfg
-            .ports
-            .clone()
-            .find(|p| !used.contains(p) && port_free(&self.cfg.listen, *p))
-            .ok_or_else(|| {
-                RuntimeError::Unavailable(format!(
-                    "no free port left in {}-{}",
-                    self.cfg.ports.start(),
-                    self.cfg.ports.end()
-                ))
-            })
+    pub(crate) fn release_port(&self, port: u16) {
+        self.port_book().release(port);
     }
 
-    async fn move_port(&self, id: Uuid) -> Result<u16, String> {
-        for _ in 0..10 {
-            let port = self.free_port().await.map_err(|e| e.to_string())?;
+    /// Moves an instance to a newly reserved port and gives its old one back.
+    async fn move_port(&self, id: Uuid, old: u16) -> Result<u16, String> {
+        loop {
+            let lease = self.reserve_port().map_err(|e| e.to_string())?;
             let result = async {
                 let mut tx = self.store.begin().await?;
-                tx.set_port(id, port).await?;
+                tx.set_port(id, lease.port).await?;
                 tx.commit().await
             }
             .await;
             match result {
-                Ok(()) => return Ok(port),
-                Err(StoreError::Conflict(_)) => {}
+                Ok(()) => {
+                    let port = lease.keep();
+                    self.release_port(old);
+                    return Ok(port);
+                }
+                // The store knows a holder the book did not: it stays held.
+                Err(StoreError::Conflict(_)) => {
+                    lease.keep();
+                }
                 Err(e) => return Err(e.to_string()),
             }
         }
-        Err("could not find a free port".into())
     }
 }
 
@@ -296,7 +288,12 @@ impl LocalRuntime {
         }
         let run_as = RunAs::detect(&cfg.postgres_user)?;
         let root = cfg.data_dir.join("pg");
-        for dir in [&root, &root.join("templates"), &root.join("instances")] {
+        for dir in [
+            &root,
+            &root.join("templates"),
+            &root.join("pool"),
+            &root.join("instances"),
+        ] {
             std::fs::create_dir_all(dir)?;
             if run_as.drop_privileges {
                 use std::os::unix::fs::PermissionsExt;
@@ -306,6 +303,9 @@ impl LocalRuntime {
         run_as.check_traversable(&root.join("instances"))?;
         let ca = tls::CertificateAuthority::load_or_create(&cfg.data_dir.join("tls"))?;
         let versions = VersionCatalog::from_majors(installs.majors());
+        let cfg_ports = cfg.ports.clone();
+        let pool_size = cfg.pool_size;
+        let metrics = Metrics::register(registry);
         let inner = Arc::new(Inner {
             cfg,
             root,
@@ -317,28 +317,23 @@ impl LocalRuntime {
             ca,
             template_locks: Mutex::default(),
             supervisors: Mutex::default(),
+            ports: Mutex::new(ports::PortBook::new(cfg_ports)),
+            pool: pool::Pool::new(pool_size, metrics.prepared_clusters.clone()),
             tracker: TaskTracker::new(),
             shutdown: CancellationToken::new(),
-            metrics: Metrics::register(registry),
+            metrics,
         });
         let rt = Self { inner };
-        for rec in rt.inner.store.all_instances().await? {
+        let recorded = rt.inner.store.all_instances().await?;
+        for rec in &recorded {
+            rt.inner.port_book().hold(rec.port);
+        }
+        for rec in recorded {
             rt.supervise(rec.instance.id);
         }
-        // Make the first create fast too.
-        if let Some(v) = rt
-            .inner
-            .versions
-            .default_version()
-            .map(|v| v.version.clone())
-        {
-            let inner = rt.inner.clone();
-            rt.inner.tracker.spawn(async move {
-                if let Err(e) = inner.ensure_template(&v).await {
-                    tracing::warn!(error = %e, "cannot prepare the PostgreSQL template");
-                }
-            });
-        }
+        // Make the first create fast too: the templates and the pool are
+        // prepared in the background, never on the way to serving.
+        rt.inner.tracker.spawn(rt.inner.clone().refill_pools());
         Ok(rt)
     }
 
@@ -597,11 +592,14 @@ impl LocalRuntime {
             created_at: now,
             updated_at: now,
         };
-        let mut last = None;
-        for _ in 0..10 {
+        // The book hands each port to one create at a time; the store's
+        // unique port is the final guard, and a port it reports taken stays
+        // held, so this ends: with the instance written, or at capacity.
+        loop {
+            let lease = self.inner.reserve_port()?;
             let rec = InstanceRecord {
                 instance: instance.clone(),
-                port: self.inner.free_port().await?,
+                port: lease.port,
                 password: supervisor::generate_password(),
                 generation: 1,
             };
@@ -621,11 +619,13 @@ impl LocalRuntime {
             .await;
             match result {
                 Ok(()) => {
+                    lease.keep();
                     self.supervise(rec.instance.id);
                     return Ok((self.view(rec), None));
                 }
-                // Another create took the port first: pick again.
-                Err(StoreError::Conflict(what)) if what == "port" => last = Some(what),
+                Err(StoreError::Conflict(what)) if what == "port" => {
+                    lease.keep();
+                }
                 Err(StoreError::Conflict(_)) => {
                     return Err(RuntimeError::Conflict(format!(
                         "instance {} already exists in project {project}",
@@ -635,10 +635,6 @@ impl LocalRuntime {
                 Err(e) => return Err(store_err(e)),
             }
         }
-        Err(RuntimeError::Unavailable(format!(
-            "could not allocate a port ({})",
-            last.unwrap_or_default()
-        )))
     }
 
     async fn list_page(

@@ -135,21 +135,41 @@ pub fn log_tail(log: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join(" | ")
 }
 
-/// Polls until the server accepts connections on its socket, it exits, or the deadline passes.
+/// Whether the postmaster of `data` says that it accepts connections:
+/// PostgreSQL writes `ready` into the eighth line of `postmaster.pid` then.
+fn says_ready(data: &Path) -> bool {
+    std::fs::read_to_string(data.join("postmaster.pid"))
+        .is_ok_and(|text| text.lines().nth(7).is_some_and(|l| l.trim() == "ready"))
+}
+
+/// How often the server itself is asked even when its pid file does not
+/// say `ready` (a file that cannot be read, an unusual build).
+const ASK_ANYWAY: Duration = Duration::from_millis(100);
+
+/// Polls until the server of `data` accepts connections on its socket, it
+/// exits, or the deadline passes; returns the first connection (as the
+/// superuser). The pid file is read every 2 ms and the server asked when it
+/// says `ready`: a connection attempt while the server starts would fork a
+/// backend only to be refused.
 pub async fn wait_accepting(
     server: &mut Server,
+    data: &Path,
     socket_dir: &Path,
     port: u16,
     log: &Path,
     deadline: Duration,
-) -> Result<(), String> {
+) -> Result<tokio_postgres::Client, String> {
     let start = Instant::now();
+    let mut asked = start;
     loop {
         if let Some(reason) = server.has_exited() {
             return Err(format!("PostgreSQL {}: {}", reason.0, log_tail(log, 3)));
         }
-        if crate::sql::connect(socket_dir, port).await.is_ok() {
-            return Ok(());
+        if says_ready(data) || asked.elapsed() >= ASK_ANYWAY {
+            asked = Instant::now();
+            if let Ok(client) = crate::sql::connect(socket_dir, port).await {
+                return Ok(client);
+            }
         }
         if start.elapsed() > deadline {
             return Err(format!(
@@ -158,6 +178,6 @@ pub async fn wait_accepting(
                 log_tail(log, 3)
             ));
         }
-        tokio::time::sleep(Duration::from_millis(15)).await;
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }

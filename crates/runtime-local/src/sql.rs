@@ -54,45 +54,51 @@ pub fn verifier(password: &Secret) -> String {
     postgres_protocol::password::scram_sha_256(password.expose().as_bytes())
 }
 
-/// Creates (or, when re-provisioning, resets) the application role and its database.
-pub async fn ensure_role_and_database(
+/// The application role and database every template cluster holds, made
+/// before any request and renamed for the instance that claims the cluster.
+/// Not a valid instance name (instance names are DNS labels), so no
+/// instance can collide with it.
+pub const PREPARED: &str = "strata_prepared";
+
+/// Makes the prepared role (no password, no login: nobody can use it before
+/// it is claimed) and its database, closed to `PUBLIC`.
+pub async fn prepare_role_and_database(client: &Client) -> Result<(), tokio_postgres::Error> {
+    let name = ident(PREPARED);
+    client
+        .batch_execute(&format!(
+            "CREATE ROLE {name} NOLOGIN NOSUPERUSER NOCREATEROLE NOREPLICATION"
+        ))
+        .await?;
+    client
+        .batch_execute(&format!("CREATE DATABASE {name} OWNER {name}"))
+        .await?;
+    client
+        .batch_execute(&format!("REVOKE ALL ON DATABASE {name} FROM PUBLIC"))
+        .await
+}
+
+/// Gives the prepared role and database their instance's names, and the
+/// role its login and password (as a SCRAM verifier), in one transaction
+/// of a session that the server does not log (not even a failed statement).
+pub async fn claim_role_and_database(
     client: &Client,
     role: &str,
     database: &str,
     password: &Secret,
 ) -> Result<(), tokio_postgres::Error> {
-    let exists = client
-        .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&role])
-        .await?
-        .is_some();
-    let verb = if exists { "ALTER" } else { "CREATE" };
+    let prepared = ident(PREPARED);
+    let (role, database) = (ident(role), ident(database));
     client
         .batch_execute(&format!(
-            "{verb} ROLE {} LOGIN NOSUPERUSER NOCREATEROLE NOREPLICATION PASSWORD '{}'",
-            ident(role),
+            "{}; BEGIN; \
+             ALTER ROLE {prepared} RENAME TO {role}; \
+             ALTER ROLE {role} LOGIN PASSWORD '{}'; \
+             ALTER DATABASE {prepared} RENAME TO {database}; \
+             COMMIT",
+            crate::pod::QUIET_SESSION,
             verifier(password)
         ))
-        .await?;
-    let db_exists = client
-        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&database])
-        .await?
-        .is_some();
-    if !db_exists {
-        client
-            .batch_execute(&format!(
-                "CREATE DATABASE {} OWNER {}",
-                ident(database),
-                ident(role)
-            ))
-            .await?;
-    }
-    client
-        .batch_execute(&format!(
-            "REVOKE ALL ON DATABASE {} FROM PUBLIC",
-            ident(database)
-        ))
-        .await?;
-    Ok(())
+        .await
 }
 
 /// Sets `role`'s password; only its SCRAM verifier reaches the server.

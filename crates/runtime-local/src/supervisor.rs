@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::cluster::Urgency;
 use crate::config::{QuotaState, ServerConfig, quota_state, render_hba};
 use crate::server::{ExitReason, Server, stop_any, wait_accepting};
 use crate::{Inner, sql};
@@ -303,14 +304,19 @@ impl Supervisor {
         Ok(cfg)
     }
 
-    /// Starts the server and waits until it accepts connections.
-    async fn start_server(&mut self, rec: &InstanceRecord) -> Result<(), String> {
-        let bindir = self
-            .rt
-            .installs
-            .bindir(&rec.instance.version)
-            .ok_or_else(|| format!("PostgreSQL {} is not installed", rec.instance.version))?
-            .to_path_buf();
+    /// Starts the server and waits until it accepts connections; returns
+    /// the first one (as the superuser, over the private socket).
+    async fn start_server(
+        &mut self,
+        rec: &InstanceRecord,
+    ) -> Result<tokio_postgres::Client, String> {
+        self.spawn_server(rec)?;
+        self.wait_server(rec).await
+    }
+
+    /// Starts the server process; it becomes ready on its own.
+    fn spawn_server(&mut self, rec: &InstanceRecord) -> Result<(), String> {
+        let bindir = self.rt.bindir(&rec.instance.version)?;
         self.rt
             .run_as
             .own_dir(&self.paths.run, 0o700)
@@ -318,9 +324,21 @@ impl Supervisor {
         // A stale pid file from a killed server is PostgreSQL's to handle.
         let server = Server::start(&bindir, &self.paths.data, &self.paths.log, self.rt.run_as)
             .map_err(|e| format!("starting PostgreSQL: {e}"))?;
-        let server = self.server.insert(server);
+        self.server = Some(server);
+        Ok(())
+    }
+
+    /// Waits until the started server accepts connections; returns the first.
+    async fn wait_server(
+        &mut self,
+        rec: &InstanceRecord,
+    ) -> Result<tokio_postgres::Client, String> {
+        let Some(server) = self.server.as_mut() else {
+            return Err("PostgreSQL was not started".into());
+        };
         wait_accepting(
             server,
+            &self.paths.data,
             &self.paths.run,
             rec.port,
             &self.paths.log,
@@ -336,6 +354,31 @@ impl Supervisor {
         stop_any(&self.paths.data, STOP_GRACE).await;
     }
 
+    /// The instance's data directory: a prepared one from the pool when
+    /// there is one, else one prepared now the same way. Says which.
+    async fn claim_data_directory(&self, version: &str) -> Result<String, String> {
+        if let Some(entry) = self.rt.pool.claim(version) {
+            match std::fs::rename(&entry, &self.paths.data) {
+                Ok(()) => {
+                    return Ok(format!(
+                        "data directory taken from the pool of prepared PostgreSQL {version} clusters \
+                         (its own system identifier)"
+                    ));
+                }
+                Err(e) => {
+                    tracing::warn!(instance_id = %self.id, error = %e, "cannot take a prepared cluster; preparing one");
+                }
+            }
+        }
+        self.rt
+            .prepare_cluster(version, &self.paths.data, Urgency::Now)
+            .await?;
+        Ok(format!(
+            "data directory prepared from the PostgreSQL {version} template \
+             (its own system identifier; the pool was empty)"
+        ))
+    }
+
     async fn provision(&mut self) -> Result<(), String> {
         let Some(mut rec) = self.load().await else {
             return Err("instance vanished".into());
@@ -346,21 +389,13 @@ impl Supervisor {
         if self.paths.dir.exists() {
             std::fs::remove_dir_all(&self.paths.dir).map_err(|e| format!("cleaning up: {e}"))?;
         }
-        let template = self.rt.ensure_template(&version).await?;
         self.rt
             .run_as
             .own_dir(&self.paths.dir, 0o700)
             .map_err(|e| e.to_string())?;
-        self.rt.copy_cluster(&template, &self.paths.data).await?;
-        if !self
-            .step(&format!(
-                "data directory created from the PostgreSQL {version} template"
-            ))
-            .await
-        {
-            return Err("deleted".into());
-        }
+        let claimed = self.claim_data_directory(&version).await?;
 
+        // A key and certificate of its own, made now.
         let cert = self
             .rt
             .ca
@@ -379,38 +414,43 @@ impl Supervisor {
             .write_private(&self.paths.data.join("server.key"), cert.key_pem.as_bytes())
             .map_err(io)?;
 
+        let mut events = vec![NewServiceEvent::info(EventKind::ProvisioningStep, claimed)];
         if !crate::port_free(&self.rt.cfg.listen, rec.port) {
             let old = rec.port;
-            rec.port = self.rt.move_port(self.id).await?;
-            self.step(&format!(
-                "port {old} is taken by another process; moved to port {}",
-                rec.port
-            ))
-            .await;
+            rec.port = self.rt.move_port(self.id, old).await?;
+            events.push(NewServiceEvent::info(
+                EventKind::ProvisioningStep,
+                format!(
+                    "port {old} is taken by another process; moved to port {}",
+                    rec.port
+                ),
+            ));
         }
         let cfg = self.write_config(&rec)?;
-        self.step("TLS certificate issued and configuration written")
-            .await;
-
-        self.start_server(&rec).await?;
-        self.applied = Some(cfg);
-        self.step(&format!(
-            "PostgreSQL accepting connections on port {}",
-            rec.port
-        ))
-        .await;
-
-        let client = sql::connect(&self.paths.run, rec.port)
+        let written = "TLS certificate issued and configuration written";
+        events.push(NewServiceEvent::info(EventKind::ProvisioningStep, written));
+        // PostgreSQL starts while the steps so far are recorded.
+        self.spawn_server(&rec)?;
+        if !self
+            .set_status(move |s, _| written.clone_into(&mut s.message), events)
             .await
-            .map_err(|e| e.to_string())?;
-        sql::ensure_role_and_database(
-            &client,
-            &rec.instance.name,
-            &rec.instance.name,
-            &rec.password,
-        )
-        .await
-        .map_err(|e| format!("creating role and database: {e}"))?;
+        {
+            return Err("deleted".into());
+        }
+        let client = self.wait_server(&rec).await?;
+        self.applied = Some(cfg);
+        // The event is written while the role and database are renamed.
+        let accepting = format!("PostgreSQL accepting connections on port {}", rec.port);
+        let (_, claimed) = tokio::join!(
+            self.step(&accepting),
+            sql::claim_role_and_database(
+                &client,
+                &rec.instance.name,
+                &rec.instance.name,
+                &rec.password,
+            )
+        );
+        claimed.map_err(|e| format!("creating role and database: {e}"))?;
         drop(client);
         if !self
             .set_phase(
@@ -487,7 +527,7 @@ impl Supervisor {
             }
             let Some(rec) = self.load().await else { return };
             let result = match self.write_config(&rec) {
-                Ok(cfg) => self.start_server(&rec).await.map(|()| cfg),
+                Ok(cfg) => self.start_server(&rec).await.map(|_| cfg),
                 Err(e) => Err(e),
             };
             match result {
@@ -653,6 +693,7 @@ impl Supervisor {
     }
 
     async fn teardown(&mut self) {
+        let port = self.load().await.map(|r| r.port);
         self.stop_server().await;
         if let Err(e) = std::fs::remove_dir_all(&self.paths.dir)
             && e.kind() != std::io::ErrorKind::NotFound
@@ -665,8 +706,12 @@ impl Supervisor {
             tx.commit().await
         }
         .await;
-        if let Err(e) = result {
-            tracing::error!(instance_id = %self.id, error = %e, "cannot remove the instance record");
+        match (result, port) {
+            (Ok(()), Some(port)) => self.rt.release_port(port),
+            (Ok(()), None) => {}
+            (Err(e), _) => {
+                tracing::error!(instance_id = %self.id, error = %e, "cannot remove the instance record");
+            }
         }
     }
 }

@@ -45,6 +45,10 @@ pub struct ServeArgs {
     /// Seconds between measurements of each instance's disk usage.
     #[arg(long, default_value_t = 30)]
     quota_interval: u64,
+    /// Prepared PostgreSQL data directories kept ready per installed major,
+    /// so that a create only claims one (0: every create prepares its own).
+    #[arg(long, env = "STRATA_POOL_SIZE", default_value_t = strata_runtime_local::DEFAULT_POOL_SIZE)]
+    pool_size: usize,
     /// Log format: json (one object a line) or text.
     #[arg(long, env = "STRATA_LOG_FORMAT", default_value = "json")]
     log_format: String,
@@ -169,6 +173,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut local = LocalConfig::new(data_dir.clone());
     local.listen.clone_from(&args.instance_host);
     local.ports = args.port_range.0..=args.port_range.1;
+    local.pool_size = args.pool_size;
     local.extra_bindirs.clone_from(&args.pg_bindirs);
     local.quota_interval = Duration::from_secs(args.quota_interval.max(1));
     let runtime = LocalRuntime::start(

@@ -20,8 +20,6 @@ use common::Process;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
 use strata_client::{Client, CreateInstance, Credentials, Phase, UpdateInstance};
 
 const PASSWORD: &str = "integration-admin-password";
@@ -108,28 +106,15 @@ impl Server {
 }
 
 async fn connect(c: &Credentials) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_slice(c.ca_certificate.as_bytes()).unwrap())
-        .unwrap();
-    let tls = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let (client, conn) = tokio_postgres::connect(
-        &format!(
-            "host={} port={} user={} password={} dbname={} sslmode=require connect_timeout=5",
-            c.host,
-            c.port,
-            c.username,
-            c.password.expose(),
-            c.database
-        ),
-        tokio_postgres_rustls::MakeRustlsConnect::new(tls),
-    )
-    .await?;
-    tokio::spawn(conn);
-    Ok(client)
+    strata_testpg::connect_tls(strata_testpg::Target {
+        host: &c.host,
+        port: c.port,
+        user: &c.username,
+        password: c.password.expose(),
+        database: &c.database,
+        ca_pem: &c.ca_certificate,
+    })
+    .await
 }
 
 fn db_message(e: &tokio_postgres::Error) -> String {
@@ -431,5 +416,47 @@ async fn a_port_held_by_another_process_is_skipped() {
     drop(held);
     api.delete_instance("default", "skipper").await.unwrap();
     api.wait_deleted("default", "skipper", READY).await.unwrap();
+    server.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_port_range_is_answered_503_naming_the_limit_with_retry_after() {
+    use common::http::Http;
+    use reqwest::{Method, StatusCode, header};
+    let dir = data_dir();
+    let server = Server::start(dir.path(), (26060, 26060));
+    let api = server.client().await;
+    api.create_instance("default", &create("holder"), None)
+        .await
+        .unwrap();
+    let http = Http::login(&server.url, "admin", PASSWORD).await;
+    let (status, headers, body) = http
+        .send(
+            Method::POST,
+            "/v1/projects/default/instances",
+            Some(serde_json::json!({ "name": "one-too-many" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["type"], "urn:strata:problem:capacity", "{body}");
+    let detail = body["detail"].as_str().unwrap();
+    assert!(detail.contains("26060-26060"), "{detail}");
+    assert!(detail.contains("--port-range"), "{detail}");
+    let retry: u64 = headers[header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry >= 1);
+    // Nothing was written for the refused create.
+    assert_eq!(
+        api.get_instance("default", "one-too-many")
+            .await
+            .unwrap_err()
+            .status(),
+        Some(404)
+    );
+    api.delete_instance("default", "holder").await.unwrap();
+    api.wait_deleted("default", "holder", READY).await.unwrap();
     server.stop();
 }

@@ -39,6 +39,9 @@
 //! `strata --database-url`, say) uses [`TestDb::url`].
 
 mod server;
+mod tls;
+
+pub use tls::{Target, connect_tls};
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
