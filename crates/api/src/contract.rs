@@ -32,6 +32,7 @@ pub(crate) fn complete(mut doc: Value) -> Value {
         parameters(&path, op);
         problems(&path, op);
         links(&method, &path, op);
+        headers(op);
     }
     schemas(&mut doc, &PlanCatalog::default());
     event_stream(&mut doc);
@@ -125,30 +126,80 @@ fn problem_content() -> Value {
 
 fn retry_after(required: bool) -> Value {
     json!({
-        "Retry-After": {
-            "description": "Seconds to wait before trying again",
-            "required": required,
-            "schema": { "type": "integer", "minimum": 1 }
-        }
+        "description": "Seconds to wait before trying again",
+        "required": required,
+        "schema": { "type": "integer", "minimum": 1 }
     })
 }
 
+/// Operations whose success carries a secret (a token, a password): their
+/// answer must not be stored by any cache.
+const NO_STORE: &[(&str, &str)] = &[
+    ("signIn", "200"),
+    ("refreshToken", "200"),
+    ("createAccessToken", "201"),
+    ("getCredentials", "200"),
+    ("rotateCredentials", "200"),
+];
+
+/// Headers every answer carries (`X-Content-Type-Options: nosniff`), and
+/// `Cache-Control: no-store` on those that carry a secret.
+fn headers(op: &mut Value) {
+    let id = op["operationId"].as_str().unwrap_or_default().to_owned();
+    let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for (status, response) in responses.iter_mut() {
+        if response.get("$ref").is_some() {
+            continue;
+        }
+        // OpenAPI requires a description: the status's reason phrase at least.
+        if response["description"].as_str().is_none_or(str::is_empty) {
+            let reason = status
+                .parse::<u16>()
+                .ok()
+                .and_then(|s| axum::http::StatusCode::from_u16(s).ok())
+                .and_then(|s| s.canonical_reason());
+            response["description"] = json!(reason.unwrap_or("Success"));
+        }
+        response["headers"]["X-Content-Type-Options"] =
+            json!({ "$ref": "#/components/headers/NoSniff" });
+        if NO_STORE.contains(&(id.as_str(), status.as_str())) {
+            response["headers"]["Cache-Control"] =
+                json!({ "$ref": "#/components/headers/NoStore" });
+        }
+    }
+}
+
 fn problem_responses(doc: &mut Value) {
+    doc["components"]["headers"] = json!({
+        "NoSniff": {
+            "description": "Always `nosniff`: the body is what Content-Type says",
+            "required": true,
+            "schema": { "type": "string", "const": "nosniff" }
+        },
+        "NoStore": {
+            "description": "Always `no-store`: the answer holds a secret no cache may keep",
+            "required": true,
+            "schema": { "type": "string", "const": "no-store" }
+        }
+    });
     let mut responses = Map::new();
     for &(status, name, description) in PROBLEMS {
         let mut r = json!({ "description": description, "content": problem_content() });
+        r["headers"]["X-Content-Type-Options"] = json!({ "$ref": "#/components/headers/NoSniff" });
         match status {
             401 => {
-                r["headers"] = json!({ "WWW-Authenticate": {
+                r["headers"]["WWW-Authenticate"] = json!({
                     "description": "`Bearer realm=\"strata\"`",
                     "schema": { "type": "string" }
-                }});
+                });
             }
             413 => {
                 r["description"] = json!(format!("The body is larger than {BODY_LIMIT} bytes"));
             }
-            429 => r["headers"] = retry_after(true),
-            503 => r["headers"] = retry_after(false),
+            429 => r["headers"]["Retry-After"] = retry_after(true),
+            503 => r["headers"]["Retry-After"] = retry_after(false),
             _ => {}
         }
         responses.insert(name.to_owned(), r);
@@ -231,7 +282,7 @@ fn problems(path: &str, op: &mut Value) {
             _ => {
                 response["content"] = problem_content();
                 if code == 429 || code == 503 {
-                    response["headers"] = retry_after(code == 429);
+                    response["headers"]["Retry-After"] = retry_after(code == 429);
                 }
             }
         }

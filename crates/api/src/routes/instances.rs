@@ -166,13 +166,14 @@ async fn replay(
     security(("bearer" = [])),
     params(
         ("project" = String, Path, description = "Project name"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key and body return the first result"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key and body within 24 hours return the first result (while its instance exists); after that the key is free again"),
     ),
     request_body = CreateInstance,
     responses(
         (status = 202, body = Instance, description = "Accepted; Location names the instance"),
         (status = 409, description = "The name is taken"),
         (status = 422, description = "Idempotency-Key reused with another body"),
+        (status = 503, description = "A capacity limit is reached (the port range is full); see Retry-After"),
     ))]
 pub async fn create(
     State(st): State<AppState>,
