@@ -7,9 +7,26 @@ the generator to produce such values.
 
 import ipaddress
 
+import hypothesis.internal.lambda_sources as lambda_sources
 from hypothesis import strategies as st
 
 import schemathesis
+
+# CPython 3.11 before 3.11.8 can raise "SystemError: AST constructor
+# recursion depth mismatch" from ast.parse when called deep in a stack
+# (CPython gh-106905). Hypothesis parses source only to *describe* a lambda
+# in a strategy's repr; a plain description changes nothing else.
+_describe = lambda_sources.lambda_description
+
+
+def _lambda_description(f):
+    try:
+        return _describe(f)
+    except SystemError:
+        return "lambda"
+
+
+lambda_sources.lambda_description = _lambda_description
 
 
 def _network(version: int, bits: int):

@@ -694,6 +694,12 @@ impl LocalRuntime {
         let (mut tx, rec, phase) = loop {
             attempts += 1;
             let mut rec = self.record(project, name).await?;
+            if rec.instance.status.phase == Phase::Deleting {
+                // Not even a change that changes nothing: the instance is going.
+                return Err(RuntimeError::Conflict(format!(
+                    "instance {name} is being deleted"
+                )));
+            }
             let current = rec.instance.spec()?;
             let next = change.clone().apply(&current, &self.inner.plans)?;
             refuse_external_access(next.external_access)?;
