@@ -12,11 +12,14 @@ use crate::report::NOTES_MARKER;
 /// what else ran on the machine's CPUs.
 pub fn run_facts(
     s: &mut String,
-    date: &str,
+    date: time::OffsetDateTime,
     commit: Option<&str>,
     m: &Machine,
     sharing: &str,
-) -> std::fmt::Result {
+) -> anyhow::Result<()> {
+    let date = date.format(time::macros::format_description!(
+        "[year]-[month]-[day] [hour]:[minute] UTC"
+    ))?;
     writeln!(s, "* Date: {date}")?;
     if let Some(c) = commit {
         writeln!(s, "* Commit: `{c}`")?;
@@ -29,7 +32,8 @@ pub fn run_facts(
         crate::report::gib(m.memory_bytes),
         m.kernel
     )?;
-    writeln!(s, "* Load average when the run started: {}", m.load_average)
+    writeln!(s, "* Load average when the run started: {}", m.load_average)?;
+    Ok(())
 }
 
 pub struct Row {

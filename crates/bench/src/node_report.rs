@@ -186,9 +186,6 @@ pub fn kept_section(old: &str) -> Option<&str> {
 
 fn section(f: &Figures) -> anyhow::Result<String> {
     let mut s = String::new();
-    let date = f.date.format(time::macros::format_description!(
-        "[year]-[month]-[day] [hour]:[minute] UTC"
-    ))?;
     writeln!(s, "{BEGIN}")?;
     writeln!(s, "## Create → Ready on a real node")?;
     writeln!(s)?;
@@ -201,7 +198,7 @@ fn section(f: &Figures) -> anyhow::Result<String> {
     writeln!(s)?;
     goals::run_facts(
         &mut s,
-        &date,
+        f.date,
         f.commit.as_deref(),
         &f.machine,
         "; the node (kubelet, containerd, kube-apiserver, etcd, controllers), Strata's pods, the local `strata serve` and the benchmark share these CPUs",

@@ -217,9 +217,6 @@ pub fn kept_section(old: &str) -> Option<&str> {
 fn section(f: &Figures) -> anyhow::Result<String> {
     let mut s = String::new();
     let m = &f.machine;
-    let date = f.date.format(time::macros::format_description!(
-        "[year]-[month]-[day] [hour]:[minute] UTC"
-    ))?;
     writeln!(s, "{BEGIN}")?;
     writeln!(s, "## The operator at {} instances", f.instances)?;
     writeln!(s)?;
@@ -231,7 +228,7 @@ fn section(f: &Figures) -> anyhow::Result<String> {
     writeln!(s)?;
     goals::run_facts(
         &mut s,
-        &date,
+        f.date,
         f.commit.as_deref(),
         m,
         "; kube-apiserver, etcd, the operator and the benchmark share these CPUs",

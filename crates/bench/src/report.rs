@@ -259,9 +259,6 @@ pub fn summary(f: &Figures) -> String {
 pub fn markdown(f: &Figures, old: &str) -> anyhow::Result<String> {
     let mut s = String::new();
     let m = &f.machine;
-    let date = f.date.format(time::macros::format_description!(
-        "[year]-[month]-[day] [hour]:[minute] UTC"
-    ))?;
     writeln!(s, "# Benchmarks")?;
     writeln!(s)?;
     writeln!(
@@ -276,7 +273,7 @@ pub fn markdown(f: &Figures, old: &str) -> anyhow::Result<String> {
     writeln!(s)?;
     goals::run_facts(
         &mut s,
-        &date,
+        f.date,
         f.commit.as_deref(),
         m,
         "; other work on the machine shares its CPUs",

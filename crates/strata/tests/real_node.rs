@@ -329,15 +329,10 @@ async fn the_chart_on_a_real_node_serves_postgres_over_verified_tls() {
         "{}",
         message(&alter)
     );
-    let ssl: bool = db
-        .query_one(
-            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert!(ssl, "the connection is encrypted");
+    assert!(
+        strata_testpg::is_encrypted(&db).await.unwrap(),
+        "the connection is encrypted"
+    );
     drop(db);
 
     // --- rotate: the old password stops working, the exporter keeps scraping ---

@@ -187,15 +187,10 @@ async fn create_connect_update_rotate_restart_recover_delete() {
     db.batch_execute("CREATE TABLE orders (id int primary key, item text); INSERT INTO orders VALUES (1, 'book'), (2, 'pen')")
         .await
         .unwrap();
-    let ssl: bool = db
-        .query_one(
-            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert!(ssl);
+    assert!(
+        strata_testpg::is_encrypted(&db).await.unwrap(),
+        "the connection is encrypted"
+    );
     drop(db);
 
     // A bigger plan restarts the server with its settings.

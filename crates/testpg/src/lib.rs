@@ -41,7 +41,7 @@
 mod server;
 mod tls;
 
-pub use tls::{Target, connect_tls};
+pub use tls::{Target, connect_tls, is_encrypted};
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -43,3 +43,14 @@ pub async fn connect_tls(to: Target<'_>) -> Result<tokio_postgres::Client, tokio
     tokio::spawn(conn);
     Ok(client)
 }
+
+/// Whether the session `client` runs over TLS, as the server sees it.
+pub async fn is_encrypted(client: &tokio_postgres::Client) -> Result<bool, tokio_postgres::Error> {
+    let row = client
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await?;
+    Ok(row.get(0))
+}
