@@ -694,10 +694,12 @@ impl LocalRuntime {
         let (mut tx, rec, phase) = loop {
             attempts += 1;
             let mut rec = self.record(project, name).await?;
-            if rec.instance.status.phase == Phase::Deleting {
-                // Not even a change that changes nothing: the instance is going.
+            // As on Kubernetes: the phase decides first, so even a change that
+            // changes nothing is refused while the instance is not Ready.
+            let phase = rec.instance.status.phase;
+            if !phase.accepts_update() {
                 return Err(RuntimeError::Conflict(format!(
-                    "instance {name} is being deleted"
+                    "instance {name} is {phase}; changes are accepted once it is Ready"
                 )));
             }
             let current = rec.instance.spec()?;
@@ -705,12 +707,6 @@ impl LocalRuntime {
             refuse_external_access(next.external_access)?;
             if next == current {
                 return Ok((self.view(rec), audit));
-            }
-            let phase = rec.instance.status.phase;
-            if !phase.accepts_update() {
-                return Err(RuntimeError::Conflict(format!(
-                    "instance {name} is {phase}; changes are accepted once it is Ready"
-                )));
             }
             let now = OffsetDateTime::now_utc();
             rec.instance.plan = next.plan;
