@@ -42,7 +42,7 @@ test-rust:
 	STRATA_TESTENV_BIN_DIR="$$bin_dir" $(CARGO) test --workspace --locked
 
 # The API as a contract: schemathesis (pinned, from PyPI) against a real
-# `strata serve`, every check and phase, a fixed seed (docs/api-contract.md).
+# `strata serve`, every check but use-after-free (docs/api-contract.md), every phase, a fixed seed.
 test-fuzz:
 	scripts/fuzz-api.sh
 

@@ -116,11 +116,15 @@ rm -rf "$report_dir"
 mkdir -p "$report_dir"
 echo "==> schemathesis $version against $server_url/openapi.json (seed $seed, reports in $report_dir)"
 status=0
+# use_after_free is left out: deleting an instance is asynchronous (202) and
+# the instance stays readable with phase Deleting until its data is gone, so
+# a read right after the DELETE is rightly a 200 (docs/api-contract.md). The
+# other deletes answer 204 and are checked by crates/api's tests.
 (
     cd "$root/api/fuzz"
     "$venv/bin/st" --config-file schemathesis.toml run "$server_url/openapi.json" \
         --header "Authorization: Bearer $token" \
-        --checks all --seed "$seed" --max-time "$max_time" --workers 2 \
+        --checks all --exclude-checks use_after_free --seed "$seed" --max-time "$max_time" --workers 2 \
         --report junit,ndjson,vcr --report-dir "$report_dir" \
         --output-truncate true
 ) || status=$?
