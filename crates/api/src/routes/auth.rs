@@ -129,29 +129,30 @@ pub async fn token(
             wait,
         ));
     }
-    let mut audit = Audit::anonymous(
+    let audit = Audit::anonymous(
         &meta,
         &req.username,
         "auth.login",
         audit::target("user", &req.username),
     );
-    let result = async {
-        let Some(user) = st
-            .auth
-            .check_password(&st.store, &req.username, req.password)
-            .await?
-        else {
-            st.auth.count_user_failure(&req.username);
-            return Err(ApiError::unauthorized("wrong user name or password"));
-        };
-        audit.signed_in(&user.id.to_string(), &user.username);
-        let mut event = audit.event(200);
-        event.target.id = Some(user.id.to_string());
-        let tx = st.store.begin().await?;
-        issue_pair(&st, &user, Uuid::now_v7(), tx, event).await
-    }
-    .await;
-    audit.finish(&st, result).await.map(|t| no_store(Json(t)))
+    audit
+        .run(&st, async |audit| {
+            let Some(user) = st
+                .auth
+                .check_password(&st.store, &req.username, req.password)
+                .await?
+            else {
+                st.auth.count_user_failure(&req.username);
+                return Err(ApiError::unauthorized("wrong user name or password"));
+            };
+            audit.signed_in(&user.id.to_string(), &user.username);
+            let mut event = audit.event(200);
+            event.target.id = Some(user.id.to_string());
+            let tx = st.store.begin().await?;
+            issue_pair(&st, &user, Uuid::now_v7(), tx, event).await
+        })
+        .await
+        .map(|t| no_store(Json(t)))
 }
 
 /// Exchanges a refresh token for a new access token and a new refresh

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 
 use super::{admin_only, project};
 use crate::AppState;
-use crate::audit::{self, Audit, RequestMeta};
+use crate::audit::{self, Audited};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract;
@@ -117,64 +117,56 @@ pub async fn list_users(State(st): State<AppState>, caller: Caller) -> ApiResult
     ))]
 pub async fn create_user(
     State(st): State<AppState>,
-    caller: Caller,
-    meta: RequestMeta,
+    req: Audited,
     body: Result<extract::Json<CreateUser>, ApiError>,
 ) -> ApiResult<Response> {
     let name = body
         .as_ref()
         .map(|b| b.value.username.clone())
         .unwrap_or_default();
-    let audit = Audit::new(
-        &caller,
-        &meta,
-        None,
-        "user.create",
-        audit::target("user", &name),
-    );
-    let result = async {
-        admin_only(&caller)?;
-        let req = body?.value;
-        let username = Username::parse(&req.username).map_err(|e| {
-            ApiError::field(
-                StatusCode::BAD_REQUEST,
-                "username",
-                e.errors
-                    .first()
-                    .map(|f| f.message.clone())
-                    .unwrap_or_default(),
-            )
-        })?;
-        let len = req.password.expose().chars().count();
-        if !(12..=1024).contains(&len) {
-            return Err(ApiError::field(
-                StatusCode::BAD_REQUEST,
-                "password",
-                "must be 12 to 1024 characters",
-            ));
-        }
-        let password = req.password;
-        let hash =
-            tokio::task::spawn_blocking(move || crate::auth::hash_password(password.expose()))
-                .await
-                .map_err(ApiError::internal)??;
-        let mut tx = st.store.begin().await?;
-        let id = tx.insert_user(username.as_str(), &hash, req.admin).await?;
-        let mut event = audit.event(201);
-        event.target.id = Some(id.to_string());
-        event.details = serde_json::json!({ "admin": req.admin });
-        tx.append_audit(event).await?;
-        tx.commit().await?;
-        let user = User {
-            id: id.to_string(),
-            username: username.to_string(),
-            admin: req.admin,
-            created_at: OffsetDateTime::now_utc(),
-        };
-        Ok((StatusCode::CREATED, Json(user)).into_response())
-    }
-    .await;
-    audit.finish(&st, result).await
+    req.action("user.create", audit::target("user", &name))
+        .run(&st, async |audit| {
+            admin_only(audit.caller())?;
+            let req = body?.value;
+            let username = Username::parse(&req.username).map_err(|e| {
+                ApiError::field(
+                    StatusCode::BAD_REQUEST,
+                    "username",
+                    e.errors
+                        .first()
+                        .map(|f| f.message.clone())
+                        .unwrap_or_default(),
+                )
+            })?;
+            let len = req.password.expose().chars().count();
+            if !(12..=1024).contains(&len) {
+                return Err(ApiError::field(
+                    StatusCode::BAD_REQUEST,
+                    "password",
+                    "must be 12 to 1024 characters",
+                ));
+            }
+            let password = req.password;
+            let hash =
+                tokio::task::spawn_blocking(move || crate::auth::hash_password(password.expose()))
+                    .await
+                    .map_err(ApiError::internal)??;
+            let mut tx = st.store.begin().await?;
+            let id = tx.insert_user(username.as_str(), &hash, req.admin).await?;
+            let mut event = audit.event(201);
+            event.target.id = Some(id.to_string());
+            event.details = serde_json::json!({ "admin": req.admin });
+            tx.append_audit(event).await?;
+            tx.commit().await?;
+            let user = User {
+                id: id.to_string(),
+                username: username.to_string(),
+                admin: req.admin,
+                created_at: OffsetDateTime::now_utc(),
+            };
+            Ok((StatusCode::CREATED, Json(user)).into_response())
+        })
+        .await
 }
 
 /// Deletes a user and its memberships (platform admins only). Its tokens stop
@@ -188,43 +180,35 @@ pub async fn create_user(
     ))]
 pub async fn delete_user(
     State(st): State<AppState>,
-    caller: Caller,
-    meta: RequestMeta,
+    req: Audited,
     Path(username): Path<String>,
 ) -> ApiResult<Response> {
-    let audit = Audit::new(
-        &caller,
-        &meta,
-        None,
-        "user.delete",
-        audit::target("user", &username),
-    );
-    let result = async {
-        admin_only(&caller)?;
-        if username == caller.username {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "conflict",
-                "you cannot delete yourself",
-            ));
-        }
-        let user = st
-            .store
-            .user_by_name(&username)
-            .await?
-            .ok_or_else(|| ApiError::not_found(format!("user {username}")))?;
-        let mut tx = st.store.begin().await?;
-        if !tx.delete_user(&username).await? {
-            return Err(ApiError::not_found(format!("user {username}")));
-        }
-        let mut event = audit.event(204);
-        event.target.id = Some(user.id.to_string());
-        tx.append_audit(event).await?;
-        tx.commit().await?;
-        Ok(StatusCode::NO_CONTENT.into_response())
-    }
-    .await;
-    audit.finish(&st, result).await
+    req.action("user.delete", audit::target("user", &username))
+        .run(&st, async |audit| {
+            admin_only(audit.caller())?;
+            if username == audit.caller().username {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "conflict",
+                    "you cannot delete yourself",
+                ));
+            }
+            let user = st
+                .store
+                .user_by_name(&username)
+                .await?
+                .ok_or_else(|| ApiError::not_found(format!("user {username}")))?;
+            let mut tx = st.store.begin().await?;
+            if !tx.delete_user(&username).await? {
+                return Err(ApiError::not_found(format!("user {username}")));
+            }
+            let mut event = audit.event(204);
+            event.target.id = Some(user.id.to_string());
+            tx.append_audit(event).await?;
+            tx.commit().await?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        })
+        .await
 }
 
 // ---- projects ---------------------------------------------------------------
@@ -295,49 +279,41 @@ pub async fn list_projects(
     ))]
 pub async fn create_project(
     State(st): State<AppState>,
-    caller: Caller,
-    meta: RequestMeta,
+    req: Audited,
     body: Result<extract::Json<CreateProject>, ApiError>,
 ) -> ApiResult<Response> {
     let name = body
         .as_ref()
         .map(|b| b.value.name.clone())
         .unwrap_or_default();
-    let audit = Audit::new(
-        &caller,
-        &meta,
-        None,
-        "project.create",
-        audit::target("project", &name),
-    );
-    let result = async {
-        admin_only(&caller)?;
-        let req = body?.value;
-        let name = ProjectName::parse(&req.name).map_err(|e| {
-            ApiError::field(
-                StatusCode::BAD_REQUEST,
-                "name",
-                e.errors
-                    .first()
-                    .map(|f| f.message.clone())
-                    .unwrap_or_default(),
-            )
-        })?;
-        let mut tx = st.store.begin().await?;
-        tx.insert_project(name.as_str()).await?;
-        let mut event = audit.event(201);
-        event.project = Some(name.to_string());
-        tx.append_audit(event).await?;
-        tx.commit().await?;
-        let project = Project {
-            name: name.to_string(),
-            role: None,
-            created_at: OffsetDateTime::now_utc(),
-        };
-        Ok((StatusCode::CREATED, Json(project)).into_response())
-    }
-    .await;
-    audit.finish(&st, result).await
+    req.action("project.create", audit::target("project", &name))
+        .run(&st, async |audit| {
+            admin_only(audit.caller())?;
+            let req = body?.value;
+            let name = ProjectName::parse(&req.name).map_err(|e| {
+                ApiError::field(
+                    StatusCode::BAD_REQUEST,
+                    "name",
+                    e.errors
+                        .first()
+                        .map(|f| f.message.clone())
+                        .unwrap_or_default(),
+                )
+            })?;
+            let mut tx = st.store.begin().await?;
+            tx.insert_project(name.as_str()).await?;
+            let mut event = audit.event(201);
+            event.project = Some(name.to_string());
+            tx.append_audit(event).await?;
+            tx.commit().await?;
+            let project = Project {
+                name: name.to_string(),
+                role: None,
+                created_at: OffsetDateTime::now_utc(),
+            };
+            Ok((StatusCode::CREATED, Json(project)).into_response())
+        })
+        .await
 }
 
 // ---- members ----------------------------------------------------------------
@@ -402,62 +378,52 @@ pub async fn list_members(
     ))]
 pub async fn add_member(
     State(st): State<AppState>,
-    caller: Caller,
-    meta: RequestMeta,
-    Path(project_name): Path<String>,
+    req: Audited,
     body: Result<extract::Json<AddMember>, ApiError>,
 ) -> ApiResult<Response> {
     let user = body
         .as_ref()
         .map(|b| b.value.user.clone())
         .unwrap_or_default();
-    let audit = Audit::new(
-        &caller,
-        &meta,
-        Some(&project_name),
-        "member.add",
-        audit::target("member", &user),
-    );
-    let result = async {
-        let project = project(&st, &caller, &project_name, Action::MembersManage).await?;
-        let req = body?.value;
-        let role = Role::parse(&req.role).map_err(|_| {
-            ApiError::field(
-                StatusCode::BAD_REQUEST,
-                "role",
-                "must be viewer, editor or owner",
-            )
-        })?;
-        let user = st.store.user_by_name(&req.user).await?.ok_or_else(|| {
-            ApiError::field(
-                StatusCode::NOT_FOUND,
-                "user",
-                format!("user {} not found", req.user),
-            )
-        })?;
-        let mut tx = st.store.begin().await?;
-        let created = tx
-            .set_membership(&user.id.to_string(), project.as_str(), role)
-            .await?;
-        let status = if created {
-            StatusCode::CREATED
-        } else {
-            StatusCode::OK
-        };
-        let mut event = audit.event(status.as_u16());
-        event.target.id = Some(user.id.to_string());
-        event.details = serde_json::json!({ "role": role, "changed": !created });
-        tx.append_audit(event).await?;
-        tx.commit().await?;
-        let member = Member {
-            user: user.username,
-            role,
-            created_at: OffsetDateTime::now_utc(),
-        };
-        Ok((status, Json(member)).into_response())
-    }
-    .await;
-    audit.finish(&st, result).await
+    req.action("member.add", audit::target("member", &user))
+        .run_in_project(&st, Action::MembersManage, async |audit, project| {
+            let req = body?.value;
+            let role = Role::parse(&req.role).map_err(|_| {
+                ApiError::field(
+                    StatusCode::BAD_REQUEST,
+                    "role",
+                    "must be viewer, editor or owner",
+                )
+            })?;
+            let user = st.store.user_by_name(&req.user).await?.ok_or_else(|| {
+                ApiError::field(
+                    StatusCode::NOT_FOUND,
+                    "user",
+                    format!("user {} not found", req.user),
+                )
+            })?;
+            let mut tx = st.store.begin().await?;
+            let created = tx
+                .set_membership(&user.id.to_string(), project.as_str(), role)
+                .await?;
+            let status = if created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            let mut event = audit.event(status.as_u16());
+            event.target.id = Some(user.id.to_string());
+            event.details = serde_json::json!({ "role": role, "changed": !created });
+            tx.append_audit(event).await?;
+            tx.commit().await?;
+            let member = Member {
+                user: user.username,
+                role,
+                created_at: OffsetDateTime::now_utc(),
+            };
+            Ok((status, Json(member)).into_response())
+        })
+        .await
 }
 
 /// Removes a user's role in the project (owners and platform admins).
@@ -468,38 +434,29 @@ pub async fn add_member(
     ))]
 pub async fn remove_member(
     State(st): State<AppState>,
-    caller: Caller,
-    meta: RequestMeta,
-    Path((project_name, username)): Path<(String, String)>,
+    req: Audited,
+    Path((_project, username)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let audit = Audit::new(
-        &caller,
-        &meta,
-        Some(&project_name),
-        "member.remove",
-        audit::target("member", &username),
-    );
-    let result = async {
-        let project = project(&st, &caller, &project_name, Action::MembersManage).await?;
-        let missing = || ApiError::not_found(format!("member {username}"));
-        let user = st
-            .store
-            .user_by_name(&username)
-            .await?
-            .ok_or_else(missing)?;
-        let mut tx = st.store.begin().await?;
-        if !tx
-            .delete_membership(&user.id.to_string(), project.as_str())
-            .await?
-        {
-            return Err(missing());
-        }
-        let mut event = audit.event(204);
-        event.target.id = Some(user.id.to_string());
-        tx.append_audit(event).await?;
-        tx.commit().await?;
-        Ok(StatusCode::NO_CONTENT.into_response())
-    }
-    .await;
-    audit.finish(&st, result).await
+    req.action("member.remove", audit::target("member", &username))
+        .run_in_project(&st, Action::MembersManage, async |audit, project| {
+            let missing = || ApiError::not_found(format!("member {username}"));
+            let user = st
+                .store
+                .user_by_name(&username)
+                .await?
+                .ok_or_else(missing)?;
+            let mut tx = st.store.begin().await?;
+            if !tx
+                .delete_membership(&user.id.to_string(), project.as_str())
+                .await?
+            {
+                return Err(missing());
+            }
+            let mut event = audit.event(204);
+            event.target.id = Some(user.id.to_string());
+            tx.append_audit(event).await?;
+            tx.commit().await?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        })
+        .await
 }

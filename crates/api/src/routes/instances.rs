@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 
 use super::{instance_name, project};
 use crate::AppState;
-use crate::audit::{self, Audit, RequestMeta};
+use crate::audit::{self, Audit, Audited};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{self, QueryParams};
@@ -177,9 +177,7 @@ async fn replay(
     ))]
 pub async fn create(
     State(st): State<AppState>,
-    caller: Caller,
-    meta: RequestMeta,
-    Path(project_name): Path<String>,
+    req: Audited,
     headers: HeaderMap,
     body: Result<extract::Json<CreateInstance>, ApiError>,
 ) -> ApiResult<Response> {
@@ -188,31 +186,25 @@ pub async fn create(
         .ok()
         .map(|b| b.value.name.clone())
         .unwrap_or_default();
-    let audit = Audit::new(
-        &caller,
-        &meta,
-        Some(&project_name),
-        "instance.create",
-        audit::instance(&name),
-    );
-    let result = create_inner(&st, &caller, &project_name, &headers, body, &audit).await;
-    audit.finish(&st, result).await
+    req.action("instance.create", audit::instance(&name))
+        .run_in_project(&st, Action::InstanceCreate, async |audit, project| {
+            create_inner(&st, &project, &headers, body, audit).await
+        })
+        .await
 }
 
 async fn create_inner(
     st: &AppState,
-    caller: &Caller,
-    project_name: &str,
+    project: &ProjectName,
     headers: &HeaderMap,
     body: Result<extract::Json<CreateInstance>, ApiError>,
     audit: &Audit,
 ) -> ApiResult<Response> {
-    let project = project(st, caller, project_name, Action::InstanceCreate).await?;
     let body = body?;
     let key = idempotency_key(headers)?;
     let fingerprint = hex::encode(Sha256::digest(&body.raw));
     if let Some(key) = &key
-        && let Some(res) = replay(st, &project, key, &fingerprint).await?
+        && let Some(res) = replay(st, project, key, &fingerprint).await?
     {
         st.store
             .append_audit(replayed(audit, res.status().as_u16()))
@@ -231,16 +223,11 @@ async fn create_inner(
         e.details = details;
         e
     };
-    match st.runtime.create_audited(&project, spec, event).await {
+    match st.runtime.create_audited(project, spec, event).await {
         Ok((instance, pending)) => {
-            Audit::write_pending(
-                st,
-                pending.map(|mut e| {
-                    e.target.id = Some(instance.id.to_string());
-                    e
-                }),
-            )
-            .await?;
+            audit
+                .write_pending(st, pending, Some(instance.id.to_string()))
+                .await?;
             if let Some(key) = &key {
                 let json = serde_json::to_string(&instance).map_err(ApiError::internal)?;
                 let mut tx = st.store.begin().await?;
@@ -253,12 +240,12 @@ async fn create_inner(
                     Err(e) => return Err(e.into()),
                 }
             }
-            Ok(accepted(&project, &instance))
+            Ok(accepted(project, &instance))
         }
         Err(RuntimeError::Conflict(m)) => {
             // A concurrent request with the same key may have won the race.
             if let Some(key) = &key
-                && let Some(res) = replay(st, &project, key, &fingerprint).await?
+                && let Some(res) = replay(st, project, key, &fingerprint).await?
             {
                 st.store
                     .append_audit(replayed(audit, res.status().as_u16()))
@@ -308,41 +295,26 @@ pub async fn get(
     ))]
 pub async fn update(
     State(st): State<AppState>,
-    caller: Caller,
-    meta: RequestMeta,
-    Path((project_name, name)): Path<(String, String)>,
+    req: Audited,
+    Path((_project, name)): Path<(String, String)>,
     body: Result<extract::Json<UpdateInstance>, ApiError>,
 ) -> ApiResult<Response> {
-    let audit = Audit::new(
-        &caller,
-        &meta,
-        Some(&project_name),
-        "instance.update",
-        audit::instance(&name),
-    );
-    let result = async {
-        let project = project(&st, &caller, &project_name, Action::InstanceUpdate).await?;
-        let name = instance_name(&name)?;
-        let change = body?.value;
-        let details = serde_json::to_value(&change).unwrap_or_default();
-        let mut event = audit.event(202);
-        event.details = details;
-        let (instance, pending) = st
-            .runtime
-            .update_audited(&project, &name, change, event)
-            .await?;
-        Audit::write_pending(
-            &st,
-            pending.map(|mut e| {
-                e.target.id = Some(instance.id.to_string());
-                e
-            }),
-        )
-        .await?;
-        Ok(accepted(&project, &instance))
-    }
-    .await;
-    audit.finish(&st, result).await
+    req.action("instance.update", audit::instance(&name))
+        .run_in_project(&st, Action::InstanceUpdate, async |audit, project| {
+            let name = instance_name(&name)?;
+            let change = body?.value;
+            let mut event = audit.event(202);
+            event.details = serde_json::to_value(&change).unwrap_or_default();
+            let (instance, pending) = st
+                .runtime
+                .update_audited(&project, &name, change, event)
+                .await?;
+            audit
+                .write_pending(&st, pending, Some(instance.id.to_string()))
+                .await?;
+            Ok(accepted(&project, &instance))
+        })
+        .await
 }
 
 /// Deletes an instance and its data. Returns 202 with phase `Deleting`; the
@@ -355,35 +327,21 @@ pub async fn update(
     ))]
 pub async fn delete(
     State(st): State<AppState>,
-    caller: Caller,
-    meta: RequestMeta,
-    Path((project_name, name)): Path<(String, String)>,
+    req: Audited,
+    Path((_project, name)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let audit = Audit::new(
-        &caller,
-        &meta,
-        Some(&project_name),
-        "instance.delete",
-        audit::instance(&name),
-    );
-    let result = async {
-        let project = project(&st, &caller, &project_name, Action::InstanceDelete).await?;
-        let (instance, pending) = st
-            .runtime
-            .delete_audited(&project, &instance_name(&name)?, audit.event(202))
-            .await?;
-        Audit::write_pending(
-            &st,
-            pending.map(|mut e| {
-                e.target.id = Some(instance.id.to_string());
-                e
-            }),
-        )
-        .await?;
-        Ok(accepted(&project, &instance))
-    }
-    .await;
-    audit.finish(&st, result).await
+    req.action("instance.delete", audit::instance(&name))
+        .run_in_project(&st, Action::InstanceDelete, async |audit, project| {
+            let (instance, pending) = st
+                .runtime
+                .delete_audited(&project, &instance_name(&name)?, audit.event(202))
+                .await?;
+            audit
+                .write_pending(&st, pending, Some(instance.id.to_string()))
+                .await?;
+            Ok(accepted(&project, &instance))
+        })
+        .await
 }
 
 /// Connection data of the instance's application role.
@@ -396,34 +354,25 @@ pub async fn delete(
     ))]
 pub async fn credentials(
     State(st): State<AppState>,
-    caller: Caller,
-    meta: RequestMeta,
-    Path((project_name, name)): Path<(String, String)>,
+    req: Audited,
+    Path((_project, name)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let audit = Audit::new(
-        &caller,
-        &meta,
-        Some(&project_name),
-        "instance.credentials.read",
-        audit::instance(&name),
-    );
-    let result = async {
-        let project = project(&st, &caller, &project_name, Action::CredentialsRead).await?;
-        let name = instance_name(&name)?;
-        let creds = st.runtime.credentials(&project, &name).await?;
-        let mut event = audit.event(200);
-        event.target.id = st
-            .runtime
-            .get(&project, &name)
-            .await
-            .ok()
-            .map(|i| i.id.to_string());
-        // No record, no credentials.
-        st.store.append_audit(event).await?;
-        Ok(no_store(Json(creds)))
-    }
-    .await;
-    audit.finish(&st, result).await
+    req.action("instance.credentials.read", audit::instance(&name))
+        .run_in_project(&st, Action::CredentialsRead, async |audit, project| {
+            let name = instance_name(&name)?;
+            let creds = st.runtime.credentials(&project, &name).await?;
+            let mut event = audit.event(200);
+            event.target.id = st
+                .runtime
+                .get(&project, &name)
+                .await
+                .ok()
+                .map(|i| i.id.to_string());
+            // No record, no credentials.
+            st.store.append_audit(event).await?;
+            Ok(no_store(Json(creds)))
+        })
+        .await
 }
 
 /// Sets a new password; the old one stops working before this returns.
@@ -437,26 +386,17 @@ pub async fn credentials(
     ))]
 pub async fn rotate(
     State(st): State<AppState>,
-    caller: Caller,
-    meta: RequestMeta,
-    Path((project_name, name)): Path<(String, String)>,
+    req: Audited,
+    Path((_project, name)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let audit = Audit::new(
-        &caller,
-        &meta,
-        Some(&project_name),
-        "instance.credentials.rotate",
-        audit::instance(&name),
-    );
-    let result = async {
-        let project = project(&st, &caller, &project_name, Action::CredentialsRotate).await?;
-        let (creds, pending) = st
-            .runtime
-            .rotate_credentials_audited(&project, &instance_name(&name)?, audit.event(200))
-            .await?;
-        Audit::write_pending(&st, pending).await?;
-        Ok(no_store(Json(creds)))
-    }
-    .await;
-    audit.finish(&st, result).await
+    req.action("instance.credentials.rotate", audit::instance(&name))
+        .run_in_project(&st, Action::CredentialsRotate, async |audit, project| {
+            let (creds, pending) = st
+                .runtime
+                .rotate_credentials_audited(&project, &instance_name(&name)?, audit.event(200))
+                .await?;
+            audit.write_pending(&st, pending, None).await?;
+            Ok(no_store(Json(creds)))
+        })
+        .await
 }

@@ -14,7 +14,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::audit::{self, Audit, RequestMeta};
+use crate::audit::{self, Audited};
 use crate::auth::{Caller, PAT_PREFIX, new_opaque_token, token_hash};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{self, QueryParams};
@@ -144,90 +144,85 @@ fn bad(field: &str, message: &str) -> ApiError {
     ))]
 pub async fn create(
     State(st): State<AppState>,
-    caller: Caller,
-    meta: RequestMeta,
+    req: Audited,
     body: Result<extract::Json<CreateToken>, ApiError>,
 ) -> ApiResult<Response> {
     let (name, project) = body.as_ref().map_or_else(
         |_| (String::new(), String::new()),
         |b| (b.value.name.clone(), b.value.project.clone()),
     );
-    let audit = Audit::new(
-        &caller,
-        &meta,
-        Some(&project),
-        "token.create",
-        audit::target("token", &name),
-    );
-    let result = async {
-        signed_in(&caller)?;
-        let req = body?.value;
-        let len = req.name.chars().count();
-        if !(1..=100).contains(&len) || req.name.chars().any(char::is_control) {
-            return Err(bad(
-                "name",
-                "must be 1 to 100 characters, no control characters",
-            ));
-        }
-        let role =
-            Role::parse(&req.role).map_err(|_| bad("role", "must be viewer, editor or owner"))?;
-        let days = req.expires_in_days.unwrap_or(DEFAULT_DAYS);
-        if !(1..=MAX_DAYS).contains(&days) {
-            return Err(bad("expires_in_days", "must be 1 to 365"));
-        }
-        let project = super::project(&st, &caller, &req.project, Action::InstanceRead).await?;
-        let own = if caller.admin {
-            Role::Owner
-        } else {
-            caller
-                .access(&st.store, project.as_str())
-                .await?
-                .flatten()
-                .unwrap_or(Role::Viewer)
-        };
-        if role > own {
-            return Err(ApiError::forbidden(format!(
-                "a token cannot have more rights than you: your role in project {project} is {own}"
-            )));
-        }
-        let now = OffsetDateTime::now_utc();
-        if st.store.active_access_tokens(&caller.user_id, now).await? >= MAX_ACTIVE_TOKENS {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "conflict",
-                format!("you have {MAX_ACTIVE_TOKENS} active tokens already; revoke one first"),
-            ));
-        }
-        let token = new_opaque_token(PAT_PREFIX);
-        let row = AccessTokenRow {
-            id: Uuid::now_v7(),
-            user_id: Uuid::parse_str(&caller.user_id).map_err(ApiError::internal)?,
-            name: req.name,
-            project: project.to_string(),
-            role,
-            token_hash: token_hash(token.expose()),
-            created_at: now,
-            expires_at: now + time::Duration::days(i64::from(days)),
-            last_used_at: None,
-            revoked_at: None,
-        };
-        let mut tx = st.store.begin().await?;
-        tx.insert_access_token(&row).await?;
-        let mut event = audit.event(201);
-        event.target.id = Some(row.id.to_string());
-        event.details = serde_json::json!({
-            "role": role, "expires_at": row.expires_at.unix_timestamp(),
-        });
-        tx.append_audit(event).await?;
-        tx.commit().await?;
-        let created = CreatedToken {
-            info: AccessToken::from_row(row, now),
-            token: token.expose().to_owned(),
-        };
-        Ok(no_store((StatusCode::CREATED, Json(created))))
-    }
-    .await;
-    audit.finish(&st, result).await
+    let mut audit = req.action("token.create", audit::target("token", &name));
+    audit.in_project(&project);
+    audit
+        .run(&st, async |audit| {
+            let caller = audit.caller();
+            signed_in(caller)?;
+            let req = body?.value;
+            let len = req.name.chars().count();
+            if !(1..=100).contains(&len) || req.name.chars().any(char::is_control) {
+                return Err(bad(
+                    "name",
+                    "must be 1 to 100 characters, no control characters",
+                ));
+            }
+            let role =
+                Role::parse(&req.role).map_err(|_| bad("role", "must be viewer, editor or owner"))?;
+            let days = req.expires_in_days.unwrap_or(DEFAULT_DAYS);
+            if !(1..=MAX_DAYS).contains(&days) {
+                return Err(bad("expires_in_days", "must be 1 to 365"));
+            }
+            let project = super::project(&st, caller, &req.project, Action::InstanceRead).await?;
+            let own = if caller.admin {
+                Role::Owner
+            } else {
+                caller
+                    .access(&st.store, project.as_str())
+                    .await?
+                    .flatten()
+                    .unwrap_or(Role::Viewer)
+            };
+            if role > own {
+                return Err(ApiError::forbidden(format!(
+                    "a token cannot have more rights than you: your role in project {project} is {own}"
+                )));
+            }
+            let now = OffsetDateTime::now_utc();
+            if st.store.active_access_tokens(&caller.user_id, now).await? >= MAX_ACTIVE_TOKENS {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "conflict",
+                    format!("you have {MAX_ACTIVE_TOKENS} active tokens already; revoke one first"),
+                ));
+            }
+            let token = new_opaque_token(PAT_PREFIX);
+            let row = AccessTokenRow {
+                id: Uuid::now_v7(),
+                user_id: Uuid::parse_str(&caller.user_id).map_err(ApiError::internal)?,
+                name: req.name,
+                project: project.to_string(),
+                role,
+                token_hash: token_hash(token.expose()),
+                created_at: now,
+                expires_at: now + time::Duration::days(i64::from(days)),
+                last_used_at: None,
+                revoked_at: None,
+            };
+            let mut tx = st.store.begin().await?;
+            tx.insert_access_token(&row).await?;
+            let mut event = audit.event(201);
+            event.target.id = Some(row.id.to_string());
+            event.details = serde_json::json!({
+                "role": role, "expires_at": row.expires_at.unix_timestamp(),
+            });
+            tx.append_audit(event).await?;
+            tx.commit().await?;
+            let created = CreatedToken {
+                info: AccessToken::from_row(row, now),
+                token: token.expose().to_owned(),
+            };
+            Ok(no_store((StatusCode::CREATED, Json(created))))
+        })
+        .await
 }
 
 /// The caller's personal access tokens (active, expired and revoked), oldest first.
@@ -281,37 +276,30 @@ pub async fn list(
     ))]
 pub async fn revoke(
     State(st): State<AppState>,
-    caller: Caller,
-    meta: RequestMeta,
+    req: Audited,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let mut audit = Audit::new(
-        &caller,
-        &meta,
-        None,
-        "token.revoke",
-        audit::target("token", &id),
-    );
     let missing = || ApiError::not_found(format!("token {id}"));
-    let result = async {
-        signed_in(&caller)?;
-        let token_id = Uuid::parse_str(&id).map_err(|_| missing())?;
-        let owner = (!caller.admin).then_some(caller.user_id.as_str());
-        let mut tx = st.store.begin().await?;
-        let Some(token) = tx
-            .revoke_access_token(token_id, owner, OffsetDateTime::now_utc())
-            .await?
-        else {
-            return Err(missing());
-        };
-        audit.in_project(&token.project);
-        let mut event = audit.event(204);
-        event.target = audit::target("token", &token.name);
-        event.target.id = Some(token.id.to_string());
-        tx.append_audit(event).await?;
-        tx.commit().await?;
-        Ok(StatusCode::NO_CONTENT.into_response())
-    }
-    .await;
-    audit.finish(&st, result).await
+    req.action("token.revoke", audit::target("token", &id))
+        .run(&st, async |audit| {
+            let caller = audit.caller();
+            signed_in(caller)?;
+            let token_id = Uuid::parse_str(&id).map_err(|_| missing())?;
+            let owner = (!caller.admin).then_some(caller.user_id.as_str());
+            let mut tx = st.store.begin().await?;
+            let Some(token) = tx
+                .revoke_access_token(token_id, owner, OffsetDateTime::now_utc())
+                .await?
+            else {
+                return Err(missing());
+            };
+            audit.in_project(&token.project);
+            let mut event = audit.event(204);
+            event.target = audit::target("token", &token.name);
+            event.target.id = Some(token.id.to_string());
+            tx.append_audit(event).await?;
+            tx.commit().await?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        })
+        .await
 }
