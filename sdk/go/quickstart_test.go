@@ -40,3 +40,25 @@ func TestQuickstart(t *testing.T) {
 		t.Fatalf("the quick start's instance is still there: %v", err)
 	}
 }
+
+// TestReadmeShowsTheQuickstart: the README's first Go block is the quick
+// start program that TestQuickstart runs (less its doc comment).
+func TestReadmeShowsTheQuickstart(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, block, ok := strings.Cut(string(readme), "```go\n")
+	block, _, ok2 := strings.Cut(block, "```")
+	if !ok || !ok2 {
+		t.Fatal("README.md has no Go block")
+	}
+	src, err := os.ReadFile(filepath.Join("examples", "quickstart", "main.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, program, _ := strings.Cut(string(src), "package main")
+	if strings.TrimSpace(block) != strings.TrimSpace("package main"+program) {
+		t.Fatal("README.md's quick start differs from examples/quickstart/main.go: copy the program into the README")
+	}
+}
