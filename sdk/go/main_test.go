@@ -172,8 +172,8 @@ func (s *server) dumpLog() {
 	for sc.Scan() {
 		lines = append(lines, sc.Text())
 	}
-	if len(lines) > 40 {
-		lines = lines[len(lines)-40:]
+	if len(lines) > 15 {
+		lines = lines[len(lines)-15:]
 	}
 	fmt.Fprintln(os.Stderr, "last lines of the server's log:\n"+strings.Join(lines, "\n"))
 }

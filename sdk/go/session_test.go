@@ -1,13 +1,13 @@
-package strata
+package strata_test
 
 import (
-	"context"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	strata "github.com/strata-db/strata/sdk/go"
 )
 
 // countingTransport counts requests by "METHOD path".
@@ -23,7 +23,7 @@ func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	}
 	c.n[r.Method+" "+r.URL.Path]++
 	c.mu.Unlock()
-	return http.DefaultTransport.RoundTrip(r)
+	return recorder{}.RoundTrip(r)
 }
 
 func (c *countingTransport) count(k string) int {
@@ -32,52 +32,38 @@ func (c *countingTransport) count(k string) int {
 	return c.n[k]
 }
 
-// TestPasswordSessionRenewal runs against the server TestMain started.
 func TestPasswordSessionRenewal(t *testing.T) {
-	url, password := os.Getenv("STRATA_TEST_URL"), os.Getenv("STRATA_TEST_PASSWORD")
-	if url == "" {
-		t.Fatal("STRATA_TEST_URL is not set: TestMain starts the server")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	t.Parallel()
+	ctx := testContext(t, time.Minute)
 	tr := &countingTransport{}
-	c, err := New(WithBaseURL(url), WithHTTPClient(&http.Client{Transport: tr}), WithPassword("admin", password))
-	if err != nil {
-		t.Fatal(err)
-	}
-	src := c.tokens.(*passwordSource)
-	if _, err := c.Me(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Me(ctx); err != nil {
-		t.Fatal(err)
+	c := newClient(t, strata.WithHTTPClient(&http.Client{Transport: tr}), strata.WithPassword("admin", adminPassword))
+	for range 2 {
+		if _, err := c.Me(ctx); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if n := tr.count("POST /v1/auth/token"); n != 1 {
 		t.Fatalf("two calls signed in %d times, want once", n)
 	}
-	firstAccess, firstRefresh := src.access, src.refresh
+	firstAccess, firstRefresh := strata.SessionTokens(c)
 	if !strings.HasPrefix(firstRefresh, "strata_rt_") {
 		t.Fatalf("no refresh token kept after the sign-in")
 	}
 
 	// Near its expiry the access token is renewed with the refresh token.
-	src.mu.Lock()
-	src.expires = time.Now().Add(10 * time.Second)
-	src.mu.Unlock()
+	strata.ExpireSessionIn(c, 10*time.Second)
 	if _, err := c.Me(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if tr.count("POST /v1/auth/refresh") != 1 || tr.count("POST /v1/auth/token") != 1 {
 		t.Fatalf("renewal: %v; want one refresh and no second sign-in", tr.n)
 	}
-	if src.refresh == firstRefresh || src.access == firstAccess {
+	if access, refresh := strata.SessionTokens(c); refresh == firstRefresh || access == firstAccess {
 		t.Fatalf("the refresh did not replace the tokens")
 	}
 
 	// An access token the server refuses is renewed once and the call repeated.
-	src.mu.Lock()
-	src.access = "eyJub3QiOiJhIHRva2VuIn0.e30.c2ln"
-	src.mu.Unlock()
+	strata.SetSessionAccessToken(c, "eyJub3QiOiJhIHRva2VuIn0.e30.c2ln")
 	if _, err := c.Me(ctx); err != nil {
 		t.Fatalf("Me after a refused token: %v", err)
 	}
@@ -85,14 +71,12 @@ func TestPasswordSessionRenewal(t *testing.T) {
 		t.Fatalf("a refused token was not renewed: %v", tr.n)
 	}
 
-	// A used-up refresh token falls back to the password.
-	used := src.refresh
+	// A refresh token used up elsewhere falls back to the password.
+	_, used := strata.SessionTokens(c)
 	if _, err := c.RefreshToken(ctx, used); err != nil {
 		t.Fatalf("RefreshToken: %v", err)
 	}
-	src.mu.Lock()
-	src.expires = time.Now()
-	src.mu.Unlock()
+	strata.ExpireSessionIn(c, 0)
 	if _, err := c.Me(ctx); err != nil {
 		t.Fatalf("Me after the refresh token was used elsewhere: %v", err)
 	}
@@ -100,15 +84,18 @@ func TestPasswordSessionRenewal(t *testing.T) {
 		t.Fatalf("a used-up refresh token did not lead to a new sign-in: %v", tr.n)
 	}
 
-	// Signing out revokes the refresh token.
-	refresh := src.refresh
+	// Signing out revokes the refresh token; the next call signs in anew.
+	_, refresh := strata.SessionTokens(c)
 	if err := c.SignOutSession(ctx); err != nil {
 		t.Fatalf("SignOutSession: %v", err)
 	}
-	if _, err := c.RefreshToken(ctx, refresh); !IsUnauthorized(err) {
+	if _, err := c.RefreshToken(ctx, refresh); !strata.IsUnauthorized(err) {
 		t.Fatalf("a signed-out refresh token = %v, want 401", err)
 	}
 	if _, err := c.Me(ctx); err != nil {
-		t.Fatalf("Me after signing out (signs in anew): %v", err)
+		t.Fatalf("Me after signing out: %v", err)
+	}
+	if tr.count("POST /v1/auth/token") != 3 {
+		t.Fatalf("signing out did not lead to a new sign-in: %v", tr.n)
 	}
 }
