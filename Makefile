@@ -46,7 +46,7 @@ test-rust:
 test-fuzz:
 	scripts/fuzz-api.sh
 
-# The Go SDK: gofmt, go vet, and go test against a real `strata serve` that
+# The Go SDK: gofmt, go vet, staticcheck, and go test against a real `strata serve` that
 # the tests start; every operation of the document, retries behind a proxy
 # that answers 503 first, the event stream's reconnection, the README's
 # quick start over TLS (docs/sdk.md).

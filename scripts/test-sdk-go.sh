@@ -8,7 +8,8 @@ usage() {
 Usage: scripts/test-sdk-go.sh [--strata PATH] [-- GO-TEST-ARGS...]
 
 Checks sdk/go (and its example modules under sdk/go/examples): gofmt
-finds nothing to change, go vet is clean, and `go test ./...` passes. The
+finds nothing to change, go vet and staticcheck (pinned, run from the Go
+module proxy) are clean, and `go test ./...` passes. The
 tests start `strata serve` themselves (loopback ports, a temporary data
 directory, real PostgreSQL instances) from the binary in $STRATA_BIN,
 which this script sets to --strata PATH or to target/debug/strata, built
@@ -44,6 +45,7 @@ fi
 strata="$(cd "$(dirname "$strata")" && pwd)/$(basename "$strata")"
 
 export GOTOOLCHAIN=local GOFLAGS=-mod=readonly
+staticcheck_version=v0.8.2
 cd "$root/sdk/go"
 echo "==> gofmt"
 unformatted="$(gofmt -l .)"
@@ -52,10 +54,13 @@ if [[ -n "$unformatted" ]]; then
     echo "$unformatted" >&2
     exit 1
 fi
-echo "==> go vet"
+echo "==> go vet, staticcheck $staticcheck_version"
+# staticcheck is a Go module, fetched and built once into Go's caches.
+staticcheck=(env GOFLAGS= go run "honnef.co/go/tools/cmd/staticcheck@$staticcheck_version")
 go vet ./...
+"${staticcheck[@]}" ./...
 for example in examples/*/; do
-    (cd "$example" && go vet ./...)
+    (cd "$example" && go vet ./... && "${staticcheck[@]}" ./...)
 done
 echo "==> go test (strata serve from $strata)"
 STRATA_BIN="$strata" go test -count=1 -timeout 15m "${extra[@]}" ./...
