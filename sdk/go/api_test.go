@@ -2,10 +2,15 @@ package strata_test
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -140,8 +145,17 @@ func TestInstanceLifecycle(t *testing.T) {
 	if s := fmt.Sprintf("%v %+v %#v", *creds, *creds, *creds); strings.Contains(s, creds.Password) {
 		t.Fatalf("printing Credentials shows the password: %s", s)
 	}
-	if _, err := creds.TLSConfig(); err != nil {
+	tlsConf, err := creds.TLSConfig()
+	if err != nil {
 		t.Fatalf("TLSConfig: %v", err)
+	}
+	if err := postgresTLSHandshake(creds, tlsConf); err != nil {
+		t.Fatalf("a TLS handshake with the instance, verified against the CA of its credentials: %v", err)
+	}
+	other := tlsConf.Clone()
+	other.RootCAs = x509.NewCertPool()
+	if err := postgresTLSHandshake(creds, other); err == nil {
+		t.Fatalf("a TLS handshake that trusts no CA succeeded: the check proves nothing")
 	}
 
 	updated, err := c.UpdateInstance(ctx, "default", name, strata.UpdateInstanceRequest{
@@ -191,6 +205,28 @@ func TestInstanceLifecycle(t *testing.T) {
 	if _, err := c.GetInstance(ctx, "default", name); !strata.IsNotFound(err) {
 		t.Fatalf("GetInstance after the deletion = %v, want 404", err)
 	}
+}
+
+// postgresTLSHandshake asks the PostgreSQL server at the credentials'
+// endpoint for TLS (SSLRequest) and completes the handshake with conf.
+func postgresTLSHandshake(creds *strata.Credentials, conf *tls.Config) error {
+	conn, err := net.DialTimeout("tcp", net.JoinHostPort(creds.Host, strconv.Itoa(creds.Port)), 10*time.Second)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := conn.Write([]byte{0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f}); err != nil { // SSLRequest
+		return err
+	}
+	answer := make([]byte, 1)
+	if _, err := io.ReadFull(conn, answer); err != nil {
+		return err
+	}
+	if answer[0] != 'S' {
+		return fmt.Errorf("the server answered %q to SSLRequest, not S", answer)
+	}
+	return tls.Client(conn, conf).Handshake()
 }
 
 func TestWaitForPhaseEndsWithTheContext(t *testing.T) {
