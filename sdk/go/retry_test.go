@@ -49,8 +49,8 @@ func TestRetriesHonourRetryAfter(t *testing.T) {
 	if !errors.As(err, &apiErr) || apiErr.StatusCode != http.StatusServiceUnavailable || apiErr.RetryAfter != 2*time.Minute {
 		t.Fatalf("ListVersions behind Retry-After: 120 = %v, want the 503 with RetryAfter 2m", err)
 	}
-	if time.Since(start) > 5*time.Second {
-		t.Fatalf("a Retry-After beyond MaxRetryAfter was waited for")
+	if waited := time.Since(start); waited > time.Minute {
+		t.Fatalf("a Retry-After beyond MaxRetryAfter was waited for (%v)", waited)
 	}
 
 	// Retries run out: the last answer is the error.
