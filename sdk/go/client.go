@@ -130,10 +130,10 @@ func WithPollInterval(d time.Duration) Option {
 }
 
 // WithTokenSource authenticates every request with the bearer tokens ts
-// hands out.
+// hands out. Of several credentials options, the last one counts.
 func WithTokenSource(ts TokenSource) Option {
 	return func(c *Client) error {
-		c.tokens = ts
+		c.pending = append(c.pending, func(c *Client) { c.tokens = ts })
 		return nil
 	}
 }
