@@ -44,7 +44,7 @@ type APIError struct {
 	// RetryAfter is what the Retry-After header asked for (429 and 503), zero
 	// when absent.
 	RetryAfter time.Duration `json:"-"`
-	// Method and Path say which request failed.
+	// Method is the HTTP method of the request that failed.
 	Method string `json:"-"`
 	// Path is the URL path of the request that failed.
 	Path string `json:"-"`
