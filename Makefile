@@ -4,14 +4,14 @@ SHELL := /usr/bin/env bash
 
 CARGO ?= cargo
 
-.PHONY: run test bench deps lint test-rust test-fuzz test-testenv test-infra test-deploy openapi check-openapi images
+.PHONY: run test bench deps lint test-rust test-fuzz test-sdk-go test-testenv test-infra test-deploy openapi check-openapi images
 
 ## run: start Strata (`strata serve`) with its embedded defaults
 run: deps
 	$(CARGO) run --release --bin strata -- serve
 
 ## test: every check CI runs
-test: deps lint check-openapi test-rust test-fuzz test-testenv test-infra test-deploy
+test: deps lint check-openapi test-rust test-fuzz test-sdk-go test-testenv test-infra test-deploy
 
 deps:
 	scripts/deps.sh
@@ -45,6 +45,13 @@ test-rust:
 # `strata serve`, every check but use-after-free (docs/api-contract.md), every phase, a fixed seed.
 test-fuzz:
 	scripts/fuzz-api.sh
+
+# The Go SDK: gofmt, go vet, staticcheck, and go test against a real `strata serve` that
+# the tests start; every operation of the document, retries behind a proxy
+# that answers 503 first, the event stream's reconnection, the README's
+# quick start over TLS (docs/sdk.md).
+test-sdk-go:
+	scripts/test-sdk-go.sh
 
 test-testenv:
 	testenv/smoke.sh

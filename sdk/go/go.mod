@@ -1,0 +1,3 @@
+module github.com/strata-db/strata/sdk/go
+
+go 1.24
