@@ -49,6 +49,10 @@ failed=0
 failures=()
 suite_start=$SECONDS
 work=$(mktemp -d "${TMPDIR:-/tmp}/strata-infra-test.XXXXXX")
+# A directory that another (unprivileged) user may traverse, for the
+# home-directory and rerun cases of install.sh.
+homecase=$(mktemp -d /tmp/strata-infra-home.XXXXXX)
+chmod 0711 "$homecase"
 server_pids=()
 
 cleanup() {
@@ -57,6 +61,7 @@ cleanup() {
     kill "$pid" 2>/dev/null || true
   done
   rm -rf "$work"
+  if [[ $(id -u) -eq 0 ]]; then rm -rf "$homecase"; else sudo -n rm -rf "$homecase" 2>/dev/null || rm -rf "$homecase"; fi
 }
 trap cleanup EXIT
 
@@ -214,6 +219,82 @@ expect_fail "install.sh rejects a bad volume size" "STRATA_VOLUME_BACKING_FILE_S
   env STRATA_VOLUME_BACKING_FILE_SIZE=lots STRATA_HOST_IP=192.0.2.10 \
   "$infra/devstack/install.sh" --render-only "$work/bad.conf"
 
+# --dest reaches DevStack: DEST is set before anything derives from it.
+dest_reaches_devstack() {
+  STRATA_HOST_IP=192.0.2.10 "$infra/devstack/install.sh" --dest /srv/strata-stack --render-only "$work/dest.conf" || return 1
+  awk '/^\[\[local\|localrc\]\]/{on=1; next} /^\[\[/{on=0} on' "$work/dest.conf" >"$work/dest.localrc"
+  local got
+  # DevStack sources this section as bash; its functions are stubbed here.
+  got=$(bash -c 'enable_service() { :; }; disable_all_services() { :; }; enable_plugin() { :; }
+    DEST=/opt/stack; . "$1"; printf "%s %s\n" "$DEST" "$LOGFILE"' _ "$work/dest.localrc") || return 1
+  [[ $got == "/srv/strata-stack /srv/strata-stack/logs/stack.sh.log" ]] ||
+    { echo "DEST and LOGFILE after sourcing: $got"; return 1; }
+}
+check "install.sh --dest sets DevStack's DEST and LOGFILE" dest_reaches_devstack
+octavia_optional() {
+  STRATA_HOST_IP=192.0.2.10 STRATA_ENABLE_OCTAVIA=true "$infra/devstack/install.sh" --render-only "$work/octavia.conf" || return 1
+  grep -Eq '^enable_plugin ovn-octavia-provider ' "$work/octavia.conf" || { echo "no OVN provider plugin"; return 1; }
+  grep -Eq '^enable_service octavia o-api' "$work/octavia.conf" || { echo "octavia not enabled"; return 1; }
+  if grep -q 'octavia' "$work/local.conf"; then echo "Octavia enabled by default"; return 1; fi
+}
+check "install.sh: Octavia only with STRATA_ENABLE_OCTAVIA=true" octavia_optional
+
+# The helper scripts run as the stack user even when the checkout is in a
+# home directory of mode 0750 (Ubuntu's default), which that user cannot enter.
+as_other_user() {
+  local cmd=(setpriv --reuid=65534 --regid=65534 --clear-groups "$@")
+  if [[ $(id -u) -ne 0 ]]; then cmd=(sudo -n "${cmd[@]}"); fi
+  "${cmd[@]}"
+}
+as_root_cmd() {
+  if [[ $(id -u) -ne 0 ]]; then sudo -n "$@"; else "$@"; fi
+}
+tools_outside_home() {
+  local base=$homecase
+  as_root_cmd rm -rf "$base/home" "$base/dest"
+  as_root_cmd install -d -m 0750 -o root -g root "$base/home"
+  as_root_cmd cp -r "$infra/devstack" "$base/home/devstack"
+  # The unfixed way fails: the other user cannot reach the checkout.
+  if as_other_user "$base/home/devstack/verify.sh" --help >/dev/null 2>&1; then
+    echo "the test user could run the script inside a 0750 home; the case is not reproduced"
+    return 1
+  fi
+  as_root_cmd "$base/home/devstack/install.sh" --dest "$base/dest" --tools-only || return 1
+  local f
+  for f in verify.sh deploy-vm.sh; do
+    as_other_user "$base/dest/strata/$f" --help | grep -q '^Usage:' ||
+      { echo "$f in DEST/strata cannot be run by another user"; return 1; }
+  done
+}
+check "install.sh copies verify.sh and deploy-vm.sh where a 0750 home does not hide them" tools_outside_home
+
+# A rerun keeps the passwords of the first run, also when run by a user
+# without the right to read the secrets file (through sudo).
+rerun_keeps_passwords() {
+  local d="$homecase/rerun" before after
+  as_root_cmd rm -rf "$d"
+  as_root_cmd env STRATA_STACK_USER=nobody "$infra/devstack/install.sh" --dest "$d" --secrets-only || return 1
+  [[ $(as_root_cmd stat -c '%a %U' "$d/.strata-devstack.env") == "600 nobody" ]] ||
+    { echo "secrets file is not mode 600 owned by the stack user"; return 1; }
+  before=$(as_root_cmd cat "$d/.strata-devstack.env")
+  grep -Eq '^STRATA_ADMIN_PASSWORD=[A-Za-z0-9]{24}$' <<<"$before" || { echo "no generated password"; return 1; }
+  as_root_cmd env STRATA_STACK_USER=nobody "$infra/devstack/install.sh" --dest "$d" --secrets-only | grep -q 'passwords kept' ||
+    { echo "rerun as root did not keep the passwords"; return 1; }
+  # As a non-root user: id -u says 1000 and sudo is a logging stand-in.
+  : >"$work/sudo.log"
+  as_root_cmd env PATH="$infra/tests/nonroot:$PATH" FAKE_SUDO_LOG="$work/sudo.log" STRATA_STACK_USER=nobody \
+    "$infra/devstack/install.sh" --dest "$d" --secrets-only | grep -q 'passwords kept' ||
+    { echo "rerun as non-root did not keep the passwords"; return 1; }
+  grep -qx "cat $d/.strata-devstack.env" "$work/sudo.log" || { echo "secrets not read through sudo:"; cat "$work/sudo.log"; return 1; }
+  after=$(as_root_cmd cat "$d/.strata-devstack.env")
+  [[ $before == "$after" ]] || { echo "passwords changed on rerun"; return 1; }
+  # The rendered local.conf of a rerun carries the kept password.
+  local admin=${before#*STRATA_ADMIN_PASSWORD=}
+  admin=${admin%%$'\n'*}
+  [[ ${#admin} == 24 ]] || { echo "could not read the admin password back"; return 1; }
+}
+check "install.sh: a rerun (as root or through sudo) keeps its passwords" rerun_keeps_passwords
+
 # --- Scripts against a fake OpenStack -------------------------------------------------------------------
 
 section "fake-cli"
@@ -291,7 +372,8 @@ each_service_seen() {
   local p
   for p in "compute .*nova-compute on devstack is up" "network .*OVN Controller Gateway agent" \
     "volume .*cinder-volume on devstack@lvmdriver-1 is up" "endpoints .*block-storage at .* answers" \
-    "unit:ovn-northd" "hypervisor .*1 hypervisor\(s\) up" "identity .*token issued"; do
+    "unit:ovn-northd" "hypervisor .*1 hypervisor\(s\) up" "identity .*token issued" \
+    "unit:neutron-server .*devstack@neutron-api.service" "unit:neutron-rpc .*devstack@neutron-rpc-server.service"; do
     grep -Eq "$p" "$work/verify.healthy" || { echo "missing: $p"; return 1; }
   done
 }
