@@ -150,6 +150,16 @@ export TF_CLI_CONFIG_FILE
 printf 'using %s (%s); providers: openstack %s, stackit %s (ready in %ss)\n' \
   "$tf" "$("$tf" version | head -n1)" "$STRATA_OPENSTACK_PROVIDER_VERSION" \
   "$STRATA_STACKIT_PROVIDER_VERSION" "$((SECONDS - t))"
+# The linters: tflint (Go module), checkov (PyPI, pinned), helm (Go module,
+# built by deploy/test.sh) to render the chart that checkov scans.
+t=$SECONDS
+if ! tflint=$(strata_tflint_binary) || ! checkov=$(strata_checkov_binary) ||
+  ! helm=$("$infra/../deploy/test.sh" --helm-path); then
+  printf 'infra/test.sh: could not build or install tflint, checkov or helm\n0 passed, 1 failed\n' >&2
+  exit 1
+fi
+printf 'linters: %s, checkov %s (ready in %ss)\n' "$("$tflint" --version | head -n1)" \
+  "$("$checkov" --version)" "$((SECONDS - t))"
 
 # --- Shell ---------------------------------------------------------------------------------------
 
@@ -235,7 +245,7 @@ octavia_optional() {
   STRATA_HOST_IP=192.0.2.10 STRATA_ENABLE_OCTAVIA=true "$infra/devstack/install.sh" --render-only "$work/octavia.conf" || return 1
   grep -Eq '^enable_plugin ovn-octavia-provider ' "$work/octavia.conf" || { echo "no OVN provider plugin"; return 1; }
   grep -Eq '^enable_service octavia o-api' "$work/octavia.conf" || { echo "octavia not enabled"; return 1; }
-  if grep -q 'octavia' "$work/local.conf"; then echo "Octavia enabled by default"; return 1; fi
+  if grep -Eq '^enable_(plugin|service) octavia' "$work/local.conf"; then echo "Octavia enabled by default"; return 1; fi
 }
 check "install.sh: Octavia only with STRATA_ENABLE_OCTAVIA=true" octavia_optional
 
@@ -499,6 +509,18 @@ terraform {
 variable "mode" {
   type = string
 }
+variable "api_allowed_cidrs" {
+  type    = list(string)
+  default = ["198.51.100.0/24"]
+}
+variable "bootstrap_token_ttl" {
+  type    = string
+  default = "24h0m0s"
+}
+variable "worker_count" {
+  type    = number
+  default = 3
+}
 provider "openstack" {
   auth_url    = "$dead/identity/v3"
   user_name   = "demo"
@@ -508,12 +530,14 @@ provider "openstack" {
 module "cluster" {
   source                  = "../openstack-k8s"
   cluster_name            = "strata-\${replace(var.mode, "_", "-")}"
-  worker_count            = 3
+  worker_count            = var.worker_count
   external_network_id     = "6a1bcf2a-0a43-4f0e-9c1b-3f5e2d1c0b9a"
   control_plane_flavor    = "m1.medium"
   worker_flavor           = "m1.medium"
   boot_volume_size        = 0
   ssh_allowed_cidrs       = ["198.51.100.0/24"]
+  api_allowed_cidrs       = var.api_allowed_cidrs
+  bootstrap_token_ttl     = var.bootstrap_token_ttl
   api_server_exposure     = var.mode
   enable_octavia_services = var.mode == "loadbalancer"
   openstack_auth_url      = "http://192.0.2.10/identity"
@@ -546,6 +570,80 @@ tf_init_validate() {
 for m in "${modules[@]}"; do
   check "init + validate $m" tf_init_validate "$tf" "$tree/$m"
 done
+
+section "lint"
+# tflint with the bundled "terraform" ruleset (all rules), on each module.
+tflint_module() {
+  local dir=$1
+  shift
+  "$tflint" --chdir="$dir" --config="$infra/terraform/.tflint.hcl" --format=compact "$@"
+}
+tflint_vars=(--var "ssh_public_key_file=$work/pki/id_ed25519.pub" --var "ca_certificate_file=$work/pki/ca.crt"
+  --var "ca_private_key_file=$work/pki/ca.key")
+for m in "${modules[@]}"; do
+  if [[ $m == openstack-k8s/examples/devstack ]]; then
+    check "tflint $m" tflint_module "$tree/$m" "${tflint_vars[@]}"
+  else
+    check "tflint $m" tflint_module "$tree/$m"
+  fi
+done
+mkdir -p "$work/lint-bad"
+cp "$infra/terraform/stackit-state/"*.tf "$work/lint-bad/"
+printf 'variable "left_over" {\n  description = "Declared, never used."\n  type        = string\n}\n' >>"$work/lint-bad/variables.tf"
+expect_fail "tflint finds an unused variable" "terraform_unused_declarations" tflint_module "$work/lint-bad"
+
+# checkov: every finding is fixed or skipped in place with its reason
+# (checkov:skip comments in .tf files, checkov.io/skipN annotations in the chart).
+checkov_scan() {
+  "$checkov" --quiet --compact --skip-download -o cli "$@"
+}
+check "checkov infra/terraform" checkov_scan --framework terraform -d "$infra/terraform"
+render_chart() {
+  HELM_CACHE_HOME="$work/helm/cache" HELM_CONFIG_HOME="$work/helm/config" HELM_DATA_HOME="$work/helm/data" \
+    "$helm" template strata "$infra/../deploy/helm/strata" --namespace strata --kube-version 1.35.0 >"$work/chart.yaml"
+}
+checkov_chart() {
+  render_chart || return 1
+  # CKV2_K8S_6 (a NetworkPolicy for every pod) stands: the API's clients come
+  # from an ingress controller whose namespace and labels the installer
+  # chooses, so the chart cannot ship a policy that admits them; the
+  # operator's own NetworkPolicies cover the tenants' database pods.
+  checkov_scan --framework kubernetes -f "$work/chart.yaml" --skip-check CKV2_K8S_6
+}
+check "checkov deploy/helm/strata (rendered)" checkov_chart
+mkdir -p "$work/scan-bad"
+cat >"$work/scan-bad/main.tf" <<'HCL'
+resource "openstack_networking_secgroup_rule_v2" "ssh" {
+  direction         = "ingress"
+  ethertype         = "IPv4"
+  protocol          = "tcp"
+  port_range_min    = 22
+  port_range_max    = 22
+  remote_ip_prefix  = "0.0.0.0/0"
+  security_group_id = "00000000-0000-0000-0000-000000000000"
+}
+HCL
+expect_fail "checkov finds SSH open to the world" "CKV_OPENSTACK_2" checkov_scan --framework terraform -d "$work/scan-bad"
+
+# No generated secret, kubeconfig, plan or state may be committed by accident.
+generated_paths_ignored() {
+  local root="$infra/.." m p bad=0
+  local rel=(terraform.tfvars secret.auto.tfvars pki/ca.key pki/ca.crt kubeconfig kubeconfig-strata-dev
+    tfplan plan.tfplan terraform.tfstate terraform.tfstate.backup .terraform/providers/x)
+  for m in "${modules[@]}"; do
+    for p in "${rel[@]}"; do
+      if ! git -C "$root" check-ignore -q --no-index "infra/terraform/$m/$p"; then
+        echo "not ignored: infra/terraform/$m/$p"
+        bad=1
+      fi
+    done
+  done
+  for p in kubeconfig kubeconfig-strata-dev tfplan plan.tfplan; do
+    git -C "$root" check-ignore -q --no-index "$p" || { echo "not ignored: $p"; bad=1; }
+  done
+  ((bad == 0))
+}
+check "generated secrets, kubeconfigs, plans and state are git-ignored" generated_paths_ignored
 
 section "cloud-init"
 # Debian's python3 has PyYAML once cloud-init is installed.
@@ -595,6 +693,8 @@ doc = open(sys.argv[1]).read()
 assert doc.startswith("#cloud-config\n"), "no #cloud-config header"
 data = yaml.safe_load(doc)
 files = {f["path"]: f for f in data["write_files"]}
+env = files["/etc/strata/node.env"]["content"]
+assert "CALICO_VERSION=v3." in env and "latest" not in env and "FLANNEL" not in env, env
 for path, f in files.items():
     if f.get("encoding") == "b64":
         name = path.rsplit("/", 1)[1] + ".sh"
@@ -652,10 +752,12 @@ devstack_args=("${openstack_dummy[@]}" -var devstack_host_ip=192.0.2.10
   -var "ca_private_key_file=$work/pki/ca.key")
 
 
-stackit_args=(-var project_id=3f9e5a3c-6f53-4e43-9b1a-2d5c7e8f9a0b -var dns_subdomain=strata-ci
-  -var dns_contact_email=ops@example.com -var state_bucket_name=strata-ci-tfstate
-  -var backup_bucket_name=strata-ci-backups -var 'api_allowed_cidrs=["198.51.100.0/24"]'
+stackit_no_acl=(-var project_id=3f9e5a3c-6f53-4e43-9b1a-2d5c7e8f9a0b -var dns_subdomain=strata-ci
+  -var dns_contact_email=ops@example.com -var backup_bucket_name=strata-ci-backups
   -var "api_endpoint_overrides={ske=\"$dead\",dns=\"$dead\",objectstorage=\"$dead\",iaas=\"$dead\",token=\"$dead\",resourcemanager=\"$dead\",service_account=\"$dead\",authorization=\"$dead\",service_enablement=\"$dead\"}")
+stackit_args=("${stackit_no_acl[@]}" -var 'api_allowed_cidrs=["198.51.100.0/24"]')
+state_args=(-var project_id=7a1c2e3d-4b5f-4a6b-8c9d-0e1f2a3b4c5d -var bucket_name=strata-ci-tfstate
+  -var "api_endpoint_overrides={objectstorage=\"$dead\",token=\"$dead\",service_enablement=\"$dead\"}")
 export STACKIT_SERVICE_ACCOUNT_TOKEN=dummy-token-for-offline-plan
 
 run_plans() {
@@ -668,6 +770,7 @@ run_plans() {
       plan_case "$tfbin" "$dir/modes" "openstack-$mode" -var "mode=$mode"
   done
   check "plan stackit-ske ($label)" plan_case "$tfbin" "$dir/stackit-ske" stackit "${stackit_args[@]}"
+  check "plan stackit-state ($label)" plan_case "$tfbin" "$dir/stackit-state" stackit-state "${state_args[@]}"
 }
 run_plans "$tf" "$(basename "$tf")" "$tree"
 
@@ -680,6 +783,29 @@ expect_fail "plan rejects an SKE cluster name over 11 characters" "cluster_name 
 expect_fail "plan rejects a node pool with minimum > maximum" "minimum <= maximum" \
   plan_case "$tf" "$tree/stackit-ske" stackit "${stackit_args[@]}" \
   -var 'node_pools=[{name="p",machine_type="c1.2",minimum=3,maximum=2,availability_zones=["eu01-1"]}]'
+expect_fail "plan rejects an SKE cluster without an API allow-list" "api_allowed_cidrs must name at least one CIDR" \
+  plan_case "$tf" "$tree/stackit-ske" stackit "${stackit_args[@]}" -var 'api_allowed_cidrs=[]'
+expect_fail "plan requires an API allow-list for SKE (no default)" 'No value for required variable' \
+  plan_case "$tf" "$tree/stackit-ske" stackit "${stackit_no_acl[@]}"
+expect_fail "plan rejects a Kubernetes minor past its end of life on SKE" "1.35 or later" \
+  plan_case "$tf" "$tree/stackit-ske" stackit "${stackit_args[@]}" -var kubernetes_version_min=1.34
+expect_fail "plan rejects an OpenStack cluster without workers" "worker_count must be a whole number from 1" \
+  plan_case "$tf" "$tree/modes" openstack-floating_ip -var mode=floating_ip -var worker_count=0
+expect_fail "plan rejects an OpenStack cluster without an API allow-list" "api_allowed_cidrs must name at least one CIDR" \
+  plan_case "$tf" "$tree/modes" openstack-floating_ip -var mode=floating_ip -var 'api_allowed_cidrs=[]'
+expect_fail "plan rejects a bootstrap token that never expires" "non-zero duration" \
+  plan_case "$tf" "$tree/modes" openstack-floating_ip -var mode=floating_ip -var bootstrap_token_ttl=0s
+
+state_outlives_cluster() {
+  local f="$infra/terraform/stackit-state/main.tf" n
+  n=$(grep -cE '^[[:space:]]*prevent_destroy[[:space:]]*=[[:space:]]*true' "$f")
+  [[ $n == 3 ]] || { echo "expected prevent_destroy on the bucket, the group and the key, found $n"; return 1; }
+  if grep -rn 'tfstate\|state_bucket' "$infra/terraform/stackit-ske"/*.tf; then
+    echo "stackit-ske still manages Terraform state storage"
+    return 1
+  fi
+}
+check "state bucket: own root module, destroy-protected" state_outlives_cluster
 
 # The other CLI: Terraform and OpenTofu must both accept the modules.
 other=""
