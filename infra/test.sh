@@ -10,20 +10,27 @@ Checks everything under infra/ and prints one line per check and a final
 "N passed, M failed" line; exits non-zero when any check failed.
 
   shell      shellcheck on every script; shebang, strict mode and --help
-  devstack   local.conf renders with sample values into valid DevStack config
+  devstack   local.conf renders with sample values into valid DevStack config;
+             install.sh's --dest, a rerun keeping its passwords, the helper
+             scripts outside a 0750 home directory, optional Octavia
   fake-cli   verify.sh and deploy-vm.sh against a fake `openstack` (and
              systemctl/journalctl) that prints the real CLI's formats:
              healthy and unhealthy clouds, a VM life cycle, failures
   fmt        terraform fmt -check -recursive
   validate   terraform init + validate of every module with the real providers
+  lint       tflint (bundled terraform ruleset) on every module; checkov over
+             infra/terraform and the rendered Helm chart; git check-ignore of
+             every generated secret, kubeconfig, plan and state path
   cloud-init the user data rendered with sample values passes `cloud-init schema`
   plan       terraform plan of each root module with dummy credentials (no
              API is called: endpoints point at a closed loopback port)
 
 On a fresh machine it installs what it needs: shellcheck and cloud-init from
-Debian (apt-get), the OpenStack and STACKIT Terraform providers built from
-the Go module proxy, and OpenTofu when no terraform is on PATH. Builds are
-cached under ${XDG_CACHE_HOME:-~/.cache}/strata/tools/.
+Debian (apt-get), the OpenStack and STACKIT Terraform providers and tflint
+built from the Go module proxy, checkov from PyPI (pinned in
+infra/tests/checkov-requirements.txt) into a virtual environment, helm
+(through deploy/test.sh), and OpenTofu when no terraform is on PATH. Builds
+are cached under ${XDG_CACHE_HOME:-~/.cache}/strata/tools/.
 
 Environment:
   STRATA_TF=terraform|tofu|auto  which CLI to test with (default auto:
@@ -114,6 +121,9 @@ command -v ssh-keygen >/dev/null 2>&1 || missing+=(openssh-client)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 command -v flock >/dev/null 2>&1 || missing+=(util-linux)
+command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
+command -v git >/dev/null 2>&1 || missing+=(git)
+python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 if ((${#missing[@]} > 0)); then
   install_cmd=(apt-get install -y --no-install-recommends "${missing[@]}")
   if [[ $(id -u) -ne 0 ]]; then
