@@ -288,11 +288,11 @@ tools_outside_home() {
 }
 check "install.sh copies verify.sh and deploy-vm.sh where a 0750 home does not hide them" tools_outside_home
 
-# A rerun keeps the passwords of the first run, also when run by a user
-# without the right to read the secrets file (through sudo).
+# A rerun keeps the passwords of the first run: as root, and as an
+# unprivileged user who can read the root-only secrets file only through sudo.
 rerun_keeps_passwords() {
-  local d="$homecase/rerun" before after
-  as_root_cmd rm -rf "$d"
+  local d="$homecase/rerun" src="$homecase/rerun-src" before after
+  as_root_cmd rm -rf "$d" "$src"
   as_root_cmd env STRATA_STACK_USER=nobody "$infra/devstack/install.sh" --dest "$d" --secrets-only || return 1
   [[ $(as_root_cmd stat -c '%a %U' "$d/.strata-devstack.env") == "600 nobody" ]] ||
     { echo "secrets file is not mode 600 owned by the stack user"; return 1; }
@@ -300,20 +300,27 @@ rerun_keeps_passwords() {
   grep -Eq '^STRATA_ADMIN_PASSWORD=[A-Za-z0-9]{24}$' <<<"$before" || { echo "no generated password"; return 1; }
   as_root_cmd env STRATA_STACK_USER=nobody "$infra/devstack/install.sh" --dest "$d" --secrets-only | grep -q 'passwords kept' ||
     { echo "rerun as root did not keep the passwords"; return 1; }
-  # As a non-root user: id -u says 1000 and sudo is a logging stand-in.
-  : >"$work/sudo.log"
-  as_root_cmd env PATH="$infra/tests/nonroot:$PATH" FAKE_SUDO_LOG="$work/sudo.log" STRATA_STACK_USER=nobody \
-    "$infra/devstack/install.sh" --dest "$d" --secrets-only | grep -q 'passwords kept' ||
-    { echo "rerun as non-root did not keep the passwords"; return 1; }
-  grep -qx "cat $d/.strata-devstack.env" "$work/sudo.log" || { echo "secrets not read through sudo:"; cat "$work/sudo.log"; return 1; }
+  # Unprivileged: the file now belongs to root (mode 0600), so only "sudo"
+  # (a stand-in that reads a mirror of it and refuses to write) can read it.
+  as_root_cmd chown root "$d/.strata-devstack.env"
+  as_root_cmd install -d -m 0755 "$src"
+  as_root_cmd cp -r "$infra/devstack" "$infra/tests" "$src/"
+  as_root_cmd install -m 0644 "$d/.strata-devstack.env" "$src/mirror.env"
+  as_root_cmd install -m 0666 /dev/null "$src/sudo.log"
+  if as_other_user cat "$d/.strata-devstack.env" >/dev/null 2>&1; then
+    echo "the unprivileged user can read the secrets file; the case is not reproduced"
+    return 1
+  fi
+  as_other_user env PATH="$src/tests/nonroot:$PATH" FAKE_SUDO_LOG="$src/sudo.log" \
+    FAKE_SUDO_FILE="$d/.strata-devstack.env:$src/mirror.env" STRATA_STACK_USER=nobody \
+    "$src/devstack/install.sh" --dest "$d" --secrets-only >"$work/rerun.out" 2>&1 ||
+    { cat "$work/rerun.out" "$src/sudo.log"; echo "unprivileged rerun failed"; return 1; }
+  grep -q 'passwords kept' "$work/rerun.out" || { cat "$work/rerun.out"; echo "unprivileged rerun did not keep the passwords"; return 1; }
+  grep -qx "cat $d/.strata-devstack.env" "$src/sudo.log" || { echo "secrets not read through sudo:"; cat "$src/sudo.log"; return 1; }
   after=$(as_root_cmd cat "$d/.strata-devstack.env")
   [[ $before == "$after" ]] || { echo "passwords changed on rerun"; return 1; }
-  # The rendered local.conf of a rerun carries the kept password.
-  local admin=${before#*STRATA_ADMIN_PASSWORD=}
-  admin=${admin%%$'\n'*}
-  [[ ${#admin} == 24 ]] || { echo "could not read the admin password back"; return 1; }
 }
-check "install.sh: a rerun (as root or through sudo) keeps its passwords" rerun_keeps_passwords
+check "install.sh: a rerun keeps its passwords (as root, and unprivileged through sudo)" rerun_keeps_passwords
 
 # --- Scripts against a fake OpenStack -------------------------------------------------------------------
 
@@ -705,6 +712,22 @@ data = yaml.safe_load(doc)
 files = {f["path"]: f for f in data["write_files"]}
 env = files["/etc/strata/node.env"]["content"]
 assert "CALICO_VERSION=v3." in env and "latest" not in env and "FLANNEL" not in env, env
+def script(name):
+    return base64.b64decode(files["/usr/local/sbin/" + name]["content"]).decode()
+# Every node drops pod traffic to the metadata service before the kubelet runs.
+install = script("strata-node-install")
+assert "-s ${POD_CIDR} -d 169.254.169.254/32 -j DROP" in install, "no metadata block"
+assert "Before=kubelet.service" in install and "systemctl enable --now strata-block-metadata" in install
+if "/etc/strata/kubeadm.yaml" in files:
+    cp = script("strata-control-plane")
+    for gone in ["rm -f /etc/strata/kubeadm.yaml", "rm -f /etc/strata/cloud.conf",
+                 "rm -f /var/lib/cloud/instance/user-data.txt"]:
+        assert gone in cp, "control plane keeps a bootstrap secret: " + gone
+    assert "projectcalico/calico/${CALICO_VERSION}/manifests/calico.yaml" in cp, "Calico not installed"
+    assert "flannel" not in cp, "flannel is still installed"
+else:
+    wk = script("strata-worker")
+    assert "rm -f /etc/strata/kubeadm-join.yaml /etc/strata/discovery.conf" in wk, "worker keeps the token"
 for path, f in files.items():
     if f.get("encoding") == "b64":
         name = path.rsplit("/", 1)[1] + ".sh"
