@@ -10,20 +10,27 @@ Checks everything under infra/ and prints one line per check and a final
 "N passed, M failed" line; exits non-zero when any check failed.
 
   shell      shellcheck on every script; shebang, strict mode and --help
-  devstack   local.conf renders with sample values into valid DevStack config
+  devstack   local.conf renders with sample values into valid DevStack config;
+             install.sh's --dest, a rerun keeping its passwords, the helper
+             scripts outside a 0750 home directory, optional Octavia
   fake-cli   verify.sh and deploy-vm.sh against a fake `openstack` (and
              systemctl/journalctl) that prints the real CLI's formats:
              healthy and unhealthy clouds, a VM life cycle, failures
   fmt        terraform fmt -check -recursive
   validate   terraform init + validate of every module with the real providers
+  lint       tflint (bundled terraform ruleset) on every module; checkov over
+             infra/terraform and the rendered Helm chart; git check-ignore of
+             every generated secret, kubeconfig, plan and state path
   cloud-init the user data rendered with sample values passes `cloud-init schema`
   plan       terraform plan of each root module with dummy credentials (no
              API is called: endpoints point at a closed loopback port)
 
 On a fresh machine it installs what it needs: shellcheck and cloud-init from
-Debian (apt-get), the OpenStack and STACKIT Terraform providers built from
-the Go module proxy, and OpenTofu when no terraform is on PATH. Builds are
-cached under ${XDG_CACHE_HOME:-~/.cache}/strata/tools/.
+Debian (apt-get), the OpenStack and STACKIT Terraform providers and tflint
+built from the Go module proxy, checkov from PyPI (pinned in
+infra/tests/checkov-requirements.txt) into a virtual environment, helm
+(through deploy/test.sh), and OpenTofu when no terraform is on PATH. Builds
+are cached under ${XDG_CACHE_HOME:-~/.cache}/strata/tools/.
 
 Environment:
   STRATA_TF=terraform|tofu|auto  which CLI to test with (default auto:
@@ -49,6 +56,10 @@ failed=0
 failures=()
 suite_start=$SECONDS
 work=$(mktemp -d "${TMPDIR:-/tmp}/strata-infra-test.XXXXXX")
+# A directory that another (unprivileged) user may traverse, for the
+# home-directory and rerun cases of install.sh.
+homecase=$(mktemp -d /tmp/strata-infra-home.XXXXXX)
+chmod 0711 "$homecase"
 server_pids=()
 
 cleanup() {
@@ -57,6 +68,7 @@ cleanup() {
     kill "$pid" 2>/dev/null || true
   done
   rm -rf "$work"
+  if [[ $(id -u) -eq 0 ]]; then rm -rf "$homecase"; else sudo -n rm -rf "$homecase" 2>/dev/null || rm -rf "$homecase"; fi
 }
 trap cleanup EXIT
 
@@ -109,6 +121,9 @@ command -v ssh-keygen >/dev/null 2>&1 || missing+=(openssh-client)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 command -v flock >/dev/null 2>&1 || missing+=(util-linux)
+command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
+command -v git >/dev/null 2>&1 || missing+=(git)
+python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 if ((${#missing[@]} > 0)); then
   install_cmd=(apt-get install -y --no-install-recommends "${missing[@]}")
   if [[ $(id -u) -ne 0 ]]; then
@@ -145,6 +160,16 @@ export TF_CLI_CONFIG_FILE
 printf 'using %s (%s); providers: openstack %s, stackit %s (ready in %ss)\n' \
   "$tf" "$("$tf" version | head -n1)" "$STRATA_OPENSTACK_PROVIDER_VERSION" \
   "$STRATA_STACKIT_PROVIDER_VERSION" "$((SECONDS - t))"
+# The linters: tflint (Go module), checkov (PyPI, pinned), helm (Go module,
+# built by deploy/test.sh) to render the chart that checkov scans.
+t=$SECONDS
+if ! tflint=$(strata_tflint_binary) || ! checkov=$(strata_checkov_binary) ||
+  ! helm=$("$infra/../deploy/test.sh" --helm-path); then
+  printf 'infra/test.sh: could not build or install tflint, checkov or helm\n0 passed, 1 failed\n' >&2
+  exit 1
+fi
+printf 'linters: %s, checkov %s (ready in %ss)\n' "$("$tflint" --version | head -n1)" \
+  "$("$checkov" --version)" "$((SECONDS - t))"
 
 # --- Shell ---------------------------------------------------------------------------------------
 
@@ -213,6 +238,89 @@ expect_fail "install.sh rejects an unsafe password" "STRATA_ADMIN_PASSWORD must 
 expect_fail "install.sh rejects a bad volume size" "STRATA_VOLUME_BACKING_FILE_SIZE must look like" \
   env STRATA_VOLUME_BACKING_FILE_SIZE=lots STRATA_HOST_IP=192.0.2.10 \
   "$infra/devstack/install.sh" --render-only "$work/bad.conf"
+
+# --dest reaches DevStack: DEST is set before anything derives from it.
+dest_reaches_devstack() {
+  STRATA_HOST_IP=192.0.2.10 "$infra/devstack/install.sh" --dest /srv/strata-stack --render-only "$work/dest.conf" || return 1
+  awk '/^\[\[local\|localrc\]\]/{on=1; next} /^\[\[/{on=0} on' "$work/dest.conf" >"$work/dest.localrc"
+  local got
+  # DevStack sources this section as bash; its functions are stubbed here.
+  got=$(bash -c 'enable_service() { :; }; disable_all_services() { :; }; enable_plugin() { :; }
+    DEST=/opt/stack; . "$1"; printf "%s %s\n" "$DEST" "$LOGFILE"' _ "$work/dest.localrc") || return 1
+  [[ $got == "/srv/strata-stack /srv/strata-stack/logs/stack.sh.log" ]] ||
+    { echo "DEST and LOGFILE after sourcing: $got"; return 1; }
+}
+check "install.sh --dest sets DevStack's DEST and LOGFILE" dest_reaches_devstack
+octavia_optional() {
+  STRATA_HOST_IP=192.0.2.10 STRATA_ENABLE_OCTAVIA=true "$infra/devstack/install.sh" --render-only "$work/octavia.conf" || return 1
+  grep -Eq '^enable_plugin ovn-octavia-provider ' "$work/octavia.conf" || { echo "no OVN provider plugin"; return 1; }
+  grep -Eq '^enable_service octavia o-api' "$work/octavia.conf" || { echo "octavia not enabled"; return 1; }
+  if grep -Eq '^enable_(plugin|service) octavia' "$work/local.conf"; then echo "Octavia enabled by default"; return 1; fi
+}
+check "install.sh: Octavia only with STRATA_ENABLE_OCTAVIA=true" octavia_optional
+
+# The helper scripts run as the stack user even when the checkout is in a
+# home directory of mode 0750 (Ubuntu's default), which that user cannot enter.
+as_other_user() {
+  local cmd=(setpriv --reuid=65534 --regid=65534 --clear-groups "$@")
+  if [[ $(id -u) -ne 0 ]]; then cmd=(sudo -n "${cmd[@]}"); fi
+  "${cmd[@]}"
+}
+as_root_cmd() {
+  if [[ $(id -u) -ne 0 ]]; then sudo -n "$@"; else "$@"; fi
+}
+tools_outside_home() {
+  local base=$homecase
+  as_root_cmd rm -rf "$base/home" "$base/dest"
+  as_root_cmd install -d -m 0750 -o root -g root "$base/home"
+  as_root_cmd cp -r "$infra/devstack" "$base/home/devstack"
+  # The unfixed way fails: the other user cannot reach the checkout.
+  if as_other_user "$base/home/devstack/verify.sh" --help >/dev/null 2>&1; then
+    echo "the test user could run the script inside a 0750 home; the case is not reproduced"
+    return 1
+  fi
+  as_root_cmd "$base/home/devstack/install.sh" --dest "$base/dest" --tools-only || return 1
+  local f
+  for f in verify.sh deploy-vm.sh; do
+    as_other_user "$base/dest/strata/$f" --help | grep -q '^Usage:' ||
+      { echo "$f in DEST/strata cannot be run by another user"; return 1; }
+  done
+}
+check "install.sh copies verify.sh and deploy-vm.sh where a 0750 home does not hide them" tools_outside_home
+
+# A rerun keeps the passwords of the first run: as root, and as an
+# unprivileged user who can read the root-only secrets file only through sudo.
+rerun_keeps_passwords() {
+  local d="$homecase/rerun" src="$homecase/rerun-src" before after
+  as_root_cmd rm -rf "$d" "$src"
+  as_root_cmd env STRATA_STACK_USER=nobody "$infra/devstack/install.sh" --dest "$d" --secrets-only || return 1
+  [[ $(as_root_cmd stat -c '%a %U' "$d/.strata-devstack.env") == "600 nobody" ]] ||
+    { echo "secrets file is not mode 600 owned by the stack user"; return 1; }
+  before=$(as_root_cmd cat "$d/.strata-devstack.env")
+  grep -Eq '^STRATA_ADMIN_PASSWORD=[A-Za-z0-9]{24}$' <<<"$before" || { echo "no generated password"; return 1; }
+  as_root_cmd env STRATA_STACK_USER=nobody "$infra/devstack/install.sh" --dest "$d" --secrets-only | grep -q 'passwords kept' ||
+    { echo "rerun as root did not keep the passwords"; return 1; }
+  # Unprivileged: the file now belongs to root (mode 0600), so only "sudo"
+  # (a stand-in that reads a mirror of it and refuses to write) can read it.
+  as_root_cmd chown root "$d/.strata-devstack.env"
+  as_root_cmd install -d -m 0755 "$src"
+  as_root_cmd cp -r "$infra/devstack" "$infra/tests" "$src/"
+  as_root_cmd install -m 0644 "$d/.strata-devstack.env" "$src/mirror.env"
+  as_root_cmd install -m 0666 /dev/null "$src/sudo.log"
+  if as_other_user cat "$d/.strata-devstack.env" >/dev/null 2>&1; then
+    echo "the unprivileged user can read the secrets file; the case is not reproduced"
+    return 1
+  fi
+  as_other_user env PATH="$src/tests/nonroot:$PATH" FAKE_SUDO_LOG="$src/sudo.log" \
+    FAKE_SUDO_FILE="$d/.strata-devstack.env:$src/mirror.env" STRATA_STACK_USER=nobody \
+    "$src/devstack/install.sh" --dest "$d" --secrets-only >"$work/rerun.out" 2>&1 ||
+    { cat "$work/rerun.out" "$src/sudo.log"; echo "unprivileged rerun failed"; return 1; }
+  grep -q 'passwords kept' "$work/rerun.out" || { cat "$work/rerun.out"; echo "unprivileged rerun did not keep the passwords"; return 1; }
+  grep -qx "cat $d/.strata-devstack.env" "$src/sudo.log" || { echo "secrets not read through sudo:"; cat "$src/sudo.log"; return 1; }
+  after=$(as_root_cmd cat "$d/.strata-devstack.env")
+  [[ $before == "$after" ]] || { echo "passwords changed on rerun"; return 1; }
+}
+check "install.sh: a rerun keeps its passwords (as root, and unprivileged through sudo)" rerun_keeps_passwords
 
 # --- Scripts against a fake OpenStack -------------------------------------------------------------------
 
@@ -291,7 +399,8 @@ each_service_seen() {
   local p
   for p in "compute .*nova-compute on devstack is up" "network .*OVN Controller Gateway agent" \
     "volume .*cinder-volume on devstack@lvmdriver-1 is up" "endpoints .*block-storage at .* answers" \
-    "unit:ovn-northd" "hypervisor .*1 hypervisor\(s\) up" "identity .*token issued"; do
+    "unit:ovn-northd" "hypervisor .*1 hypervisor\(s\) up" "identity .*token issued" \
+    "unit:neutron-server .*devstack@neutron-api.service" "unit:neutron-rpc .*devstack@neutron-rpc-server.service"; do
     grep -Eq "$p" "$work/verify.healthy" || { echo "missing: $p"; return 1; }
   done
 }
@@ -417,6 +526,18 @@ terraform {
 variable "mode" {
   type = string
 }
+variable "api_allowed_cidrs" {
+  type    = list(string)
+  default = ["198.51.100.0/24"]
+}
+variable "bootstrap_token_ttl" {
+  type    = string
+  default = "24h0m0s"
+}
+variable "worker_count" {
+  type    = number
+  default = 3
+}
 provider "openstack" {
   auth_url    = "$dead/identity/v3"
   user_name   = "demo"
@@ -426,12 +547,14 @@ provider "openstack" {
 module "cluster" {
   source                  = "../openstack-k8s"
   cluster_name            = "strata-\${replace(var.mode, "_", "-")}"
-  worker_count            = 3
+  worker_count            = var.worker_count
   external_network_id     = "6a1bcf2a-0a43-4f0e-9c1b-3f5e2d1c0b9a"
   control_plane_flavor    = "m1.medium"
   worker_flavor           = "m1.medium"
   boot_volume_size        = 0
   ssh_allowed_cidrs       = ["198.51.100.0/24"]
+  api_allowed_cidrs       = var.api_allowed_cidrs
+  bootstrap_token_ttl     = var.bootstrap_token_ttl
   api_server_exposure     = var.mode
   enable_octavia_services = var.mode == "loadbalancer"
   openstack_auth_url      = "http://192.0.2.10/identity"
@@ -464,6 +587,80 @@ tf_init_validate() {
 for m in "${modules[@]}"; do
   check "init + validate $m" tf_init_validate "$tf" "$tree/$m"
 done
+
+section "lint"
+# tflint with the bundled "terraform" ruleset (all rules), on each module.
+tflint_module() {
+  local dir=$1
+  shift
+  "$tflint" --chdir="$dir" --config="$infra/terraform/.tflint.hcl" --format=compact "$@"
+}
+tflint_vars=(--var "ssh_public_key_file=$work/pki/id_ed25519.pub" --var "ca_certificate_file=$work/pki/ca.crt"
+  --var "ca_private_key_file=$work/pki/ca.key")
+for m in "${modules[@]}"; do
+  if [[ $m == openstack-k8s/examples/devstack ]]; then
+    check "tflint $m" tflint_module "$tree/$m" "${tflint_vars[@]}"
+  else
+    check "tflint $m" tflint_module "$tree/$m"
+  fi
+done
+mkdir -p "$work/lint-bad"
+cp "$infra/terraform/stackit-state/"*.tf "$work/lint-bad/"
+printf 'variable "left_over" {\n  description = "Declared, never used."\n  type        = string\n}\n' >>"$work/lint-bad/variables.tf"
+expect_fail "tflint finds an unused variable" "terraform_unused_declarations" tflint_module "$work/lint-bad"
+
+# checkov: every finding is fixed or skipped in place with its reason
+# (checkov:skip comments in .tf files, checkov.io/skipN annotations in the chart).
+checkov_scan() {
+  "$checkov" --quiet --compact --skip-download -o cli "$@"
+}
+check "checkov infra/terraform" checkov_scan --framework terraform -d "$infra/terraform"
+render_chart() {
+  HELM_CACHE_HOME="$work/helm/cache" HELM_CONFIG_HOME="$work/helm/config" HELM_DATA_HOME="$work/helm/data" \
+    "$helm" template strata "$infra/../deploy/helm/strata" --namespace strata --kube-version 1.35.0 >"$work/chart.yaml"
+}
+checkov_chart() {
+  render_chart || return 1
+  # CKV2_K8S_6 (a NetworkPolicy for every pod) stands: the API's clients come
+  # from an ingress controller whose namespace and labels the installer
+  # chooses, so the chart cannot ship a policy that admits them; the
+  # operator's own NetworkPolicies cover the tenants' database pods.
+  checkov_scan --framework kubernetes -f "$work/chart.yaml" --skip-check CKV2_K8S_6
+}
+check "checkov deploy/helm/strata (rendered)" checkov_chart
+mkdir -p "$work/scan-bad"
+cat >"$work/scan-bad/main.tf" <<'HCL'
+resource "openstack_networking_secgroup_rule_v2" "ssh" {
+  direction         = "ingress"
+  ethertype         = "IPv4"
+  protocol          = "tcp"
+  port_range_min    = 22
+  port_range_max    = 22
+  remote_ip_prefix  = "0.0.0.0/0"
+  security_group_id = "00000000-0000-0000-0000-000000000000"
+}
+HCL
+expect_fail "checkov finds SSH open to the world" "CKV_OPENSTACK_2" checkov_scan --framework terraform -d "$work/scan-bad"
+
+# No generated secret, kubeconfig, plan or state may be committed by accident.
+generated_paths_ignored() {
+  local root="$infra/.." m p bad=0
+  local rel=(terraform.tfvars secret.auto.tfvars pki/ca.key pki/ca.crt kubeconfig kubeconfig-strata-dev
+    tfplan plan.tfplan terraform.tfstate terraform.tfstate.backup .terraform/providers/x)
+  for m in "${modules[@]}"; do
+    for p in "${rel[@]}"; do
+      if ! git -C "$root" check-ignore -q --no-index "infra/terraform/$m/$p"; then
+        echo "not ignored: infra/terraform/$m/$p"
+        bad=1
+      fi
+    done
+  done
+  for p in kubeconfig kubeconfig-strata-dev tfplan plan.tfplan; do
+    git -C "$root" check-ignore -q --no-index "$p" || { echo "not ignored: $p"; bad=1; }
+  done
+  ((bad == 0))
+}
+check "generated secrets, kubeconfigs, plans and state are git-ignored" generated_paths_ignored
 
 section "cloud-init"
 # Debian's python3 has PyYAML once cloud-init is installed.
@@ -513,6 +710,24 @@ doc = open(sys.argv[1]).read()
 assert doc.startswith("#cloud-config\n"), "no #cloud-config header"
 data = yaml.safe_load(doc)
 files = {f["path"]: f for f in data["write_files"]}
+env = files["/etc/strata/node.env"]["content"]
+assert "CALICO_VERSION=v3." in env and "latest" not in env and "FLANNEL" not in env, env
+def script(name):
+    return base64.b64decode(files["/usr/local/sbin/" + name]["content"]).decode()
+# Every node drops pod traffic to the metadata service before the kubelet runs.
+install = script("strata-node-install")
+assert "-s ${POD_CIDR} -d 169.254.169.254/32 -j DROP" in install, "no metadata block"
+assert "Before=kubelet.service" in install and "systemctl enable --now strata-block-metadata" in install
+if "/etc/strata/kubeadm.yaml" in files:
+    cp = script("strata-control-plane")
+    for gone in ["rm -f /etc/strata/kubeadm.yaml", "rm -f /etc/strata/cloud.conf",
+                 "rm -f /var/lib/cloud/instance/user-data.txt"]:
+        assert gone in cp, "control plane keeps a bootstrap secret: " + gone
+    assert "projectcalico/calico/${CALICO_VERSION}/manifests/calico.yaml" in cp, "Calico not installed"
+    assert "flannel" not in cp, "flannel is still installed"
+else:
+    wk = script("strata-worker")
+    assert "rm -f /etc/strata/kubeadm-join.yaml /etc/strata/discovery.conf" in wk, "worker keeps the token"
 for path, f in files.items():
     if f.get("encoding") == "b64":
         name = path.rsplit("/", 1)[1] + ".sh"
@@ -570,10 +785,12 @@ devstack_args=("${openstack_dummy[@]}" -var devstack_host_ip=192.0.2.10
   -var "ca_private_key_file=$work/pki/ca.key")
 
 
-stackit_args=(-var project_id=3f9e5a3c-6f53-4e43-9b1a-2d5c7e8f9a0b -var dns_subdomain=strata-ci
-  -var dns_contact_email=ops@example.com -var state_bucket_name=strata-ci-tfstate
-  -var backup_bucket_name=strata-ci-backups -var 'api_allowed_cidrs=["198.51.100.0/24"]'
+stackit_no_acl=(-var project_id=3f9e5a3c-6f53-4e43-9b1a-2d5c7e8f9a0b -var dns_subdomain=strata-ci
+  -var dns_contact_email=ops@example.com -var backup_bucket_name=strata-ci-backups
   -var "api_endpoint_overrides={ske=\"$dead\",dns=\"$dead\",objectstorage=\"$dead\",iaas=\"$dead\",token=\"$dead\",resourcemanager=\"$dead\",service_account=\"$dead\",authorization=\"$dead\",service_enablement=\"$dead\"}")
+stackit_args=("${stackit_no_acl[@]}" -var 'api_allowed_cidrs=["198.51.100.0/24"]')
+state_args=(-var project_id=7a1c2e3d-4b5f-4a6b-8c9d-0e1f2a3b4c5d -var bucket_name=strata-ci-tfstate
+  -var "api_endpoint_overrides={objectstorage=\"$dead\",token=\"$dead\",service_enablement=\"$dead\"}")
 export STACKIT_SERVICE_ACCOUNT_TOKEN=dummy-token-for-offline-plan
 
 run_plans() {
@@ -586,6 +803,7 @@ run_plans() {
       plan_case "$tfbin" "$dir/modes" "openstack-$mode" -var "mode=$mode"
   done
   check "plan stackit-ske ($label)" plan_case "$tfbin" "$dir/stackit-ske" stackit "${stackit_args[@]}"
+  check "plan stackit-state ($label)" plan_case "$tfbin" "$dir/stackit-state" stackit-state "${state_args[@]}"
 }
 run_plans "$tf" "$(basename "$tf")" "$tree"
 
@@ -598,6 +816,29 @@ expect_fail "plan rejects an SKE cluster name over 11 characters" "cluster_name 
 expect_fail "plan rejects a node pool with minimum > maximum" "minimum <= maximum" \
   plan_case "$tf" "$tree/stackit-ske" stackit "${stackit_args[@]}" \
   -var 'node_pools=[{name="p",machine_type="c1.2",minimum=3,maximum=2,availability_zones=["eu01-1"]}]'
+expect_fail "plan rejects an SKE cluster without an API allow-list" "api_allowed_cidrs must name at least one CIDR" \
+  plan_case "$tf" "$tree/stackit-ske" stackit "${stackit_args[@]}" -var 'api_allowed_cidrs=[]'
+expect_fail "plan requires an API allow-list for SKE (no default)" 'No value for required variable' \
+  plan_case "$tf" "$tree/stackit-ske" stackit "${stackit_no_acl[@]}"
+expect_fail "plan rejects a Kubernetes minor past its end of life on SKE" "1.35 or later" \
+  plan_case "$tf" "$tree/stackit-ske" stackit "${stackit_args[@]}" -var kubernetes_version_min=1.34
+expect_fail "plan rejects an OpenStack cluster without workers" "worker_count must be a whole number from 1" \
+  plan_case "$tf" "$tree/modes" openstack-floating_ip -var mode=floating_ip -var worker_count=0
+expect_fail "plan rejects an OpenStack cluster without an API allow-list" "api_allowed_cidrs must name at least one CIDR" \
+  plan_case "$tf" "$tree/modes" openstack-floating_ip -var mode=floating_ip -var 'api_allowed_cidrs=[]'
+expect_fail "plan rejects a bootstrap token that never expires" "non-zero duration" \
+  plan_case "$tf" "$tree/modes" openstack-floating_ip -var mode=floating_ip -var bootstrap_token_ttl=0s
+
+state_outlives_cluster() {
+  local f="$infra/terraform/stackit-state/main.tf" n
+  n=$(grep -cE '^[[:space:]]*prevent_destroy[[:space:]]*=[[:space:]]*true' "$f")
+  [[ $n == 3 ]] || { echo "expected prevent_destroy on the bucket, the group and the key, found $n"; return 1; }
+  if grep -rn 'tfstate\|state_bucket' "$infra/terraform/stackit-ske"/*.tf; then
+    echo "stackit-ske still manages Terraform state storage"
+    return 1
+  fi
+}
+check "state bucket: own root module, destroy-protected" state_outlives_cluster
 
 # The other CLI: Terraform and OpenTofu must both accept the modules.
 other=""

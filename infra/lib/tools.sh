@@ -12,6 +12,11 @@ STRATA_STACKIT_PROVIDER_MODULE="github.com/stackitcloud/terraform-provider-stack
 STRATA_STACKIT_PROVIDER_VERSION="0.93.0"
 STRATA_OPENTOFU_MODULE="github.com/opentofu/opentofu"
 STRATA_OPENTOFU_VERSION="1.10.10"
+# tflint bundles its "terraform" ruleset; no OpenStack or STACKIT ruleset is
+# published as a Go module (the proxy has none), so those are not used.
+STRATA_TFLINT_MODULE="github.com/terraform-linters/tflint"
+STRATA_TFLINT_VERSION="0.64.0"
+# checkov's version and its dependencies are pinned in infra/tests/checkov-requirements.txt.
 
 strata_log() { printf '[infra] %s\n' "$*" >&2; }
 
@@ -133,6 +138,55 @@ strata_tofu_binary() {
   dir="$(strata_tools_dir)/opentofu-$STRATA_OPENTOFU_VERSION"
   _strata_build_once "$dir" tofu _strata_build_tofu "$dir" || return 1
   printf '%s\n' "$dir/tofu"
+}
+
+# strata_tflint_binary prints the path of the cached tflint, building it
+# first if needed (tflint has no replace directives: a plain wrapper works).
+strata_tflint_binary() {
+  strata_require_go || return 1
+  local dir
+  dir="$(strata_tools_dir)/tflint-$STRATA_TFLINT_VERSION"
+  _strata_build_once "$dir" tflint \
+    _strata_build_wrapped "$dir" tflint "$STRATA_TFLINT_MODULE" "v$STRATA_TFLINT_VERSION" \
+    "$STRATA_TFLINT_MODULE" || return 1
+  printf '%s\n' "$dir/tflint"
+}
+
+# _strata_install_checkov DIR PINS: a virtual environment in DIR.tmp with
+# exactly the packages of PINS (checkov and its dependencies), installed
+# without resolving, so every machine runs the same versions.
+_strata_install_checkov() {
+  local dir=$1 pins=$2
+  python3 -m venv "$dir.tmp/venv" || return 1
+  "$dir.tmp/venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps \
+    -r "$pins" || return 1
+  "$dir.tmp/venv/bin/python" -m pip check --disable-pip-version-check >/dev/null || return 1
+  # The venv moves from DIR.tmp to DIR: call it through its python, whose
+  # path is not baked into entry point scripts.
+  cat >"$dir.tmp/checkov" <<'SH' || return 1
+#!/usr/bin/env bash
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+exec "$here/venv/bin/python" -c 'import sys; from checkov.main import Checkov; sys.exit(Checkov().run())' "$@"
+SH
+  chmod +x "$dir.tmp/checkov"
+}
+
+# strata_checkov_binary prints the path of a checkov command from a cached
+# virtual environment, installing it from PyPI first if needed. The cache is
+# keyed by checkov's version and a hash of all pins.
+strata_checkov_binary() {
+  if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+    strata_log "python3 with venv is required for checkov: apt-get install python3-venv"
+    return 1
+  fi
+  local pins dir version hash
+  pins="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/checkov-requirements.txt"
+  version=$(sed -n 's/^checkov==//p' "$pins")
+  hash=$(grep -v '^#' "$pins" | sha256sum | cut -c1-12)
+  dir="$(strata_tools_dir)/checkov-$version-$hash"
+  _strata_build_once "$dir" checkov _strata_install_checkov "$dir" "$pins" || return 1
+  printf '%s\n' "$dir/checkov"
 }
 
 # strata_tf_binary prints the Terraform-compatible CLI to use:

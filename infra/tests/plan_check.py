@@ -44,11 +44,15 @@ def check_openstack(plan, mode):
         ("tcp", 10256, 10256): "kube-proxy health",
         ("tcp", 30000, 32767): "NodePort tcp",
         ("udp", 30000, 32767): "NodePort udp",
-        ("udp", 8472, 8472): "flannel VXLAN",
+        ("tcp", 179, 179): "Calico BGP",
     }
     for key, what in need.items():
         if key not in ports:
             fail(f"no security group rule for {what} {key}")
+    if not any(v.get("protocol") == "ipip" for v in rules):
+        fail("no security group rule for Calico's IP-in-IP (protocol ipip)")
+    if any(v.get("protocol") == "udp" and v.get("port_range_min") == 8472 for v in rules):
+        fail("flannel's VXLAN port is still open")
     for v in rules:
         if v.get("direction") != "ingress" or v.get("ethertype") != "IPv4":
             fail(f"unexpected rule {v}")
@@ -112,8 +116,8 @@ def check_stackit(plan):
     if not c.get("kubernetes_version_min"):
         fail("no kubernetes_version_min")
     for t, n in [("stackit_ske_kubeconfig", 1), ("stackit_dns_zone", 1), ("stackit_public_ip", 1),
-                 ("stackit_objectstorage_bucket", 2), ("stackit_objectstorage_credentials_group", 2),
-                 ("stackit_objectstorage_credential", 2)]:
+                 ("stackit_objectstorage_bucket", 1), ("stackit_objectstorage_credentials_group", 1),
+                 ("stackit_objectstorage_credential", 1)]:
         if len(by_type(rs, t)) != n:
             fail(f"expected {n} {t}")
     zone = by_type(rs, "stackit_dns_zone")[0]["values"]
@@ -123,9 +127,31 @@ def check_stackit(plan):
     if not records or any(r["values"]["type"] != "A" for r in records):
         fail("expected A records for the Ingress")
     sensitive = plan["configuration"]["root_module"].get("outputs", {})
-    for o in ["kubeconfig", "state_credentials", "backup_credentials"]:
+    for o in ["kubeconfig", "backup_credentials"]:
         if not sensitive.get(o, {}).get("sensitive"):
             fail(f"output {o} must be sensitive")
+    # The state bucket and its key have a life cycle of their own (stackit-state).
+    names = [b["values"]["name"] for b in by_type(rs, "stackit_objectstorage_bucket")]
+    if any("tfstate" in n for n in names):
+        fail(f"stackit-ske must not manage the state bucket: {names}")
+    return len(rs)
+
+
+def check_stackit_state(plan):
+    rs = resources(plan)
+    for t in ["stackit_objectstorage_bucket", "stackit_objectstorage_credentials_group",
+              "stackit_objectstorage_credential"]:
+        if len(by_type(rs, t)) != 1:
+            fail(f"expected one {t}")
+    # prevent_destroy lives in the configuration, not in planned values.
+    conf = {r["address"]: r for r in plan["configuration"]["root_module"].get("resources", [])}
+    for addr in ["stackit_objectstorage_bucket.state", "stackit_objectstorage_credential.state",
+                 "stackit_objectstorage_credentials_group.state"]:
+        if addr not in conf:
+            fail(f"missing {addr}")
+    outputs = plan["configuration"]["root_module"].get("outputs", {})
+    if not outputs.get("state_credentials", {}).get("sensitive"):
+        fail("output state_credentials must be sensitive")
     return len(rs)
 
 
@@ -137,6 +163,8 @@ def main():
         n = check_openstack(plan, kind.split("-", 1)[1])
     elif kind == "stackit":
         n = check_stackit(plan)
+    elif kind == "stackit-state":
+        n = check_stackit_state(plan)
     else:
         fail(f"unknown kind {kind}")
     print(f"plan_check: {kind}: {n} planned resources look right")

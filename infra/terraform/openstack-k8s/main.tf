@@ -31,6 +31,7 @@ locals {
     "",
     "[LoadBalancer]",
     "enabled=${var.enable_octavia_services}",
+    "lb-method=${var.octavia_lb_method}",
     "floating-network-id=${var.external_network_id}",
     "subnet-id=${openstack_networking_subnet_v2.nodes.id}",
     "",
@@ -96,8 +97,10 @@ resource "openstack_networking_secgroup_v2" "workers" {
 
 locals {
   node_rules = {
-    # flannel's VXLAN backend carries pod-to-pod traffic between nodes.
-    flannel_vxlan = { protocol = "udp", from = 8472, to = 8472 }
+    # Calico's BGP sessions between nodes (routes of each node's pod block).
+    calico_bgp = { protocol = "tcp", from = 179, to = 179 }
+    # Calico Typha (only used from 50 nodes on, but harmless to allow).
+    calico_typha = { protocol = "tcp", from = 5473, to = 5473 }
     # kubelet API: logs, exec, metrics (control plane and metrics-server).
     kubelet = { protocol = "tcp", from = 10250, to = 10250 }
   }
@@ -111,6 +114,17 @@ resource "openstack_networking_secgroup_rule_v2" "nodes_internal" {
   protocol          = each.value.protocol
   port_range_min    = each.value.from
   port_range_max    = each.value.to
+  remote_group_id   = openstack_networking_secgroup_v2.nodes.id
+  security_group_id = openstack_networking_secgroup_v2.nodes.id
+}
+
+# Calico's IP-in-IP encapsulation (IP protocol 4) carries pod-to-pod traffic
+# between nodes; the outer header has the nodes' own addresses.
+resource "openstack_networking_secgroup_rule_v2" "nodes_ipip" {
+  description       = "Calico IP-in-IP between nodes (pod network)"
+  direction         = "ingress"
+  ethertype         = "IPv4"
+  protocol          = "ipip"
   remote_group_id   = openstack_networking_secgroup_v2.nodes.id
   security_group_id = openstack_networking_secgroup_v2.nodes.id
 }
@@ -261,7 +275,9 @@ resource "openstack_lb_pool_v2" "api" {
   name        = "${local.name}-api"
   listener_id = openstack_lb_listener_v2.api[0].id
   protocol    = "TCP"
-  lb_method   = "ROUND_ROBIN"
+  # The amphora driver's default. The OVN provider driver (no amphora VMs)
+  # implements only SOURCE_IP_PORT: set octavia_lb_method accordingly.
+  lb_method = var.octavia_lb_method
 }
 
 resource "openstack_lb_monitor_v2" "api" {
@@ -300,11 +316,12 @@ module "user_data" {
   pod_cidr                         = var.pod_cidr
   service_cidr                     = var.service_cidr
   bootstrap_token                  = var.bootstrap_token
+  bootstrap_token_ttl              = var.bootstrap_token_ttl
   ca_certificate                   = var.ca_certificate
   ca_private_key                   = var.ca_private_key
   cloud_config                     = local.cloud_conf
   cloud_provider_openstack_version = var.cloud_provider_openstack_version
-  flannel_version                  = var.flannel_version
+  calico_version                   = var.calico_version
   enable_cinder_csi                = var.enable_cinder_csi
   admin_user                       = var.ssh_user
 }
@@ -319,8 +336,8 @@ resource "openstack_networking_port_v2" "control_plane" {
     subnet_id = openstack_networking_subnet_v2.nodes.id
   }
 
-  # Pod addresses travel only inside flannel's VXLAN packets, which carry the
-  # node's own address, so Neutron's port security (anti-spoofing) stays on.
+  # Pod addresses travel only inside Calico's IP-in-IP packets, which carry
+  # the node's own address, so Neutron's port security (anti-spoofing) stays on.
 }
 
 resource "openstack_networking_port_v2" "workers" {

@@ -22,18 +22,18 @@ variable "kubernetes_version" {
 }
 
 variable "worker_count" {
-  description = "Number of worker nodes."
+  description = "Number of worker nodes, at least 1: the control plane is tainted, so CoreDNS, Calico's controllers and the Cinder CSI controller run on workers and stay Pending without one."
   type        = number
   default     = 2
 
   validation {
-    condition     = var.worker_count >= 0 && var.worker_count <= 50 && floor(var.worker_count) == var.worker_count
-    error_message = "worker_count must be a whole number from 0 to 50."
+    condition     = var.worker_count >= 1 && var.worker_count <= 50 && floor(var.worker_count) == var.worker_count
+    error_message = "worker_count must be a whole number from 1 to 50 (without a worker, CoreDNS and the CSI controller cannot run)."
   }
 }
 
 variable "pod_cidr" {
-  description = "CIDR of the pod network (flannel VXLAN overlay); must not overlap subnet_cidr or service_cidr."
+  description = "CIDR of the pod network (Calico IP pool, IP-in-IP between nodes); must not overlap subnet_cidr or service_cidr."
   type        = string
   default     = "10.244.0.0/16"
 
@@ -51,6 +51,17 @@ variable "service_cidr" {
   validation {
     condition     = can(cidrhost(var.service_cidr, 0))
     error_message = "service_cidr must be a CIDR."
+  }
+}
+
+variable "bootstrap_token_ttl" {
+  description = "How long the bootstrap token stays valid after kubeadm init, as a Go duration. Workers created later need a valid token: see the README, \"Adding workers later\". 0s (never expires) is refused."
+  type        = string
+  default     = "24h0m0s"
+
+  validation {
+    condition     = can(regex("^([0-9]+h)?([0-9]+m)?([0-9]+s)?$", var.bootstrap_token_ttl)) && length(var.bootstrap_token_ttl) > 0 && !can(regex("^(0+[hms])+$", var.bootstrap_token_ttl))
+    error_message = "bootstrap_token_ttl must be a non-zero duration such as 24h0m0s or 2h."
   }
 }
 
@@ -97,14 +108,14 @@ variable "cloud_provider_openstack_version" {
   }
 }
 
-variable "flannel_version" {
-  description = "flannel release tag, or \"latest\"."
+variable "calico_version" {
+  description = "Calico release whose calico.yaml is applied (pod network with NetworkPolicy enforcement). A tag, never \"latest\": upgrades are reviewed changes (README, \"Versions\")."
   type        = string
-  default     = "latest"
+  default     = "v3.32.2"
 
   validation {
-    condition     = var.flannel_version == "latest" || can(regex("^v[0-9]+\\.[0-9]+\\.[0-9]+$", var.flannel_version))
-    error_message = "flannel_version must be \"latest\" or a tag such as v0.27.0."
+    condition     = can(regex("^v3\\.[0-9]+\\.[0-9]+$", var.calico_version))
+    error_message = "calico_version must be a Calico 3 release tag such as v3.32.2."
   }
 }
 
@@ -216,10 +227,13 @@ variable "ssh_allowed_cidrs" {
 }
 
 variable "api_allowed_cidrs" {
-  description = "CIDRs allowed to reach the Kubernetes API (6443) from outside the cluster network."
+  description = "CIDRs allowed to reach the Kubernetes API (6443) from outside the cluster network. Required, with no default: an API open to the internet must be asked for explicitly with 0.0.0.0/0."
   type        = list(string)
-  default     = ["0.0.0.0/0"]
 
+  validation {
+    condition     = length(var.api_allowed_cidrs) > 0
+    error_message = "api_allowed_cidrs must name at least one CIDR (0.0.0.0/0 only if the API is meant to be open)."
+  }
   validation {
     condition     = alltrue([for c in var.api_allowed_cidrs : can(cidrhost(c, 0))])
     error_message = "api_allowed_cidrs must be CIDRs."
@@ -245,6 +259,17 @@ variable "api_server_exposure" {
   validation {
     condition     = contains(["floating_ip", "loadbalancer", "private"], var.api_server_exposure)
     error_message = "api_server_exposure must be floating_ip, loadbalancer or private."
+  }
+}
+
+variable "octavia_lb_method" {
+  description = "Balancing algorithm of Octavia pools: the API server's (api_server_exposure = \"loadbalancer\") and, as the cloud controller manager's lb-method, those of LoadBalancer Services. ROUND_ROBIN for the amphora provider; the OVN provider supports SOURCE_IP_PORT only."
+  type        = string
+  default     = "ROUND_ROBIN"
+
+  validation {
+    condition     = contains(["ROUND_ROBIN", "LEAST_CONNECTIONS", "SOURCE_IP", "SOURCE_IP_PORT"], var.octavia_lb_method)
+    error_message = "octavia_lb_method must be ROUND_ROBIN, LEAST_CONNECTIONS, SOURCE_IP or SOURCE_IP_PORT."
   }
 }
 

@@ -1,5 +1,6 @@
 # STACKIT: an SKE cluster, its DNS zone on a free subdomain with the records
-# the Ingress needs, and object storage for Terraform state and DB backups.
+# the Ingress needs, and object storage for database backups. Terraform state
+# lives in the bucket of ../stackit-state, whose life cycle is its own.
 
 provider "stackit" {
   default_region           = var.region
@@ -85,7 +86,7 @@ resource "stackit_ske_cluster" "this" {
 
   extensions = {
     acl = {
-      enabled       = length(var.api_allowed_cidrs) > 0
+      enabled       = true
       allowed_cidrs = var.api_allowed_cidrs
     }
     dns = {
@@ -107,32 +108,15 @@ resource "stackit_ske_kubeconfig" "admin" {
 
 # --- Object storage --------------------------------------------------------------------------------
 
-resource "stackit_objectstorage_bucket" "state" {
-  project_id = var.project_id
-  name       = var.state_bucket_name
-}
-
 resource "stackit_objectstorage_bucket" "backups" {
   project_id = var.project_id
   name       = var.backup_bucket_name
-}
-
-resource "stackit_objectstorage_credentials_group" "state" {
-  project_id = var.project_id
-  name       = "${var.cluster_name}-tfstate"
-  depends_on = [stackit_objectstorage_bucket.state]
 }
 
 resource "stackit_objectstorage_credentials_group" "backups" {
   project_id = var.project_id
   name       = "${var.cluster_name}-backups"
   depends_on = [stackit_objectstorage_bucket.backups]
-}
-
-resource "stackit_objectstorage_credential" "state" {
-  project_id           = var.project_id
-  credentials_group_id = stackit_objectstorage_credentials_group.state.credentials_group_id
-  expiration_timestamp = var.credentials_expiration
 }
 
 resource "stackit_objectstorage_credential" "backups" {

@@ -44,62 +44,18 @@ output "s3_endpoint" {
   value       = local.s3_endpoint
 }
 
-output "state_bucket" {
-  description = "Bucket for Terraform state."
-  value       = stackit_objectstorage_bucket.state.name
-}
-
 output "backup_bucket" {
   description = "Bucket for database backups."
   value       = stackit_objectstorage_bucket.backups.name
 }
 
-output "state_credentials" {
-  description = "S3 access key pair for the Terraform state bucket."
-  value = {
-    access_key_id     = stackit_objectstorage_credential.state.access_key
-    secret_access_key = stackit_objectstorage_credential.state.secret_access_key
-  }
-  sensitive = true
-}
-
 output "backup_credentials" {
-  description = "S3 access key pair for database backups (goes into the cluster as a Secret)."
+  description = "S3 access key pair for database backups (goes into the cluster as a Secret). Its group reaches the buckets of this project only; the state bucket lives in the project of stackit-state."
   value = {
     access_key_id     = stackit_objectstorage_credential.backups.access_key
     secret_access_key = stackit_objectstorage_credential.backups.secret_access_key
   }
   sensitive = true
-}
-
-output "backend_config" {
-  description = "Settings of an S3 backend in the state bucket, for terraform init -backend-config (credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)."
-  value = {
-    bucket                      = stackit_objectstorage_bucket.state.name
-    region                      = var.region
-    endpoints                   = { s3 = local.s3_endpoint }
-    use_path_style              = true
-    use_lockfile                = true
-    skip_credentials_validation = true
-    skip_region_validation      = true
-    skip_requesting_account_id  = true
-    skip_s3_checksum            = true
-  }
-}
-
-output "backend_hcl" {
-  description = "The same settings as a backend.hcl file for terraform init -backend-config=backend.hcl (add a key line)."
-  value       = <<-HCL
-    bucket                      = "${stackit_objectstorage_bucket.state.name}"
-    region                      = "${var.region}"
-    endpoints                   = { s3 = "${local.s3_endpoint}" }
-    use_path_style              = true
-    use_lockfile                = true
-    skip_credentials_validation = true
-    skip_region_validation      = true
-    skip_requesting_account_id  = true
-    skip_s3_checksum            = true
-  HCL
 }
 
 output "gitops_bootstrap" {
@@ -112,6 +68,5 @@ output "gitops_bootstrap" {
     ingress_service_annotations = { "lb.stackit.cloud/external-address" = stackit_public_ip.ingress.ip }
     s3_endpoint                 = local.s3_endpoint
     backup_bucket               = stackit_objectstorage_bucket.backups.name
-    state_bucket                = stackit_objectstorage_bucket.state.name
   }
 }

@@ -55,13 +55,19 @@ variable "cluster_name" {
 }
 
 variable "kubernetes_version_min" {
-  description = "Lowest Kubernetes version (MAJOR.MINOR or MAJOR.MINOR.PATCH); SKE uses the newest supported release at or above it."
+  description = "Kubernetes minor (or exact version) of the cluster. SKE runs the newest patch release of this minor, not the newest minor: a minor upgrade is a reviewed change of this value (docs/terraform.md, \"Kubernetes versions\"). With maintenance_window.enable_kubernetes_version_updates SKE applies patch releases, and forced updates when a minor reaches end of life, in the window."
   type        = string
-  default     = "1.34"
+  default     = "1.35"
 
   validation {
     condition     = can(regex("^1\\.[0-9]+(\\.[0-9]+)?$", var.kubernetes_version_min))
-    error_message = "kubernetes_version_min must look like 1.34 or 1.34.2."
+    error_message = "kubernetes_version_min must look like 1.35 or 1.35.2."
+  }
+  validation {
+    # 1.34 reached end of life upstream in October 2026; raise this floor
+    # when the next minor does.
+    condition     = try(tonumber(split(".", var.kubernetes_version_min)[1]) >= 35, false)
+    error_message = "kubernetes_version_min must be 1.35 or later (older minors are past their end of life)."
   }
 }
 
@@ -135,10 +141,13 @@ variable "maintenance_window" {
 }
 
 variable "api_allowed_cidrs" {
-  description = "ACL extension: the only CIDRs allowed to reach the cluster's API server. Empty disables the ACL (API open to the internet)."
+  description = "ACL extension: the only CIDRs allowed to reach the cluster's API server (the operators' networks, CI's egress). Required: there is no default, and an open API must be asked for explicitly with 0.0.0.0/0."
   type        = list(string)
-  default     = []
 
+  validation {
+    condition     = length(var.api_allowed_cidrs) > 0
+    error_message = "api_allowed_cidrs must name at least one CIDR (0.0.0.0/0 only if the API is meant to be open)."
+  }
   validation {
     condition     = alltrue([for c in var.api_allowed_cidrs : can(cidrhost(c, 0))])
     error_message = "api_allowed_cidrs must be CIDRs."
@@ -217,16 +226,6 @@ variable "enable_dns_extension" {
 }
 
 # --- Object storage ---------------------------------------------------------------------------
-
-variable "state_bucket_name" {
-  description = "Bucket for Terraform state (S3 backend). Bucket names are global: pick a unique one."
-  type        = string
-
-  validation {
-    condition     = can(regex("^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$", var.state_bucket_name))
-    error_message = "state_bucket_name must be 3-63 characters of lower-case letters, digits and '-'."
-  }
-}
 
 variable "backup_bucket_name" {
   description = "Bucket for the database backups of Strata's PostgreSQL instances."

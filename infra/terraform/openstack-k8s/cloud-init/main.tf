@@ -10,7 +10,7 @@ locals {
     "KUBERNETES_VERSION=${var.kubernetes_version}",
     "POD_CIDR=${var.pod_cidr}",
     "CLOUD_PROVIDER_OPENSTACK_VERSION=${var.cloud_provider_openstack_version}",
-    "FLANNEL_VERSION=${var.flannel_version}",
+    "CALICO_VERSION=${var.calico_version}",
     "ENABLE_CINDER_CSI=${var.enable_cinder_csi}",
     "ADMIN_USER=${var.admin_user}",
     "",

@@ -35,7 +35,7 @@ variable "api_server_cert_sans" {
 }
 
 variable "pod_cidr" {
-  description = "CIDR of the pod network (flannel)."
+  description = "CIDR of the pod network (Calico's IP pool)."
   type        = string
   default     = "10.244.0.0/16"
 
@@ -68,13 +68,13 @@ variable "bootstrap_token" {
 }
 
 variable "bootstrap_token_ttl" {
-  description = "How long the bootstrap token stays valid, as a Go duration (0s = forever). Workers added later need a valid token."
+  description = "How long the bootstrap token stays valid, as a Go duration; a token that never expires (0s) is refused. Workers added later need a valid token."
   type        = string
   default     = "24h0m0s"
 
   validation {
-    condition     = can(regex("^([0-9]+h)?([0-9]+m)?([0-9]+s)?$", var.bootstrap_token_ttl)) && length(var.bootstrap_token_ttl) > 0
-    error_message = "bootstrap_token_ttl must be a duration such as 24h0m0s, 2h or 0s."
+    condition     = can(regex("^([0-9]+h)?([0-9]+m)?([0-9]+s)?$", var.bootstrap_token_ttl)) && length(var.bootstrap_token_ttl) > 0 && !can(regex("^(0+[hms])+$", var.bootstrap_token_ttl))
+    error_message = "bootstrap_token_ttl must be a non-zero duration such as 24h0m0s or 2h."
   }
 }
 
@@ -116,14 +116,14 @@ variable "cloud_provider_openstack_version" {
   }
 }
 
-variable "flannel_version" {
-  description = "flannel release tag (for example v0.27.0) or \"latest\"."
+variable "calico_version" {
+  description = "Calico release tag whose calico.yaml is applied (never \"latest\")."
   type        = string
-  default     = "latest"
+  default     = "v3.32.2"
 
   validation {
-    condition     = var.flannel_version == "latest" || can(regex("^v[0-9]+\\.[0-9]+\\.[0-9]+$", var.flannel_version))
-    error_message = "flannel_version must be \"latest\" or a tag such as v0.27.0."
+    condition     = can(regex("^v3\\.[0-9]+\\.[0-9]+$", var.calico_version))
+    error_message = "calico_version must be a Calico 3 release tag such as v3.32.2."
   }
 }
 

@@ -1,4 +1,4 @@
 terraform {
   # Renders text only: no provider is needed.
-  required_version = ">= 1.6.0"
+  required_version = ">= 1.10.0"
 }

@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # Creates the cluster on the control-plane node: kubeadm init, the pod network
-# (flannel), the OpenStack cloud controller manager and the Cinder CSI driver.
+# (Calico), the OpenStack cloud controller manager and the Cinder CSI driver.
 set -euo pipefail
 
 usage() {
   cat <<'USAGE'
 Usage: strata-control-plane [--env FILE]
 
-Runs `kubeadm init` with /etc/strata/kubeadm.yaml, then installs flannel,
-the OpenStack cloud controller manager and (when ENABLE_CINDER_CSI=true) the
-Cinder CSI driver with a default StorageClass. Settings come from FILE
-(default /etc/strata/node.env). Does nothing when the cluster already exists.
+Runs `kubeadm init` with /etc/strata/kubeadm.yaml, then installs Calico
+(CALICO_VERSION, enforcing NetworkPolicy), the OpenStack cloud controller
+manager and (when ENABLE_CINDER_CSI=true) the Cinder CSI driver with a
+default StorageClass. Settings come from FILE (default /etc/strata/node.env).
+Bootstrap secrets are deleted from the node once used: kubeadm.yaml (with the
+bootstrap token), cloud.conf (once it is a Secret) and cloud-init's copies of
+the user data. Does not run kubeadm init again when the cluster exists.
 USAGE
 }
 
@@ -24,7 +27,7 @@ while [[ $# -gt 0 ]]; do
 done
 # shellcheck source=/dev/null
 . "$env_file"
-: "${POD_CIDR:?}" "${CLOUD_PROVIDER_OPENSTACK_VERSION:?}" "${FLANNEL_VERSION:?}" "${ENABLE_CINDER_CSI:?}"
+: "${POD_CIDR:?}" "${CLOUD_PROVIDER_OPENSTACK_VERSION:?}" "${CALICO_VERSION:?}" "${ENABLE_CINDER_CSI:?}"
 : "${ADMIN_USER:=ubuntu}"
 
 export KUBECONFIG=/etc/kubernetes/admin.conf
@@ -32,6 +35,8 @@ export KUBECONFIG=/etc/kubernetes/admin.conf
 if [[ ! -f $KUBECONFIG ]]; then
   kubeadm init --config /etc/strata/kubeadm.yaml
 fi
+# The configuration holds the bootstrap token; the cluster has it now.
+rm -f /etc/strata/kubeadm.yaml
 
 # The login user may read the admin kubeconfig (to fetch it over SSH).
 if id "$ADMIN_USER" >/dev/null 2>&1; then
@@ -52,21 +57,33 @@ apply_url() {
   return 1
 }
 
-# Pod network: flannel, with the cluster's pod CIDR.
-if [[ $FLANNEL_VERSION == latest ]]; then
-  flannel_url=https://github.com/flannel-io/flannel/releases/latest/download/kube-flannel.yml
-else
-  flannel_url="https://github.com/flannel-io/flannel/releases/download/${FLANNEL_VERSION}/kube-flannel.yml"
-fi
+# Pod network: Calico (manifest install, Kubernetes API datastore, IP-in-IP
+# between nodes), its IP pool set to the cluster's pod CIDR. Calico enforces
+# NetworkPolicy, which Strata's tenant isolation relies on.
 manifest=$(mktemp --suffix=.yaml)
-curl -fsSL --retry 5 -o "$manifest" "$flannel_url"
-sed -i "s@10.244.0.0/16@${POD_CIDR}@" "$manifest"
-kubectl apply -f "$manifest"
+curl -fsSL --retry 5 -o "$manifest" \
+  "https://raw.githubusercontent.com/projectcalico/calico/${CALICO_VERSION}/manifests/calico.yaml"
+sed -i -e 's@# - name: CALICO_IPV4POOL_CIDR@- name: CALICO_IPV4POOL_CIDR@' \
+  -e "s@#   value: \"192.168.0.0/16\"@  value: \"${POD_CIDR}\"@" "$manifest"
+grep -q "value: \"${POD_CIDR}\"" "$manifest" || {
+  echo "strata-control-plane: could not set CALICO_IPV4POOL_CIDR in calico.yaml ${CALICO_VERSION}" >&2
+  exit 1
+}
+kubectl apply --server-side --force-conflicts -f "$manifest"
 rm -f "$manifest"
 
-# Credentials for the cloud controller manager and Cinder CSI.
-kubectl -n kube-system create secret generic cloud-config \
-  --from-file=cloud.conf=/etc/strata/cloud.conf --dry-run=client -o yaml | kubectl apply -f -
+# Credentials for the cloud controller manager and Cinder CSI; the file goes
+# once the Secret holds it.
+if [[ -f /etc/strata/cloud.conf ]]; then
+  kubectl -n kube-system create secret generic cloud-config \
+    --from-file=cloud.conf=/etc/strata/cloud.conf --dry-run=client -o yaml | kubectl apply -f -
+  rm -f /etc/strata/cloud.conf
+fi
+kubectl -n kube-system get secret cloud-config >/dev/null
+# cloud-init's copies of the user data hold the CA key and the credential;
+# Nova's metadata service keeps serving it, to the node only (pods are
+# blocked by strata-node-install).
+rm -f /var/lib/cloud/instance/user-data.txt /var/lib/cloud/instance/user-data.txt.i
 
 cpo="https://raw.githubusercontent.com/kubernetes/cloud-provider-openstack/${CLOUD_PROVIDER_OPENSTACK_VERSION}/manifests"
 for f in cloud-controller-manager-roles.yaml cloud-controller-manager-role-bindings.yaml \

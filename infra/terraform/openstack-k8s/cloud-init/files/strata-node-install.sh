@@ -10,7 +10,9 @@ Usage: strata-node-install [--env FILE]
 
 Installs containerd and kubelet, kubeadm and kubectl (from pkgs.k8s.io) at
 KUBERNETES_VERSION read from FILE (default /etc/strata/node.env), disables
-swap and sets the kernel modules and sysctls Kubernetes networking needs.
+swap, sets the kernel modules and sysctls Kubernetes networking needs, and
+drops traffic from pods (POD_CIDR) to the metadata service 169.254.169.254
+at every boot, before the kubelet starts.
 USAGE
 }
 
@@ -24,7 +26,7 @@ while [[ $# -gt 0 ]]; do
 done
 # shellcheck source=/dev/null
 . "$env_file"
-: "${KUBERNETES_VERSION:?missing in $env_file}"
+: "${KUBERNETES_VERSION:?missing in $env_file}" "${POD_CIDR:?missing in $env_file}"
 minor=${KUBERNETES_VERSION%.*}
 
 export DEBIAN_FRONTEND=noninteractive
@@ -48,7 +50,29 @@ CONF
 sysctl --system >/dev/null
 
 apt-get update
-apt-get install -y apt-transport-https ca-certificates curl gpg containerd
+apt-get install -y apt-transport-https ca-certificates curl gpg containerd iptables
+
+# Pods must not reach the OpenStack metadata service: the user data there
+# holds the bootstrap token (and, on the control plane, the CA key and the
+# cloud credential). Pod traffic is dropped in mangle/PREROUTING, before any
+# CNI or kube-proxy chain can accept it; the node itself (and hostNetwork
+# pods, which Pod Security "baseline" forbids) still reaches it.
+cat >/etc/systemd/system/strata-block-metadata.service <<UNIT
+[Unit]
+Description=Drop traffic from pods to the OpenStack metadata service
+After=network-pre.target
+Before=kubelet.service containerd.service
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/bin/sh -c 'iptables -w -t mangle -C PREROUTING -s ${POD_CIDR} -d 169.254.169.254/32 -j DROP 2>/dev/null || iptables -w -t mangle -I PREROUTING 1 -s ${POD_CIDR} -d 169.254.169.254/32 -j DROP'
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+systemctl daemon-reload
+systemctl enable --now strata-block-metadata.service
 
 # containerd with the systemd cgroup driver, as the kubelet expects.
 mkdir -p /etc/containerd

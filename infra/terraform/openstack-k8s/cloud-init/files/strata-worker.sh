@@ -9,6 +9,8 @@ Usage: strata-worker [--timeout SECONDS]
 Runs `kubeadm join --config /etc/strata/kubeadm-join.yaml` until it succeeds
 or SECONDS (default 1800) have passed; the control plane may still be
 installing when a worker boots. Does nothing when the node already joined.
+Once joined, the files with the bootstrap token and cloud-init's copies of
+the user data are deleted.
 USAGE
 }
 
@@ -21,8 +23,14 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 
+forget_token() {
+  rm -f /etc/strata/kubeadm-join.yaml /etc/strata/discovery.conf \
+    /var/lib/cloud/instance/user-data.txt /var/lib/cloud/instance/user-data.txt.i
+}
+
 if [[ -f /etc/kubernetes/kubelet.conf ]]; then
   echo "strata-worker: already joined"
+  forget_token
   exit 0
 fi
 deadline=$((SECONDS + timeout))
@@ -35,4 +43,5 @@ until kubeadm join --config /etc/strata/kubeadm-join.yaml; do
   kubeadm reset --force >/dev/null 2>&1 || true
   sleep 20
 done
+forget_token
 echo "strata-worker: joined the cluster"

@@ -73,8 +73,8 @@ variable "worker_count" {
   default     = 1
 
   validation {
-    condition     = var.worker_count >= 0 && var.worker_count <= 5
-    error_message = "worker_count must be 0 to 5 on a single-node DevStack."
+    condition     = var.worker_count >= 1 && var.worker_count <= 5
+    error_message = "worker_count must be 1 to 5 on a single-node DevStack (CoreDNS and the CSI controller need a worker)."
   }
 }
 
@@ -85,9 +85,14 @@ variable "ssh_public_key_file" {
 }
 
 variable "admin_cidrs" {
-  description = "Where kubectl and SSH come from: on DevStack the host reaches floating IPs from br-ex (172.24.4.1)."
+  description = "Where kubectl and SSH come from: on DevStack the host reaches floating IPs from br-ex (172.24.4.1), and nothing outside the host can reach that range."
   type        = list(string)
   default     = ["172.24.4.0/24"]
+
+  validation {
+    condition     = length(var.admin_cidrs) > 0 && alltrue([for c in var.admin_cidrs : can(cidrhost(c, 0))])
+    error_message = "admin_cidrs must name at least one CIDR."
+  }
 }
 
 # --- Cluster secrets (never committed) -----------------------------------------------------
