@@ -2,7 +2,6 @@
 //! verification of bearer tokens on every `/v1` route.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -383,7 +382,7 @@ impl Auth {
 
     /// Checks a user's password; takes as long for unknown users as for known ones.
     pub async fn check_password(
-        self: &Arc<Self>,
+        &self,
         store: &Store,
         username: &str,
         password: Secret,

@@ -29,19 +29,37 @@ use tower_http::trace::TraceLayer;
 pub use contract::for_offering;
 pub use openapi::openapi;
 
-/// Everything a handler may use.
+/// Everything a handler may use, shared: cloning it (axum does for every
+/// extractor and middleware that takes the state) costs one reference count.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+/// What the handlers share; see [`AppState`].
+pub struct Services {
     pub runtime: Arc<dyn InstanceRuntime>,
     pub store: Store,
-    pub auth: Arc<auth::Auth>,
-    pub metrics: Arc<metrics::HttpMetrics>,
+    pub auth: auth::Auth,
+    pub metrics: metrics::HttpMetrics,
     /// Interval between keep-alive comments on event streams.
     pub sse_keepalive: Duration,
     /// Cancelled when the server shuts down: long-lived streams end with it.
     pub shutdown: tokio_util::sync::CancellationToken,
     /// Reverse proxies whose `X-Forwarded-For` names the client.
-    pub trusted_proxies: Arc<proxy::TrustedProxies>,
+    pub trusted_proxies: proxy::TrustedProxies,
+}
+
+impl AppState {
+    pub fn new(services: Services) -> Self {
+        Self(Arc::new(services))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
 }
 
 /// A random URL-safe token of `bytes` random bytes, from the OS CSPRNG.

@@ -7,7 +7,7 @@
 //! full, the entries least worth keeping make room (a miss costs one read).
 
 use std::hash::Hash;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use moka::sync::Cache;
 use strata_core::Role;
@@ -46,22 +46,29 @@ impl Default for Maps {
 #[derive(Default)]
 pub(crate) struct ReadCache {
     /// Bumped by every invalidation: a value read from the database under
-    /// an older generation is not kept. Held while a value is stored and
-    /// while the maps are emptied, so that the two never interleave.
-    generation: Mutex<u64>,
+    /// an older generation is not kept. Read-locked while the maps are read
+    /// or a value is stored, write-locked while they are emptied, so that
+    /// reads run side by side and never interleave with an invalidation.
+    generation: RwLock<u64>,
     maps: Maps,
 }
 
 impl ReadCache {
-    fn generation(&self) -> std::sync::MutexGuard<'_, u64> {
+    fn generation(&self) -> RwLockReadGuard<'_, u64> {
         self.generation
-            .lock()
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn generation_mut(&self) -> RwLockWriteGuard<'_, u64> {
+        self.generation
+            .write()
             .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Forgets everything; called after each write transaction.
     pub fn invalidate(&self) {
-        let mut generation = self.generation();
+        let mut generation = self.generation_mut();
         *generation += 1;
         self.maps.users.invalidate_all();
         self.maps.access.invalidate_all();

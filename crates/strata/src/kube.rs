@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use async_trait::async_trait;
 use clap::Args;
-use strata_api::{AppState, bootstrap, metrics::HttpMetrics};
+use strata_api::{AppState, Services, bootstrap, metrics::HttpMetrics};
 use strata_core::Secret;
 use strata_core::events::NewServiceEvent;
 use strata_kube::{KubeRuntime, OperatorConfig, ServiceEventSink};
@@ -341,15 +341,15 @@ pub async fn api(args: ApiArgs) -> anyhow::Result<()> {
     let watch = tokio::spawn(runtime.watch_events(shutdown.clone().cancelled_owned()));
     let mut registry = prometheus_client::registry::Registry::with_prefix("strata");
     let auth = args.auth.load(&store, args.issuer.clone()).await?;
-    let state = AppState {
+    let state = AppState::new(Services {
         runtime: Arc::new(runtime),
         store: store.clone(),
-        auth: Arc::new(auth),
-        metrics: Arc::new(HttpMetrics::register(&mut registry)),
+        auth,
+        metrics: HttpMetrics::register(&mut registry),
         sse_keepalive: Duration::from_secs(15),
         shutdown: shutdown.clone(),
-        trusted_proxies: Arc::new(args.auth.trusted_proxies()),
-    };
+        trusted_proxies: args.auth.trusted_proxies(),
+    });
     let (listener, admin_listener) = bind(args.listen, args.admin_listen).await?;
     let pruning = store.spawn_pruning(
         strata_store::prune::PRUNE_INTERVAL,

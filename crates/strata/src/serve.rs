@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use strata_api::{AppState, bootstrap, metrics::HttpMetrics};
+use strata_api::{AppState, Services, bootstrap, metrics::HttpMetrics};
 use strata_core::Secret;
 use strata_runtime_local::{LocalConfig, LocalRuntime};
 use strata_store::Store;
@@ -191,15 +191,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let auth = args.auth.load(&store, issuer).await?;
     let metrics = HttpMetrics::register(&mut registry);
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let state = AppState {
+    let state = AppState::new(Services {
         runtime: Arc::new(runtime.clone()),
         store: store.clone(),
-        auth: Arc::new(auth),
-        metrics: Arc::new(metrics),
+        auth,
+        metrics,
         sse_keepalive: Duration::from_secs(15),
         shutdown: shutdown.clone(),
-        trusted_proxies: Arc::new(args.auth.trusted_proxies()),
-    };
+        trusted_proxies: args.auth.trusted_proxies(),
+    });
     let (listener, admin_listener) = bind(args.listen, args.admin_listen).await?;
     let pruning = store.spawn_pruning(
         strata_store::prune::PRUNE_INTERVAL,

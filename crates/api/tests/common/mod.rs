@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use strata_api::auth::Auth;
 use strata_api::metrics::HttpMetrics;
 use strata_api::proxy::TrustedProxies;
-use strata_api::{AppState, bootstrap};
+use strata_api::{AppState, Services, bootstrap};
 use strata_core::Secret;
 use strata_runtime_local::{LocalConfig, LocalRuntime};
 use strata_store::Store;
@@ -82,15 +82,15 @@ pub async fn app_behind(
     );
     let admin = store.user_by_name("admin").await.unwrap().unwrap();
     let admin_token = auth.issue(&admin.id.to_string(), "admin", true).unwrap();
-    let state = AppState {
+    let state = AppState::new(Services {
         runtime: Arc::new(runtime.clone()),
         store: store.clone(),
-        auth: Arc::new(auth),
-        metrics: Arc::new(HttpMetrics::register(&mut registry)),
+        auth,
+        metrics: HttpMetrics::register(&mut registry),
         sse_keepalive: Duration::from_secs(1),
         shutdown: tokio_util::sync::CancellationToken::new(),
-        trusted_proxies: Arc::new(proxies),
-    };
+        trusted_proxies: proxies,
+    });
     App {
         router: strata_api::router(state),
         store,
