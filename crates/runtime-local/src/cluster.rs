@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use tokio::process::Command;
 
+use crate::error::StepError;
 use crate::server::{Server, wait_accepting};
 use crate::{Inner, config, control, sql};
 
@@ -54,31 +55,31 @@ impl Inner {
     }
 
     /// Runs `cmd` to its end; its error output explains a failure.
-    async fn run(what: &str, mut cmd: Command) -> Result<(), String> {
+    async fn run(what: &str, mut cmd: Command) -> Result<(), StepError> {
         let out = cmd
             .output()
             .await
-            .map_err(|e| format!("running {what}: {e}"))?;
+            .map_err(StepError::io(format!("running {what}")))?;
         if !out.status.success() {
-            return Err(format!(
-                "{what} failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
+            return Err(StepError::Program {
+                program: what.to_owned(),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+            });
         }
         Ok(())
     }
 
-    pub(crate) fn bindir(&self, version: &str) -> Result<PathBuf, String> {
+    pub(crate) fn bindir(&self, version: &str) -> Result<PathBuf, StepError> {
         self.installs
             .bindir(version)
             .map(Path::to_path_buf)
-            .ok_or_else(|| format!("PostgreSQL {version} is not installed"))
+            .ok_or_else(|| StepError::state(format!("PostgreSQL {version} is not installed")))
     }
 
     /// The template cluster for `version`: made once (`initdb`, then one
     /// start to make the prepared role and database) and copied for each
     /// instance.
-    pub(crate) async fn ensure_template(&self, version: &str) -> Result<PathBuf, String> {
+    pub(crate) async fn ensure_template(&self, version: &str) -> Result<PathBuf, StepError> {
         let lock = self
             .template_locks
             .lock()
@@ -95,16 +96,16 @@ impl Inner {
             return Ok(dir);
         }
         let bindir = self.bindir(version)?;
-        let io = |e: std::io::Error| format!("preparing the template: {e}");
+        let io = StepError::io("preparing the template");
         let tmp = templates.join(format!("{version}.tmp"));
         let run = templates.join(format!("{version}.run"));
         let log = templates.join(format!("{version}.log"));
         for stale in [&tmp, &run] {
             if stale.exists() {
-                std::fs::remove_dir_all(stale).map_err(io)?;
+                std::fs::remove_dir_all(stale).map_err(&io)?;
             }
         }
-        self.run_as.own_dir(&tmp, 0o700).map_err(io)?;
+        self.run_as.own_dir(&tmp, 0o700).map_err(&io)?;
         let mut initdb = self.command(&bindir.join("initdb"), Urgency::Now, true);
         initdb
             .arg("-D")
@@ -113,15 +114,15 @@ impl Inner {
             .args(["-E", "UTF8", "--no-locale", "--no-sync"]);
         Self::run("initdb", initdb).await?;
         let conf = tmp.join("postgresql.conf");
-        let mut text = std::fs::read_to_string(&conf).map_err(io)?;
+        let mut text = std::fs::read_to_string(&conf).map_err(&io)?;
         text.push_str(
             "\n# Strata's settings for this instance.\ninclude_if_exists = 'strata.conf'\n",
         );
-        std::fs::write(&conf, text).map_err(io)?;
+        std::fs::write(&conf, text).map_err(&io)?;
 
         // One start, on a private socket and no TCP port, to make the
         // prepared role and database here instead of in every instance.
-        self.run_as.own_dir(&run, 0o700).map_err(io)?;
+        self.run_as.own_dir(&run, 0o700).map_err(&io)?;
         let settings = format!(
             "listen_addresses = ''\nport = 5432\nunix_socket_directories = {}\n",
             config::quote(&run.display().to_string())
@@ -129,32 +130,34 @@ impl Inner {
         let settings_file = tmp.join("strata.conf");
         self.run_as
             .write_private(&settings_file, settings.as_bytes())
-            .map_err(io)?;
+            .map_err(&io)?;
         let mut server = Server::start(&bindir, &tmp, &log, self.run_as)
-            .map_err(|e| format!("starting the template: {e}"))?;
+            .map_err(StepError::io("starting the template"))?;
         let made = async {
             let client =
                 wait_accepting(&mut server, &tmp, &run, 5432, &log, TEMPLATE_START).await?;
             sql::prepare_role_and_database(&client)
                 .await
-                .map_err(|e| format!("preparing the role and database of the template: {e}"))
+                .map_err(StepError::sql(
+                    "preparing the role and database of the template",
+                ))
         }
         .await;
         server.stop(TEMPLATE_STOP_GRACE).await;
         made?;
         // One WAL segment, whose first page each copy re-keys in place.
         self.reset_wal(&bindir, &tmp, Urgency::Now).await?;
-        std::fs::remove_file(&settings_file).map_err(io)?;
-        std::fs::remove_dir_all(&run).map_err(io)?;
+        std::fs::remove_file(&settings_file).map_err(&io)?;
+        std::fs::remove_dir_all(&run).map_err(&io)?;
         let _ = std::fs::remove_file(&log);
         self.run_as
             .write_private(&tmp.join(TEMPLATE_MARKER), TEMPLATE_FORMAT.as_bytes())
-            .map_err(io)?;
+            .map_err(&io)?;
         if dir.exists() {
             // A template of an earlier format.
-            std::fs::remove_dir_all(&dir).map_err(io)?;
+            std::fs::remove_dir_all(&dir).map_err(&io)?;
         }
-        std::fs::rename(&tmp, &dir).map_err(io)?;
+        std::fs::rename(&tmp, &dir).map_err(&io)?;
         Ok(dir)
     }
 
@@ -166,7 +169,7 @@ impl Inner {
         version: &str,
         dest: &Path,
         urgency: Urgency,
-    ) -> Result<(), String> {
+    ) -> Result<(), StepError> {
         let template = self.ensure_template(version).await?;
         let bindir = self.bindir(version)?;
         // Owners and modes are kept: the copy belongs to the PostgreSQL user.
@@ -182,7 +185,12 @@ impl Inner {
 
     /// `pg_resetwal -f`: the WAL of `data` replaced by one new segment that
     /// carries the identifier of its control file.
-    async fn reset_wal(&self, bindir: &Path, data: &Path, urgency: Urgency) -> Result<(), String> {
+    async fn reset_wal(
+        &self,
+        bindir: &Path,
+        data: &Path,
+        urgency: Urgency,
+    ) -> Result<(), StepError> {
         let mut reset = self.command(&bindir.join("pg_resetwal"), urgency, true);
         reset.arg("-f").arg("-D").arg(data);
         Self::run("pg_resetwal", reset).await
@@ -194,31 +202,32 @@ impl Inner {
 /// file, and in the first page of each WAL segment. `false` when a segment
 /// does not record the old identifier where expected: then the caller
 /// replaces the WAL (`pg_resetwal`).
-fn rekey(data: &Path) -> Result<bool, String> {
+fn rekey(data: &Path) -> Result<bool, StepError> {
     use rand::RngCore;
     use std::io::{Read, Seek, Write};
-    let io = |e: std::io::Error| format!("re-keying {}: {e}", data.display());
+    let io = StepError::io(format!("re-keying {}", data.display()));
     let control_file = data.join("global").join("pg_control");
-    let mut bytes = std::fs::read(&control_file).map_err(io)?;
-    let old = control::system_identifier(&bytes).ok_or("pg_control is too short")?;
+    let mut bytes = std::fs::read(&control_file).map_err(&io)?;
+    let old = control::system_identifier(&bytes)
+        .ok_or_else(|| StepError::state("pg_control is too short"))?;
     let mut nonce = [0u8; control::NONCE_LEN];
     rand::rngs::OsRng.fill_bytes(&mut nonce);
     let now = time::OffsetDateTime::now_utc()
         .unix_timestamp()
         .unsigned_abs();
     let new = control::new_system_identifier(now, rand::rngs::OsRng.next_u32());
-    control::rekey(&mut bytes, new, &nonce).map_err(|e| e.to_string())?;
+    control::rekey(&mut bytes, new, &nonce).map_err(StepError::other("re-keying pg_control"))?;
     let mut every_segment = true;
     let mut segments = 0;
-    for entry in std::fs::read_dir(data.join("pg_wal")).map_err(io)? {
-        let entry = entry.map_err(io)?;
+    for entry in std::fs::read_dir(data.join("pg_wal")).map_err(&io)? {
+        let entry = entry.map_err(&io)?;
         let name = entry.file_name();
         let is_segment = name.len() == 24
             && name
                 .to_string_lossy()
                 .bytes()
                 .all(|b| b.is_ascii_hexdigit())
-            && entry.file_type().map_err(io)?.is_file();
+            && entry.file_type().map_err(&io)?.is_file();
         if !is_segment {
             continue;
         }
@@ -227,16 +236,16 @@ fn rekey(data: &Path) -> Result<bool, String> {
             .read(true)
             .write(true)
             .open(entry.path())
-            .map_err(io)?;
+            .map_err(&io)?;
         let mut header = [0u8; control::WAL_SYSID_AT + 8];
-        file.read_exact(&mut header).map_err(io)?;
+        file.read_exact(&mut header).map_err(&io)?;
         if control::rekey_wal_header(&mut header, old, new) {
-            file.seek(std::io::SeekFrom::Start(0)).map_err(io)?;
-            file.write_all(&header).map_err(io)?;
+            file.seek(std::io::SeekFrom::Start(0)).map_err(&io)?;
+            file.write_all(&header).map_err(&io)?;
         } else {
             every_segment = false;
         }
     }
-    std::fs::write(&control_file, bytes).map_err(io)?;
+    std::fs::write(&control_file, bytes).map_err(&io)?;
     Ok(every_segment && segments > 0)
 }

@@ -10,6 +10,7 @@ mod binaries;
 mod cluster;
 mod config;
 mod control;
+mod error;
 mod os;
 pub mod pod;
 mod pool;
@@ -38,6 +39,8 @@ use strata_core::{
     UpdateInstance, VersionCatalog,
 };
 use strata_store::{InstanceRecord, Store, StoreError};
+
+use crate::error::StepError;
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -248,9 +251,11 @@ impl Inner {
     }
 
     /// Moves an instance to a newly reserved port and gives its old one back.
-    async fn move_port(&self, id: Uuid, old: u16) -> Result<u16, String> {
+    async fn move_port(&self, id: Uuid, old: u16) -> Result<u16, StepError> {
         loop {
-            let lease = self.reserve_port().map_err(|e| e.to_string())?;
+            let lease = self
+                .reserve_port()
+                .map_err(StepError::other("moving to another port"))?;
             let result = async {
                 let mut tx = self.store.begin().await?;
                 tx.set_port(id, lease.port).await?;
@@ -267,7 +272,7 @@ impl Inner {
                 Err(StoreError::Conflict(_)) => {
                     lease.keep();
                 }
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(StepError::other("moving to another port")(e)),
             }
         }
     }

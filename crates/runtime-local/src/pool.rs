@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use crate::Inner;
 use crate::cluster::Urgency;
+use crate::error::StepError;
 
 /// How long the refill waits after a failed preparation before it tries again.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(10);
@@ -97,7 +98,7 @@ impl Inner {
             .collect();
         for version in &versions {
             if let Err(e) = self.ensure_template(version).await {
-                tracing::warn!(error = %e, version, "cannot prepare the PostgreSQL template");
+                tracing::warn!(error = %e.chain(), version, "cannot prepare the PostgreSQL template");
             }
         }
         if self.pool.size == 0 {
@@ -146,7 +147,7 @@ impl Inner {
                         }
                     }
                     if let Some(e) = failed {
-                        tracing::warn!(error = %e, version, "cannot prepare a cluster for the pool");
+                        tracing::warn!(error = %e.chain(), version, "cannot prepare a cluster for the pool");
                         tokio::select! {
                             () = self.shutdown.cancelled() => return,
                             () = tokio::time::sleep(RETRY_AFTER_FAILURE) => {}
@@ -164,7 +165,7 @@ impl Inner {
 
     /// One new entry of `version`'s pool, prepared under a temporary name
     /// and renamed when complete.
-    async fn prepare_entry(&self, version: &str) -> Result<PathBuf, String> {
+    async fn prepare_entry(&self, version: &str) -> Result<PathBuf, StepError> {
         let dir = self.root.join("pool").join(version);
         let id = Uuid::new_v4();
         let tmp = dir.join(format!("{id}.tmp"));
@@ -176,7 +177,7 @@ impl Inner {
             let _ = std::fs::remove_dir_all(&tmp);
             return Err(e);
         }
-        std::fs::rename(&tmp, &entry).map_err(|e| format!("adding to the pool: {e}"))?;
+        std::fs::rename(&tmp, &entry).map_err(StepError::io("adding to the pool"))?;
         Ok(entry)
     }
 }

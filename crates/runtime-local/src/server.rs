@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use tokio::process::{Child, Command};
 
+use crate::error::StepError;
 use crate::os::{self, RunAs};
 
 pub enum Server {
@@ -158,12 +159,16 @@ pub async fn wait_accepting(
     port: u16,
     log: &Path,
     deadline: Duration,
-) -> Result<tokio_postgres::Client, String> {
+) -> Result<tokio_postgres::Client, StepError> {
     let start = Instant::now();
     let mut asked = start;
     loop {
         if let Some(reason) = server.has_exited() {
-            return Err(format!("PostgreSQL {}: {}", reason.0, log_tail(log, 3)));
+            return Err(StepError::state(format!(
+                "PostgreSQL {}: {}",
+                reason.0,
+                log_tail(log, 3)
+            )));
         }
         if says_ready(data) || asked.elapsed() >= ASK_ANYWAY {
             asked = Instant::now();
@@ -172,11 +177,11 @@ pub async fn wait_accepting(
             }
         }
         if start.elapsed() > deadline {
-            return Err(format!(
+            return Err(StepError::state(format!(
                 "PostgreSQL did not accept connections within {}s: {}",
                 deadline.as_secs(),
                 log_tail(log, 3)
-            ));
+            )));
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }

@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use crate::cluster::Urgency;
 use crate::config::{QuotaState, ServerConfig, quota_state, render_hba};
+use crate::error::StepError;
 use crate::server::{ExitReason, Server, stop_any, wait_accepting};
 use crate::{Inner, sql};
 
@@ -157,6 +158,20 @@ impl Supervisor {
             .await
     }
 
+    /// Marks the instance `Failed` for `reason`, with the step's message in
+    /// its status and a service event; the whole cause goes to the log.
+    async fn fail(&self, reason: &str, error: &StepError) {
+        tracing::warn!(instance_id = %self.id, reason, error = %error.chain(), "instance failed");
+        let message = error.to_string();
+        self.set_phase(
+            Phase::Failed,
+            reason,
+            &message,
+            vec![NewServiceEvent::error(EventKind::Failed, message.clone())],
+        )
+        .await;
+    }
+
     async fn main(&mut self, mut rx: mpsc::UnboundedReceiver<Command>, cancel: CancellationToken) {
         let Some(rec) = self.load().await else { return };
         match rec.instance.status.phase {
@@ -169,7 +184,7 @@ impl Supervisor {
                     let outcome = tokio::select! {
                         biased;
                         () = cancel.cancelled() => None,
-                        () = shutdown.cancelled() => Some(Err(String::new())),
+                        () = shutdown.cancelled() => Some(Err(StepError::state("shutting down"))),
                         r = self.provision() => Some(r),
                     };
                     if shutdown.is_cancelled() {
@@ -188,15 +203,8 @@ impl Supervisor {
                         }
                         Some(Err(reason)) => {
                             self.rt.metrics.provision_failures.inc();
-                            tracing::warn!(instance_id = %self.id, %reason, "provisioning failed");
                             self.stop_server().await;
-                            self.set_phase(
-                                Phase::Failed,
-                                "ProvisioningFailed",
-                                &reason,
-                                vec![NewServiceEvent::error(EventKind::Failed, reason.clone())],
-                            )
-                            .await;
+                            self.fail("ProvisioningFailed", &reason).await;
                             if !self.sleep(backoff(attempt + 3), &cancel).await {
                                 if cancel.is_cancelled() {
                                     return self.teardown().await;
@@ -222,13 +230,7 @@ impl Supervisor {
             }
             Phase::Ready | Phase::Updating | Phase::Failed => {
                 if let Err(reason) = self.resume(&rec).await {
-                    self.set_phase(
-                        Phase::Failed,
-                        "StartFailed",
-                        &reason,
-                        vec![NewServiceEvent::error(EventKind::Failed, reason.clone())],
-                    )
-                    .await;
+                    self.fail("StartFailed", &reason).await;
                     self.recover(None, &cancel).await;
                 }
             }
@@ -269,12 +271,12 @@ impl Supervisor {
         }
     }
 
-    fn config(&self, rec: &InstanceRecord) -> Result<ServerConfig, String> {
+    fn config(&self, rec: &InstanceRecord) -> Result<ServerConfig, StepError> {
         let plan = self
             .rt
             .plans
             .get(&rec.instance.plan)
-            .map_err(|e| e.to_string())?;
+            .map_err(StepError::other("reading the plan"))?;
         Ok(ServerConfig::new(
             plan,
             rec.port,
@@ -283,24 +285,27 @@ impl Supervisor {
         ))
     }
 
-    fn write_config(&self, rec: &InstanceRecord) -> Result<ServerConfig, String> {
+    fn write_config(&self, rec: &InstanceRecord) -> Result<ServerConfig, StepError> {
         let cfg = self.config(rec)?;
-        let spec = rec.instance.spec().map_err(|e| e.to_string())?;
-        let io = |e: std::io::Error| format!("writing configuration: {e}");
+        let spec = rec
+            .instance
+            .spec()
+            .map_err(StepError::other("reading the instance's settings"))?;
+        let io = StepError::io("writing configuration");
         self.rt
             .run_as
             .write_private(
                 &self.paths.data.join("strata.conf"),
                 cfg.render().as_bytes(),
             )
-            .map_err(io)?;
+            .map_err(&io)?;
         self.rt
             .run_as
             .write_private(
                 &self.paths.data.join("pg_hba.conf"),
                 render_hba(&rec.instance.name, &rec.instance.name, &spec.acl).as_bytes(),
             )
-            .map_err(io)?;
+            .map_err(&io)?;
         Ok(cfg)
     }
 
@@ -309,21 +314,21 @@ impl Supervisor {
     async fn start_server(
         &mut self,
         rec: &InstanceRecord,
-    ) -> Result<tokio_postgres::Client, String> {
+    ) -> Result<tokio_postgres::Client, StepError> {
         self.spawn_server(rec)?;
         self.wait_server(rec).await
     }
 
     /// Starts the server process; it becomes ready on its own.
-    fn spawn_server(&mut self, rec: &InstanceRecord) -> Result<(), String> {
+    fn spawn_server(&mut self, rec: &InstanceRecord) -> Result<(), StepError> {
         let bindir = self.rt.bindir(&rec.instance.version)?;
         self.rt
             .run_as
             .own_dir(&self.paths.run, 0o700)
-            .map_err(|e| e.to_string())?;
+            .map_err(StepError::io("making the socket directory"))?;
         // A stale pid file from a killed server is PostgreSQL's to handle.
         let server = Server::start(&bindir, &self.paths.data, &self.paths.log, self.rt.run_as)
-            .map_err(|e| format!("starting PostgreSQL: {e}"))?;
+            .map_err(StepError::io("starting PostgreSQL"))?;
         self.server = Some(server);
         Ok(())
     }
@@ -332,9 +337,9 @@ impl Supervisor {
     async fn wait_server(
         &mut self,
         rec: &InstanceRecord,
-    ) -> Result<tokio_postgres::Client, String> {
+    ) -> Result<tokio_postgres::Client, StepError> {
         let Some(server) = self.server.as_mut() else {
-            return Err("PostgreSQL was not started".into());
+            return Err(StepError::state("PostgreSQL was not started"));
         };
         wait_accepting(
             server,
@@ -356,7 +361,7 @@ impl Supervisor {
 
     /// The instance's data directory: a prepared one from the pool when
     /// there is one, else one prepared now the same way. Says which.
-    async fn claim_data_directory(&self, version: &str) -> Result<String, String> {
+    async fn claim_data_directory(&self, version: &str) -> Result<String, StepError> {
         if let Some(entry) = self.rt.pool.claim(version) {
             match std::fs::rename(&entry, &self.paths.data) {
                 Ok(()) => {
@@ -379,20 +384,20 @@ impl Supervisor {
         ))
     }
 
-    async fn provision(&mut self) -> Result<(), String> {
+    async fn provision(&mut self) -> Result<(), StepError> {
         let Some(mut rec) = self.load().await else {
-            return Err("instance vanished".into());
+            return Err(StepError::state("instance vanished"));
         };
         let version = rec.instance.version.clone();
         // Start clean: whatever an interrupted attempt left goes.
         self.stop_server().await;
         if self.paths.dir.exists() {
-            std::fs::remove_dir_all(&self.paths.dir).map_err(|e| format!("cleaning up: {e}"))?;
+            std::fs::remove_dir_all(&self.paths.dir).map_err(StepError::io("cleaning up"))?;
         }
         self.rt
             .run_as
             .own_dir(&self.paths.dir, 0o700)
-            .map_err(|e| e.to_string())?;
+            .map_err(StepError::io("making the instance's directory"))?;
         let claimed = self.claim_data_directory(&version).await?;
 
         // A key and certificate of its own, made now.
@@ -400,19 +405,19 @@ impl Supervisor {
             .rt
             .ca
             .issue_server(&rec.instance.name, &[&self.rt.cfg.listen, "localhost"])
-            .map_err(|e| e.to_string())?;
-        let io = |e: std::io::Error| e.to_string();
+            .map_err(StepError::other("issuing the server certificate"))?;
+        let io = StepError::io("writing the server certificate");
         self.rt
             .run_as
             .write_private(
                 &self.paths.data.join("server.crt"),
                 cert.cert_pem.as_bytes(),
             )
-            .map_err(io)?;
+            .map_err(&io)?;
         self.rt
             .run_as
             .write_private(&self.paths.data.join("server.key"), cert.key_pem.as_bytes())
-            .map_err(io)?;
+            .map_err(&io)?;
 
         let mut events = vec![NewServiceEvent::info(EventKind::ProvisioningStep, claimed)];
         if !crate::port_free(&self.rt.cfg.listen, rec.port) {
@@ -435,7 +440,7 @@ impl Supervisor {
             .set_status(move |s, _| written.clone_into(&mut s.message), events)
             .await
         {
-            return Err("deleted".into());
+            return Err(StepError::state("deleted"));
         }
         let client = self.wait_server(&rec).await?;
         self.applied = Some(cfg);
@@ -450,7 +455,7 @@ impl Supervisor {
                 &rec.password,
             )
         );
-        claimed.map_err(|e| format!("creating role and database: {e}"))?;
+        claimed.map_err(StepError::sql("creating role and database"))?;
         drop(client);
         if !self
             .set_phase(
@@ -464,15 +469,17 @@ impl Supervisor {
             )
             .await
         {
-            return Err("deleted".into());
+            return Err(StepError::state("deleted"));
         }
         Ok(())
     }
 
     /// After Strata restarts: adopt a server that still runs, or start it.
-    async fn resume(&mut self, rec: &InstanceRecord) -> Result<(), String> {
+    async fn resume(&mut self, rec: &InstanceRecord) -> Result<(), StepError> {
         if !self.paths.data.join("PG_VERSION").is_file() {
-            return Err("the data directory is missing; the instance cannot be recovered".into());
+            return Err(StepError::state(
+                "the data directory is missing; the instance cannot be recovered",
+            ));
         }
         let cfg = self.write_config(rec)?;
         let how = if let Some(pid) = crate::os::running_postmaster(&self.paths.data) {
@@ -552,13 +559,7 @@ impl Supervisor {
                     self.stop_server().await;
                     attempt += 1;
                     if attempt == FAILED_AFTER {
-                        self.set_phase(
-                            Phase::Failed,
-                            "RestartFailed",
-                            &e,
-                            vec![NewServiceEvent::error(EventKind::Failed, e.clone())],
-                        )
-                        .await;
+                        self.fail("RestartFailed", &e).await;
                     }
                 }
             }
@@ -574,13 +575,7 @@ impl Supervisor {
         let cfg = match self.write_config(&rec) {
             Ok(c) => c,
             Err(e) => {
-                self.set_phase(
-                    Phase::Failed,
-                    "ApplyFailed",
-                    &e,
-                    vec![NewServiceEvent::error(EventKind::Failed, e.clone())],
-                )
-                .await;
+                self.fail("ApplyFailed", &e).await;
                 return;
             }
         };
@@ -589,13 +584,7 @@ impl Supervisor {
         let how = if restart {
             self.stop_server().await;
             if let Err(e) = self.start_server(&rec).await {
-                self.set_phase(
-                    Phase::Failed,
-                    "ApplyFailed",
-                    &e,
-                    vec![NewServiceEvent::error(EventKind::Failed, e.clone())],
-                )
-                .await;
+                self.fail("ApplyFailed", &e).await;
                 self.stop_server().await;
                 self.recover(None, cancel).await;
                 return;
