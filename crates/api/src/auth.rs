@@ -302,9 +302,11 @@ impl Auth {
         self.oidc.as_ref()
     }
 
-    /// Uses one attempt of the source address; `Err(retry after)` when none is left.
+    /// Uses one attempt of the source address (of its /64 network for
+    /// IPv6); `Err(retry after)` when none is left.
     pub fn take_address_attempt(&self, address: &str) -> Result<(), std::time::Duration> {
-        self.per_address.take(&address.to_owned())
+        self.per_address
+            .take(&crate::ratelimit::address_bucket(address))
     }
 
     /// Whether a user name may try a password now.

@@ -8,6 +8,10 @@
 //! only once its bucket is full again, when forgetting it loses nothing. So
 //! filling the table with keys of one's own never frees a limited key; the
 //! memory it takes is bounded by the keys used within one refill period.
+//!
+//! An address's bucket is the address itself for IPv4 and its /64 network
+//! for IPv6 ([`address_bucket`]): one IPv6 client is usually given a whole
+//! /64 and could otherwise take a fresh bucket with every request.
 
 use std::hash::Hash;
 use std::num::NonZeroU32;
@@ -203,11 +207,46 @@ impl<K: Hash + Eq + Clone, C: Clock + Clone> Limiter<K, C> {
     }
 }
 
+/// The bucket of a client address: IPv4 addresses (also when written as
+/// IPv4-mapped IPv6) on their own, IPv6 addresses by their /64 network;
+/// anything that is not an address as it is.
+pub fn address_bucket(address: &str) -> String {
+    use std::net::IpAddr;
+    match address.parse::<IpAddr>() {
+        Ok(IpAddr::V4(v4)) => v4.to_string(),
+        Ok(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let network = u128::from(v6) & !((1u128 << 64) - 1);
+                format!("{}/64", std::net::Ipv6Addr::from(network))
+            }
+        },
+        Err(_) => address.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use governor::clock::FakeRelativeClock;
 
     use super::*;
+
+    #[test]
+    fn ipv6_clients_share_the_bucket_of_their_64_network() {
+        assert_eq!(
+            address_bucket("2001:db8:1:2:aaaa::1"),
+            address_bucket("2001:db8:1:2:ffff:ffff:ffff:ffff")
+        );
+        assert_eq!(address_bucket("2001:db8:1:2::9"), "2001:db8:1:2::/64");
+        assert_ne!(
+            address_bucket("2001:db8:1:2::1"),
+            address_bucket("2001:db8:1:3::1")
+        );
+        assert_eq!(address_bucket("192.0.2.7"), "192.0.2.7");
+        assert_ne!(address_bucket("192.0.2.7"), address_bucket("192.0.2.8"));
+        assert_eq!(address_bucket("::ffff:192.0.2.7"), "192.0.2.7");
+        assert_eq!(address_bucket("unknown"), "unknown");
+    }
 
     fn limiter<K: Hash + Eq + Clone>(
         quota: Quota,
