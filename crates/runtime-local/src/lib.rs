@@ -581,6 +581,12 @@ impl LocalRuntime {
         audit: Option<NewAuditEvent>,
     ) -> RuntimeResult<(Instance, Option<NewAuditEvent>)> {
         refuse_external_access(spec.external_access)?;
+        let name = spec.name.clone();
+        let taken = || {
+            RuntimeError::Conflict(format!(
+                "instance {name} already exists in project {project}"
+            ))
+        };
         let now = OffsetDateTime::now_utc();
         let instance = Instance {
             id: Uuid::now_v7(),
@@ -601,7 +607,17 @@ impl LocalRuntime {
         // unique port is the final guard, and a port it reports taken stays
         // held, so this ends: with the instance written, or at capacity.
         loop {
-            let lease = self.inner.reserve_port()?;
+            let lease = match self.inner.reserve_port() {
+                Ok(lease) => lease,
+                // A taken name is the answer that stays true: it comes
+                // before "try again later".
+                Err(full) => {
+                    return Err(match self.record(project, &name).await {
+                        Ok(_) => taken(),
+                        Err(_) => full,
+                    });
+                }
+            };
             let rec = InstanceRecord {
                 instance: instance.clone(),
                 port: lease.port,
@@ -631,12 +647,7 @@ impl LocalRuntime {
                 Err(StoreError::Conflict(what)) if what == "port" => {
                     lease.keep();
                 }
-                Err(StoreError::Conflict(_)) => {
-                    return Err(RuntimeError::Conflict(format!(
-                        "instance {} already exists in project {project}",
-                        instance.name
-                    )));
-                }
+                Err(StoreError::Conflict(_)) => return Err(taken()),
                 Err(e) => return Err(store_err(e)),
             }
         }

@@ -61,6 +61,11 @@ each_backend! {
             }
             other => panic!("expected a capacity answer, got {other:?}"),
         }
+        // A name that is taken stays taken: that answer comes first.
+        match f.create("second").await {
+            Err(RuntimeError::Conflict(message)) => assert!(message.contains("second"), "{message}"),
+            other => panic!("expected a conflict at capacity for a taken name, got {other:?}"),
+        }
         f.delete("first").await;
         let again = f.create("third").await.expect("the deleted instance's port is free again");
         f.wait_ready("third").await;
