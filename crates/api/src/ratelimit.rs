@@ -214,13 +214,14 @@ pub fn address_bucket(address: &str) -> String {
     use std::net::IpAddr;
     match address.parse::<IpAddr>() {
         Ok(IpAddr::V4(v4)) => v4.to_string(),
-        Ok(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
-            Some(v4) => v4.to_string(),
-            None => {
+        Ok(IpAddr::V6(v6)) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                v4.to_string()
+            } else {
                 let network = u128::from(v6) & !((1u128 << 64) - 1);
                 format!("{}/64", std::net::Ipv6Addr::from(network))
             }
-        },
+        }
         Err(_) => address.to_owned(),
     }
 }

@@ -128,16 +128,7 @@ pub async fn create_user(
         .run(&st, async |audit| {
             admin_only(audit.caller())?;
             let req = body?.value;
-            let username = Username::parse(&req.username).map_err(|e| {
-                ApiError::field(
-                    StatusCode::BAD_REQUEST,
-                    "username",
-                    e.errors
-                        .first()
-                        .map(|f| f.message.clone())
-                        .unwrap_or_default(),
-                )
-            })?;
+            let username = Username::parse(&req.username).map_err(|e| bad_name("username", &e))?;
             let len = req.password.expose().chars().count();
             if !(12..=1024).contains(&len) {
                 return Err(ApiError::field(
@@ -209,6 +200,12 @@ pub async fn delete_user(
             Ok(StatusCode::NO_CONTENT.into_response())
         })
         .await
+}
+
+/// A name its parser refused, reported at `field`.
+fn bad_name(field: &str, e: &strata_core::ValidationError) -> ApiError {
+    let message = e.errors.first().map(|f| f.message.clone());
+    ApiError::field(StatusCode::BAD_REQUEST, field, message.unwrap_or_default())
 }
 
 // ---- projects ---------------------------------------------------------------
@@ -290,16 +287,7 @@ pub async fn create_project(
         .run(&st, async |audit| {
             admin_only(audit.caller())?;
             let req = body?.value;
-            let name = ProjectName::parse(&req.name).map_err(|e| {
-                ApiError::field(
-                    StatusCode::BAD_REQUEST,
-                    "name",
-                    e.errors
-                        .first()
-                        .map(|f| f.message.clone())
-                        .unwrap_or_default(),
-                )
-            })?;
+            let name = ProjectName::parse(&req.name).map_err(|e| bad_name("name", &e))?;
             let mut tx = st.store.begin().await?;
             tx.insert_project(name.as_str()).await?;
             let mut event = audit.event(201);

@@ -54,6 +54,21 @@ fn accepted(project: &ProjectName, instance: &Instance) -> Response {
     res
 }
 
+/// [`accepted`], once the event the runtime handed back unwritten (if any)
+/// is stored.
+async fn accepted_audited(
+    st: &AppState,
+    audit: &Audit,
+    project: &ProjectName,
+    instance: &Instance,
+    pending: Option<strata_core::NewAuditEvent>,
+) -> ApiResult<Response> {
+    audit
+        .write_pending(st, pending, Some(instance.id.to_string()))
+        .await?;
+    Ok(accepted(project, instance))
+}
+
 /// Lists a project's instances, by name.
 #[utoipa::path(get, path = "/v1/projects/{project}/instances", operation_id = "listInstances", tag = "instances",
     security(("bearer" = [])),
@@ -309,10 +324,7 @@ pub async fn update(
                 .runtime
                 .update_audited(&project, &name, change, event)
                 .await?;
-            audit
-                .write_pending(&st, pending, Some(instance.id.to_string()))
-                .await?;
-            Ok(accepted(&project, &instance))
+            accepted_audited(&st, audit, &project, &instance, pending).await
         })
         .await
 }
@@ -336,10 +348,7 @@ pub async fn delete(
                 .runtime
                 .delete_audited(&project, &instance_name(&name)?, audit.event(202))
                 .await?;
-            audit
-                .write_pending(&st, pending, Some(instance.id.to_string()))
-                .await?;
-            Ok(accepted(&project, &instance))
+            accepted_audited(&st, audit, &project, &instance, pending).await
         })
         .await
 }
